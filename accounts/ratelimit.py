@@ -1,0 +1,64 @@
+"""Fixed-window rate limits kept in the cache (Redis in production)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import wraps
+
+from django.conf import settings
+from django.core.cache import cache
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    allowed: bool
+    retry_after: int
+
+
+def parse_rate(rate: str) -> tuple[int, int]:
+    """Turn "10/5m" into (10 hits, 300 seconds)."""
+    hits, _, period = rate.partition("/")
+    return int(hits), int(period[:-1] or 1) * _UNITS[period[-1]]
+
+
+def hit(key: str, *, limit: int, window: int) -> Verdict:
+    """Count one hit against key; refuse once limit hits fall in the current window."""
+    now = int(time.time())
+    window_start = now - now % window
+    cache_key = f"rl:{key}:{window_start}"
+    cache.add(cache_key, 0, timeout=window + 1)
+    try:
+        count = cache.incr(cache_key)
+    except ValueError:
+        cache.set(cache_key, 1, timeout=window + 1)
+        count = 1
+    return Verdict(allowed=count <= limit, retry_after=window_start + window - now)
+
+
+def client_ip(request: HttpRequest) -> str:
+    return request.META.get("REMOTE_ADDR", "unknown")
+
+
+def limit_posts(setting: str, scope: str) -> Callable:
+    """Refuse POSTs from one address past the rate named by a setting, with a clear page."""
+
+    def decorator(view: Callable) -> Callable:
+        @wraps(view)
+        def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+            if request.method == "POST":
+                limit, window = parse_rate(getattr(settings, setting))
+                verdict = hit(f"{scope}:{client_ip(request)}", limit=limit, window=window)
+                if not verdict.allowed:
+                    ctx = {"retry_after": verdict.retry_after}
+                    return render(request, "accounts/rate_limited.html", ctx, status=429)
+            return view(request, *args, **kwargs)
+
+        return wrapper
+
+    return decorator

@@ -1,0 +1,138 @@
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Avg, Count, Q, Sum
+from django.db.models.functions import TruncDate
+from django.utils import timezone
+
+from tokens.models import Credential
+
+
+class Conversation(models.Model):
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations")
+    title = models.CharField(max_length=200, blank=True)
+    credential = models.ForeignKey(
+        Credential, on_delete=models.SET_NULL, null=True, blank=True, related_name="conversations"
+    )
+    model = models.CharField(max_length=100, blank=True)
+    system_prompt = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-updated_at", "-id"]
+
+    def __str__(self) -> str:
+        return self.title or "New chat"
+
+    def title_from(self, text: str) -> str:
+        first_line = " ".join(text.split())
+        return first_line[:60] + ("…" if len(first_line) > 60 else "")
+
+
+class Role(models.TextChoices):
+    USER = "user", "User"
+    ASSISTANT = "assistant", "Assistant"
+
+
+class State(models.TextChoices):
+    STREAMING = "streaming", "Streaming"
+    COMPLETE = "complete", "Complete"
+    STOPPED = "stopped", "Stopped"
+    INCOMPLETE = "incomplete", "Incomplete"
+    ERROR = "error", "Error"
+
+
+class Message(models.Model):
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
+    role = models.CharField(max_length=10, choices=Role.choices)
+    content = models.TextField(blank=True)
+    state = models.CharField(max_length=12, choices=State.choices, default=State.COMPLETE)
+    error = models.CharField(max_length=300, blank=True, help_text="What went wrong, in words for the user.")
+    model = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.role} message {self.pk}"
+
+
+class UsageQuerySet(models.QuerySet):
+    def totals(self) -> dict:
+        return self.aggregate(
+            requests=Count("id"),
+            errors=Count("id", filter=~Q(error_type="")),
+            prompt_tokens=Sum("prompt_tokens", default=0),
+            completion_tokens=Sum("completion_tokens", default=0),
+            total_tokens=Sum("total_tokens", default=0),
+            cost_usd=Sum("cost_usd"),
+            avg_latency_ms=Avg("latency_ms"),
+        )
+
+    def daily_totals(self) -> models.QuerySet:
+        return (
+            self.annotate(day=TruncDate("created_at"))
+            .values("day")
+            .annotate(
+                requests=Count("id"),
+                errors=Count("id", filter=~Q(error_type="")),
+                total_tokens=Sum("total_tokens", default=0),
+            )
+            .order_by("day")
+        )
+
+    def in_range(self, since: date | None, until: date | None) -> UsageQuerySet:
+        qs = self
+        if since:
+            qs = qs.filter(created_at__date__gte=since)
+        if until:
+            qs = qs.filter(created_at__date__lte=until)
+        return qs
+
+    def older_than(self, moment: datetime) -> UsageQuerySet:
+        return self.filter(created_at__lt=moment)
+
+
+class UsageRecord(models.Model):
+    """One model call. Holds counts and timings, never message text or a secret."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="usage_records")
+    credential_id = models.UUIDField(null=True, blank=True)
+    conversation = models.ForeignKey(Conversation, on_delete=models.SET_NULL, null=True, blank=True)
+    model = models.CharField(max_length=100)
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True, help_text="Upstream HTTP status.")
+    prompt_tokens = models.PositiveIntegerField(default=0)
+    completion_tokens = models.PositiveIntegerField(default=0)
+    total_tokens = models.PositiveIntegerField(default=0)
+    cost_usd = models.DecimalField(
+        max_digits=12, decimal_places=6, null=True, blank=True, help_text="From the price list; empty if unknown."
+    )
+    is_estimated = models.BooleanField(default=False, help_text="Counted locally: upstream sent no usage.")
+    latency_ms = models.PositiveIntegerField(default=0)
+    first_token_ms = models.PositiveIntegerField(null=True, blank=True)
+    request_id = models.CharField(max_length=100, blank=True, help_text="Upstream x-request-id.")
+    response_id = models.CharField(max_length=100, null=True, blank=True, unique=True)
+    error_type = models.CharField(max_length=40, blank=True)
+    outcome = models.CharField(max_length=12, choices=State.choices, default=State.COMPLETE)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    objects = UsageQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["user", "created_at"]),
+            models.Index(fields=["model", "created_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model} call {self.pk}"
+
+    @property
+    def is_error(self) -> bool:
+        return bool(self.error_type)

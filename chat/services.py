@@ -1,0 +1,257 @@
+"""Conversations and replies: what a chat request saves, sends upstream and records."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from dataclasses import dataclass
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.core.cache import cache
+from django.db import IntegrityError, transaction
+from django.urls import reverse
+from django.utils import timezone
+
+from accounts import ratelimit
+from accounts.models import User
+from chat import upstream
+from chat.markdown import render_markdown
+from chat.models import Conversation, Message, Role, State, UsageRecord
+from chat.pricing import cost_usd
+from chat.tokencount import count_message_tokens, count_text_tokens
+from tokens.models import Credential
+from tokens.services import Bearer, CredentialError, credential_bearer, credential_for_user, credential_mark_invalid
+
+logger = logging.getLogger(__name__)
+
+GENERATION_LOCK_SECONDS = 600
+
+
+class ChatRefusal(Exception):
+    """The request was refused before anything was saved; the user's text stays in their box."""
+
+    def __init__(self, message: str, *, status: int = 400, redirect: str = "", retry_after: int | None = None):
+        super().__init__(message)
+        self.message, self.status, self.redirect, self.retry_after = message, status, redirect, retry_after
+
+
+@dataclass
+class PreparedReply:
+    conversation: Conversation
+    user_message: Message
+    assistant_message: Message
+    bearer: Bearer
+    model: str
+    history: list[dict]
+
+
+def _check_rate(user: User) -> None:
+    limit = user.chat_rate_limit or settings.CHAT_RATE_LIMIT_PER_MINUTE
+    verdict = ratelimit.hit(f"chat:{user.pk}", limit=limit, window=60)
+    if not verdict.allowed:
+        raise ChatRefusal(
+            f"You have sent {limit} messages this minute. Try again in {verdict.retry_after} s.",
+            status=429,
+            retry_after=verdict.retry_after,
+        )
+
+
+def _lock_key(conversation_id: int) -> str:
+    return f"chat:generating:{conversation_id}"
+
+
+def _pick_credential(user: User, credential_id: str | None) -> Credential:
+    credential = credential_for_user(user=user, credential_id=credential_id)
+    keys_url = reverse("tokens:credential-list") + "?next=chat"
+    if credential is None:
+        raise ChatRefusal(
+            "Add an API key before you chat: replies are paid for with your own key.", status=409, redirect=keys_url
+        )
+    if not credential.is_usable:
+        raise ChatRefusal(
+            f"Your credential “{credential.name}” is {credential.get_status_display().lower()}. "
+            "Fix or replace it on the keys page.",
+            status=409,
+            redirect=keys_url,
+        )
+    return credential
+
+
+def history_for(conversation: Conversation, *, before: Message | None = None) -> list[dict]:
+    """The messages to send upstream: system prompt, then every turn with text."""
+    messages = [{"role": "system", "content": conversation.system_prompt}] if conversation.system_prompt else []
+    turns = conversation.messages.exclude(content="").exclude(state=State.STREAMING)
+    if before is not None:
+        turns = turns.filter(id__lt=before.id)
+    messages += [{"role": m.role, "content": m.content} for m in turns]
+    return messages
+
+
+def reply_prepare(
+    *, user: User, conversation_id: int | None, text: str, model: str = "", credential_id: str | None = None
+) -> PreparedReply:
+    """Validate, save the user's message, and get everything the upstream call needs."""
+    text = text.strip()
+    if not text:
+        raise ChatRefusal("Type a message first.")
+    if len(text) > settings.CHAT_MAX_MESSAGE_CHARS:
+        raise ChatRefusal(
+            f"That message is {len(text):,} characters; the limit is "
+            f"{settings.CHAT_MAX_MESSAGE_CHARS:,}. Shorten it or split it up.",
+            status=413,
+        )
+    conversation = None
+    if conversation_id is not None:
+        conversation = Conversation.objects.filter(pk=conversation_id, user=user).first()
+        if conversation is None:
+            raise ChatRefusal("No such conversation.", status=404)
+    credential = _pick_credential(user, credential_id or (conversation and conversation.credential_id))
+    _check_rate(user)
+    with transaction.atomic():
+        if conversation is None:
+            conversation = Conversation.objects.create(user=user, title=Conversation().title_from(text))
+        if not cache.add(_lock_key(conversation.pk), 1, timeout=GENERATION_LOCK_SECONDS):
+            raise ChatRefusal(
+                "A reply is still being written in this conversation. Stop it or wait for it.", status=409
+            )
+        conversation.model = model or conversation.model or settings.DEFAULT_MODEL
+        conversation.credential = credential
+        conversation.updated_at = timezone.now()
+        conversation.save(update_fields=["model", "credential", "updated_at"])
+        user_message = Message.objects.create(conversation=conversation, role=Role.USER, content=text)
+    try:
+        bearer = credential_bearer(credential=credential)
+    except CredentialError as exc:
+        cache.delete(_lock_key(conversation.pk))
+        raise ChatRefusal(str(exc), status=409, redirect=reverse("tokens:credential-list")) from exc
+    assistant = Message.objects.create(
+        conversation=conversation, role=Role.ASSISTANT, state=State.STREAMING, model=conversation.model
+    )
+    return PreparedReply(
+        conversation, user_message, assistant, bearer, conversation.model, history_for(conversation, before=assistant)
+    )
+
+
+def _sse(event: str, data: dict) -> bytes:
+    return f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()
+
+
+async def conversation_reply(prepared: PreparedReply) -> AsyncIterator[bytes]:
+    """Relay the upstream stream to the browser as server-sent events, then save the reply once."""
+    conversation, assistant = prepared.conversation, prepared.assistant_message
+    completion = upstream.Completion(model=prepared.model)
+    parts: list[str] = []
+    state, error = State.STREAMING, None
+    yield _sse(
+        "start",
+        {
+            "conversation": conversation.pk,
+            "url": reverse("chat:conversation-detail", args=[conversation.pk]),
+            "title": conversation.title,
+            "user_message": prepared.user_message.pk,
+            "assistant_message": assistant.pk,
+        },
+    )
+    try:
+        stream = upstream.stream_completion(
+            prepared.bearer, model=prepared.model, messages=prepared.history, completion=completion
+        )
+        async with aclosing(stream):
+            async for text in stream:
+                parts.append(text)
+                yield b"data: " + json.dumps(text).encode() + b"\n\n"
+        state = State.COMPLETE
+    except asyncio.CancelledError:
+        state = State.STOPPED
+        raise
+    except upstream.UpstreamError as exc:
+        error = exc
+        state = State.INCOMPLETE if parts else State.ERROR
+    finally:
+        if state == State.STREAMING:  # closed by the client (aclose) rather than cancelled
+            state = State.STOPPED
+        saved = asyncio.ensure_future(
+            sync_to_async(reply_finish)(
+                prepared, content="".join(parts), state=state, completion=completion, error=error
+            )
+        )
+        await asyncio.shield(saved)
+    yield _sse(
+        "done",
+        {
+            "state": state,
+            "html": render_markdown("".join(parts)),
+            "error": error.message if error else "",
+            "redirect": reverse("tokens:credential-list") if error and error.kind == "auth" else "",
+        },
+    )
+
+
+def reply_finish(
+    prepared: PreparedReply,
+    *,
+    content: str,
+    state: str,
+    completion: upstream.Completion,
+    error: upstream.UpstreamError | None,
+) -> UsageRecord:
+    """Save the assistant message and its usage row, once per reply, whatever happened."""
+    assistant = prepared.assistant_message
+    assistant.content, assistant.state = content, state
+    assistant.error = error.message[:300] if error else ""
+    assistant.save(update_fields=["content", "state", "error"])
+    cache.delete(_lock_key(prepared.conversation.pk))
+    if error and error.kind == "auth":
+        credential = Credential.objects.filter(pk=prepared.bearer.credential_id).first()
+        if credential:
+            credential_mark_invalid(credential=credential, detail=error.message)
+    return usage_record(prepared, completion=completion, state=state, content=content, error=error)
+
+
+def usage_record(
+    prepared: PreparedReply,
+    *,
+    completion: upstream.Completion,
+    state: str,
+    content: str,
+    error: upstream.UpstreamError | None,
+) -> UsageRecord:
+    usage = completion.usage or {}
+    estimated = not usage and bool(content or prepared.history)
+    prompt = usage.get("prompt_tokens") if usage else count_message_tokens(prepared.history, prepared.model)
+    completion_tokens = usage.get("completion_tokens") if usage else count_text_tokens(content, prepared.model)
+    prompt, completion_tokens = int(prompt or 0), int(completion_tokens or 0)
+    if error and error.kind != "cut" and not content:
+        prompt, completion_tokens, estimated = 0, 0, False  # nothing was generated or billed
+    now = time.perf_counter()
+    record = UsageRecord(
+        user_id=prepared.conversation.user_id,
+        credential_id=prepared.bearer.credential_id,
+        conversation=prepared.conversation,
+        model=prepared.model,
+        status_code=completion.status_code or (error.status if error else None),
+        prompt_tokens=prompt,
+        completion_tokens=completion_tokens,
+        total_tokens=int(usage.get("total_tokens") or prompt + completion_tokens),
+        cost_usd=cost_usd(prepared.model, prompt, completion_tokens),
+        is_estimated=estimated,
+        latency_ms=int((now - completion.started) * 1000),
+        first_token_ms=int((completion.first_token_at - completion.started) * 1000)
+        if completion.first_token_at
+        else None,
+        request_id=completion.request_id,
+        response_id=completion.response_id,
+        error_type=error.kind if error else "",
+        outcome=state,
+    )
+    try:
+        with transaction.atomic():
+            record.save()
+    except IntegrityError:  # the same upstream response recorded already (a retry)
+        record = UsageRecord.objects.get(response_id=completion.response_id)
+    return record

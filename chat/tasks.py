@@ -1,0 +1,19 @@
+from __future__ import annotations
+
+from datetime import timedelta
+
+from celery import shared_task
+from django.conf import settings
+from django.utils import timezone
+
+from chat.models import UsageRecord
+
+
+@shared_task
+def prune_usage() -> int:
+    """Delete usage rows older than USAGE_RETENTION_DAYS (0 keeps them forever)."""
+    if settings.USAGE_RETENTION_DAYS <= 0:
+        return 0
+    cutoff = timezone.now() - timedelta(days=settings.USAGE_RETENTION_DAYS)
+    deleted, _ = UsageRecord.objects.older_than(cutoff).delete()
+    return deleted

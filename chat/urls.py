@@ -1,0 +1,16 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from chat import views
+
+app_name = "chat"
+
+urlpatterns = [
+    path("", views.index, name="index"),
+    path("send/", views.conversation_send, name="conversation-send-new"),
+    path("<int:pk>/", views.conversation_detail, name="conversation-detail"),
+    path("<int:pk>/send/", views.conversation_send, name="conversation-send"),
+    path("<int:pk>/rename/", views.conversation_rename, name="conversation-rename"),
+    path("<int:pk>/delete/", views.conversation_delete, name="conversation-delete"),
+]

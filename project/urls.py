@@ -1,0 +1,17 @@
+from __future__ import annotations
+
+from django.contrib import admin
+from django.urls import include, path
+from django.views.generic import RedirectView
+
+from project import views
+
+urlpatterns = [
+    path("", RedirectView.as_view(pattern_name="chat:index", permanent=False)),
+    path("healthz", views.healthz, name="healthz"),
+    path("accounts/", include("accounts.urls")),
+    path("settings/keys/", include("tokens.urls")),
+    path("chat/", include("chat.urls")),
+    path("usage/", include("chat.usage_urls")),
+    path("admin/", admin.site.urls),
+]

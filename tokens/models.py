@@ -1,0 +1,157 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from tokens.fields import SealedField
+
+
+class Kind(models.TextChoices):
+    API_KEY = "api_key", "API key"
+    CLIENT_CREDENTIALS = "oauth2_client_credentials", "OAuth2 client credentials"
+    REFRESH_TOKEN = "oauth2_refresh_token", "OAuth2 refresh token"
+
+
+class Status(models.TextChoices):
+    ACTIVE = "active", "Active"
+    UNVERIFIED = "unverified", "Unverified"
+    INVALID = "invalid", "Invalid"
+    NEEDS_ATTENTION = "needs_attention", "Needs attention"
+    EXPIRED = "expired", "Expired"
+
+
+class ClientAuth(models.TextChoices):
+    BASIC = "client_secret_basic", "HTTP Basic (client_secret_basic)"
+    POST = "client_secret_post", "Form body (client_secret_post)"
+
+
+class CredentialQuerySet(models.QuerySet):
+    def usable(self) -> CredentialQuerySet:
+        return self.exclude(status__in=[Status.INVALID, Status.EXPIRED])
+
+    def due_for_check(self, now: datetime) -> CredentialQuerySet:
+        return self.filter(kind=Kind.API_KEY, next_check_at__lte=now).exclude(status=Status.EXPIRED)
+
+    def due_for_refresh(self, now: datetime) -> CredentialQuerySet:
+        margin = timedelta(seconds=settings.REFRESH_MARGIN_SECONDS)
+        return (
+            self.exclude(kind=Kind.API_KEY)
+            .filter(status__in=[Status.ACTIVE, Status.UNVERIFIED])
+            .filter(Q(access_token_expires_at__isnull=True) | Q(access_token_expires_at__lte=now + margin))
+            .filter(Q(retry_at__isnull=True) | Q(retry_at__lte=now))
+        )
+
+    def past_expiry(self, now: datetime) -> CredentialQuerySet:
+        return self.filter(expires_at__lte=now).exclude(status=Status.EXPIRED)
+
+
+class Credential(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="credentials")
+    name = models.CharField(max_length=80)
+    kind = models.CharField(max_length=32, choices=Kind.choices, default=Kind.API_KEY)
+    is_default = models.BooleanField(default=False)
+    base_url = models.URLField(max_length=300, blank=True, help_text="Empty means the site's default API.")
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.UNVERIFIED)
+    status_detail = models.CharField(max_length=300, blank=True)
+    hint = models.CharField(max_length=24, blank=True, help_text="Masked form of the secret, e.g. sk-…abcd.")
+
+    api_key = SealedField()
+    token_url = models.URLField(max_length=300, blank=True)
+    client_id = models.CharField(max_length=200, blank=True)
+    client_secret = SealedField()
+    client_auth = models.CharField(max_length=24, choices=ClientAuth.choices, default=ClientAuth.BASIC)
+    scope = models.CharField(max_length=300, blank=True)
+    refresh_token = SealedField()
+    access_token = SealedField()
+    access_token_expires_at = models.DateTimeField(null=True, blank=True)
+
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="Owner-set expiry of the credential.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_checked_at = models.DateTimeField(null=True, blank=True)
+    next_check_at = models.DateTimeField(null=True, blank=True)
+    last_refreshed_at = models.DateTimeField(null=True, blank=True)
+    retry_at = models.DateTimeField(null=True, blank=True)
+    failure_count = models.PositiveIntegerField(default=0)
+    notified_at = models.DateTimeField(null=True, blank=True)
+
+    objects = CredentialQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-is_default", "name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user"], condition=Q(is_default=True), name="one_default_credential_per_user"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["kind", "next_check_at"]),
+            models.Index(fields=["access_token_expires_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.get_kind_display()})"
+
+    @property
+    def is_oauth(self) -> bool:
+        return self.kind != Kind.API_KEY
+
+    @property
+    def is_usable(self) -> bool:
+        return self.status not in (Status.INVALID, Status.EXPIRED)
+
+    def effective_base_url(self) -> str:
+        return (self.base_url or settings.OPENAI_BASE_URL).rstrip("/")
+
+    def access_token_is_fresh(self, now: datetime | None = None) -> bool:
+        now = now or timezone.now()
+        return bool(self.access_token) and (self.access_token_expires_at is None or self.access_token_expires_at > now)
+
+    def set_status(self, status: str, detail: str = "") -> bool:
+        """Set status and detail; return whether the status changed."""
+        changed = status != self.status
+        self.status, self.status_detail = status, detail[:300]
+        return changed
+
+    def wipe_secrets(self) -> None:
+        for name in ("api_key", "client_secret", "refresh_token", "access_token"):
+            setattr(self, name, "")
+        self.access_token_expires_at = None
+
+
+class EventKind(models.TextChoices):
+    CREATED = "created", "Created"
+    UPDATED = "updated", "Updated"
+    CHECKED = "checked", "Checked"
+    STATUS_CHANGED = "status_changed", "Status changed"
+    REFRESHED = "refreshed", "Token refreshed"
+    REFRESH_FAILED = "refresh_failed", "Refresh failed"
+    ROTATED = "rotated", "Refresh token rotated"
+    RESEALED = "resealed", "Re-sealed under new master key"
+    EXPIRED = "expired", "Expired"
+    NOTIFIED = "notified", "Owner notified"
+    DELETED = "deleted", "Deleted"
+
+
+class CredentialEvent(models.Model):
+    """Audit trail. Survives the credential's deletion; never holds a secret."""
+
+    credential_id = models.UUIDField(db_index=True)
+    credential_name = models.CharField(max_length=80)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="credential_events")
+    actor = models.CharField(max_length=150, help_text="Username, or 'system' for beat and workers.")
+    kind = models.CharField(max_length=20, choices=EventKind.choices)
+    status = models.CharField(max_length=20, choices=Status.choices, blank=True)
+    detail = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.credential_name}: {self.get_kind_display()}"
