@@ -229,6 +229,10 @@ CELERY_BEAT_SCHEDULE = {
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
 STATICFILES_DIRS = [BASE_DIR / "project" / "static"]
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+# Decided at start-up, so the test runner turning DEBUG off still serves app static files.
+SERVESTATIC_USE_FINDERS = DEBUG
+SERVESTATIC_AUTOREFRESH = DEBUG
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {

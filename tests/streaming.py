@@ -1,0 +1,70 @@
+"""Talk to the ASGI live server like the chat page does: log in, post a message, read the events."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import requests
+
+from tests.conftest import PASSWORD
+
+
+@dataclass
+class Events:
+    status: int
+    start: dict = field(default_factory=dict)
+    tokens: list[str] = field(default_factory=list)
+    done: dict = field(default_factory=dict)
+    body: dict = field(default_factory=dict)
+
+    @property
+    def text(self) -> str:
+        return "".join(self.tokens)
+
+
+def logged_in_session(server_url: str, username: str) -> requests.Session:
+    session = requests.Session()
+    session.get(f"{server_url}/accounts/login/", timeout=10)
+    response = session.post(
+        f"{server_url}/accounts/login/",
+        data={"username": username, "password": PASSWORD, "csrfmiddlewaretoken": session.cookies["csrftoken"]},
+        headers={"Referer": f"{server_url}/accounts/login/"},
+        timeout=10,
+    )
+    assert response.url.endswith("/chat/"), response.url
+    return session
+
+
+def parse_events(lines) -> Events:
+    events = Events(status=200)
+    name, data = "message", ""
+    for line in lines:
+        if line.startswith("event: "):
+            name = line[7:]
+        elif line.startswith("data: "):
+            data += line[6:]
+        elif line == "" and data:
+            payload = json.loads(data)
+            if name == "message":
+                events.tokens.append(payload)
+            else:
+                setattr(events, name, payload)
+            name, data = "message", ""
+    return events
+
+
+def send(session: requests.Session, server_url: str, path: str, message: str, **fields) -> Events:
+    response = session.post(
+        f"{server_url}{path}",
+        data={"message": message, "csrfmiddlewaretoken": session.cookies["csrftoken"], **fields},
+        headers={"Accept": "text/event-stream", "Referer": f"{server_url}/chat/"},
+        stream=True,
+        timeout=30,
+    )
+    if response.headers.get("content-type", "").startswith("application/json"):
+        return Events(status=response.status_code, body=response.json())
+    assert response.headers["content-type"].startswith("text/event-stream")
+    events = parse_events(response.iter_lines(decode_unicode=True))
+    events.status = response.status_code
+    return events
