@@ -10,6 +10,23 @@ class RenameForm(forms.ModelForm):
         model = Conversation
         fields = ("title",)
 
+    def clean_title(self) -> str:
+        title = self.cleaned_data["title"].strip()
+        if not title:
+            raise forms.ValidationError("Give the conversation a title.")
+        return title
+
+
+class SystemPromptForm(forms.ModelForm):
+    class Meta:
+        model = Conversation
+        fields = ("system_prompt",)
+        widgets = {
+            "system_prompt": forms.Textarea(
+                attrs={"rows": 3, "placeholder": "e.g. Answer briefly, in British English."}
+            )
+        }
+
 
 class UsageFilterForm(forms.Form):
     STATUS_CHOICES = [("", "Any outcome"), ("ok", "Succeeded"), ("error", "Failed"), ("stopped", "Stopped")]

@@ -11,6 +11,15 @@ from django.utils import timezone
 from tokens.models import Credential
 
 
+class ConversationQuerySet(models.QuerySet):
+    def matching(self, query: str) -> ConversationQuerySet:
+        """Conversations whose title or any message contains the words of query."""
+        qs = self
+        for word in query.split()[:8]:
+            qs = qs.filter(Q(title__icontains=word) | Q(messages__content__icontains=word))
+        return qs.distinct()
+
+
 class Conversation(models.Model):
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations")
     title = models.CharField(max_length=200, blank=True)
@@ -21,6 +30,8 @@ class Conversation(models.Model):
     system_prompt = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    objects = ConversationQuerySet.as_manager()
 
     class Meta:
         ordering = ["-updated_at", "-id"]
@@ -53,6 +64,9 @@ class Message(models.Model):
     state = models.CharField(max_length=12, choices=State.choices, default=State.COMPLETE)
     error = models.CharField(max_length=300, blank=True, help_text="What went wrong, in words for the user.")
     model = models.CharField(max_length=100, blank=True)
+    trimmed_turns = models.PositiveIntegerField(
+        default=0, help_text="Earlier messages left out to fit the model's context window."
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

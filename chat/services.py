@@ -20,10 +20,11 @@ from django.utils import timezone
 from accounts import ratelimit
 from accounts.models import User
 from chat import upstream
+from chat.catalog import context_window, cost_usd
 from chat.markdown import render_markdown
 from chat.models import Conversation, Message, Role, State, UsageRecord
-from chat.pricing import cost_usd
 from chat.tokencount import count_message_tokens, count_text_tokens
+from tokens import provider
 from tokens.models import Credential
 from tokens.services import Bearer, CredentialError, credential_bearer, credential_for_user, credential_mark_invalid
 
@@ -82,20 +83,33 @@ def _pick_credential(user: User, credential_id: str | None) -> Credential:
     return credential
 
 
-def history_for(conversation: Conversation, *, before: Message | None = None) -> list[dict]:
-    """The messages to send upstream: system prompt, then every turn with text."""
+def history_for(conversation: Conversation) -> list[dict]:
+    """The messages to send upstream: system prompt, then every finished turn with text."""
     messages = [{"role": "system", "content": conversation.system_prompt}] if conversation.system_prompt else []
     turns = conversation.messages.exclude(content="").exclude(state=State.STREAMING)
-    if before is not None:
-        turns = turns.filter(id__lt=before.id)
     messages += [{"role": m.role, "content": m.content} for m in turns]
     return messages
 
 
-def reply_prepare(
-    *, user: User, conversation_id: int | None, text: str, model: str = "", credential_id: str | None = None
-) -> PreparedReply:
-    """Validate, save the user's message, and get everything the upstream call needs."""
+def _reply_reserve(model: str) -> int:
+    return min(4096, context_window(model) // 4)
+
+
+def trim_history(messages: list[dict], model: str) -> tuple[list[dict], int]:
+    """Drop the oldest turns until the history fits the model's window; keep the system prompt and last turn."""
+    budget = context_window(model) - _reply_reserve(model)
+    system = messages[:1] if messages and messages[0]["role"] == "system" else []
+    turns = messages[len(system) :]
+    sizes = [count_message_tokens([turn]) for turn in turns]
+    total = count_message_tokens(system) + sum(sizes)
+    dropped = 0
+    while total > budget and dropped < len(turns) - 1:
+        total -= sizes[dropped]
+        dropped += 1
+    return system + turns[dropped:], dropped
+
+
+def _validate_text(text: str, model: str) -> str:
     text = text.strip()
     if not text:
         raise ChatRefusal("Type a message first.")
@@ -105,40 +119,104 @@ def reply_prepare(
             f"{settings.CHAT_MAX_MESSAGE_CHARS:,}. Shorten it or split it up.",
             status=413,
         )
-    conversation = None
-    if conversation_id is not None:
-        conversation = Conversation.objects.filter(pk=conversation_id, user=user).first()
-        if conversation is None:
-            raise ChatRefusal("No such conversation.", status=404)
+    tokens, budget = count_text_tokens(text), context_window(model) - _reply_reserve(model)
+    if tokens > budget:
+        raise ChatRefusal(
+            f"That message is about {tokens:,} tokens; {model} can take about {budget:,}. Shorten it.", status=413
+        )
+    return text
+
+
+def _owned_conversation(user: User, conversation_id: int | None) -> Conversation | None:
+    if conversation_id is None:
+        return None
+    conversation = Conversation.objects.filter(pk=conversation_id, user=user).first()
+    if conversation is None:
+        raise ChatRefusal("No such conversation.", status=404)
+    return conversation
+
+
+def _last_user_message(conversation: Conversation | None) -> Message:
+    message = conversation.messages.filter(role=Role.USER).last() if conversation else None
+    if message is None:
+        raise ChatRefusal("There is no message to answer again yet.", status=409)
+    return message
+
+
+def reply_prepare(
+    *,
+    user: User,
+    conversation_id: int | None,
+    text: str = "",
+    model: str = "",
+    credential_id: str | None = None,
+    system_prompt: str = "",
+    mode: str = "send",
+) -> PreparedReply:
+    """Validate, save the user's words, and get everything the upstream call needs.
+
+    mode "send" adds a message, "edit" rewrites the last user message and answers it
+    again, "regenerate" answers the last user message again. Refusals raised before
+    the message is saved leave the text in the user's box.
+    """
+    conversation = _owned_conversation(user, conversation_id)
+    model = model or (conversation.model if conversation else "") or settings.DEFAULT_MODEL
+    if mode != "regenerate":
+        text = _validate_text(text, model)
     credential = _pick_credential(user, credential_id or (conversation and conversation.credential_id))
     _check_rate(user)
     with transaction.atomic():
         if conversation is None:
-            conversation = Conversation.objects.create(user=user, title=Conversation().title_from(text))
+            conversation = Conversation.objects.create(
+                user=user, title=Conversation().title_from(text), system_prompt=system_prompt.strip()
+            )
         if not cache.add(_lock_key(conversation.pk), 1, timeout=GENERATION_LOCK_SECONDS):
             raise ChatRefusal(
                 "A reply is still being written in this conversation. Stop it or wait for it.", status=409
             )
-        conversation.model = model or conversation.model or settings.DEFAULT_MODEL
-        conversation.credential = credential
-        conversation.updated_at = timezone.now()
-        conversation.save(update_fields=["model", "credential", "updated_at"])
-        user_message = Message.objects.create(conversation=conversation, role=Role.USER, content=text)
-    try:
-        bearer = credential_bearer(credential=credential)
-    except CredentialError as exc:
-        cache.delete(_lock_key(conversation.pk))
-        raise ChatRefusal(str(exc), status=409, redirect=reverse("tokens:credential-list")) from exc
+        try:
+            user_message = _record_user_turn(conversation, text, mode)
+            conversation.model, conversation.credential = model, credential
+            conversation.updated_at = timezone.now()
+            conversation.save(update_fields=["model", "credential", "updated_at"])
+            bearer = credential_bearer(credential=credential)
+        except CredentialError as exc:
+            cache.delete(_lock_key(conversation.pk))
+            raise ChatRefusal(str(exc), status=409, redirect=reverse("tokens:credential-list")) from exc
+        except BaseException:
+            cache.delete(_lock_key(conversation.pk))
+            raise
+    history, trimmed = trim_history(history_for(conversation), model)
     assistant = Message.objects.create(
-        conversation=conversation, role=Role.ASSISTANT, state=State.STREAMING, model=conversation.model
+        conversation=conversation, role=Role.ASSISTANT, state=State.STREAMING, model=model, trimmed_turns=trimmed
     )
-    return PreparedReply(
-        conversation, user_message, assistant, bearer, conversation.model, history_for(conversation, before=assistant)
-    )
+    return PreparedReply(conversation, user_message, assistant, bearer, model, history)
+
+
+def _record_user_turn(conversation: Conversation, text: str, mode: str) -> Message:
+    if mode == "send":
+        return Message.objects.create(conversation=conversation, role=Role.USER, content=text)
+    message = _last_user_message(conversation)
+    conversation.messages.filter(id__gt=message.id).delete()
+    if mode == "edit":
+        message.content = text
+        message.save(update_fields=["content"])
+    return message
 
 
 def _sse(event: str, data: dict) -> bytes:
     return f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()
+
+
+def models_for(*, credential: Credential) -> list[str]:
+    """Model ids this credential can use, from GET /models, cached per credential for ten minutes."""
+    key = f"chat:models:{credential.pk}"
+    models = cache.get(key)
+    if models is None:
+        bearer = credential_bearer(credential=credential)
+        models = provider.list_models(base_url=bearer.base_url, bearer=bearer.token, guarded=bearer.guarded)
+        cache.set(key, models, timeout=600)
+    return models
 
 
 async def conversation_reply(prepared: PreparedReply) -> AsyncIterator[bytes]:
@@ -150,6 +228,7 @@ async def conversation_reply(prepared: PreparedReply) -> AsyncIterator[bytes]:
     yield _sse(
         "start",
         {
+            "trimmed": assistant.trimmed_turns,
             "conversation": conversation.pk,
             "url": reverse("chat:conversation-detail", args=[conversation.pk]),
             "title": conversation.title,
@@ -171,6 +250,10 @@ async def conversation_reply(prepared: PreparedReply) -> AsyncIterator[bytes]:
         raise
     except upstream.UpstreamError as exc:
         error = exc
+        state = State.INCOMPLETE if parts else State.ERROR
+    except Exception:
+        logger.exception("reply %s failed", assistant.pk)
+        error = upstream.UpstreamError("internal", "Something went wrong on our side. Your message is saved; retry.")
         state = State.INCOMPLETE if parts else State.ERROR
     finally:
         if state == State.STREAMING:  # closed by the client (aclose) rather than cancelled

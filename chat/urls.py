@@ -8,9 +8,13 @@ app_name = "chat"
 
 urlpatterns = [
     path("", views.index, name="index"),
+    path("models/", views.model_list, name="model-list"),
     path("send/", views.conversation_send, name="conversation-send-new"),
     path("<int:pk>/", views.conversation_detail, name="conversation-detail"),
     path("<int:pk>/send/", views.conversation_send, name="conversation-send"),
+    path("<int:pk>/edit/", views.conversation_edit, name="conversation-edit"),
+    path("<int:pk>/regenerate/", views.conversation_regenerate, name="conversation-regenerate"),
     path("<int:pk>/rename/", views.conversation_rename, name="conversation-rename"),
+    path("<int:pk>/system-prompt/", views.conversation_system_prompt, name="conversation-system-prompt"),
     path("<int:pk>/delete/", views.conversation_delete, name="conversation-delete"),
 ]

@@ -5,11 +5,13 @@ from django.conf import settings
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_GET, require_POST
 
 from chat import services
-from chat.forms import RenameForm
+from chat.forms import RenameForm, SystemPromptForm
 from chat.models import Conversation
+from tokens.provider import ProviderError
+from tokens.services import CredentialError, credential_for_user
 
 
 def _get_conversation(request: HttpRequest, pk: int) -> Conversation:
@@ -20,14 +22,21 @@ def _get_conversation(request: HttpRequest, pk: int) -> Conversation:
 
 
 def _chat_ctx(request: HttpRequest, conversation: Conversation | None) -> dict:
-    credentials = list(request.user.credentials.all())
+    query = request.GET.get("q", "").strip()[:200]
+    conversations = request.user.conversations.all()
+    if query:
+        conversations = conversations.matching(query)
+    chat_messages = list(conversation.messages.all()) if conversation else []
     return {
         "conversation": conversation,
-        "chat_messages": conversation.messages.all() if conversation else [],
-        "conversations": request.user.conversations.all()[:100],
-        "credentials": credentials,
-        "default_model": settings.DEFAULT_MODEL,
+        "chat_messages": chat_messages,
+        "last_user_id": next((m.pk for m in reversed(chat_messages) if m.role == "user"), None),
+        "conversations": conversations[:200],
+        "query": query,
+        "credentials": list(request.user.credentials.all()),
+        "model": (conversation and conversation.model) or settings.DEFAULT_MODEL,
         "max_chars": settings.CHAT_MAX_MESSAGE_CHARS,
+        "prompt_form": SystemPromptForm(instance=conversation) if conversation else None,
     }
 
 
@@ -40,8 +49,7 @@ def conversation_detail(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "chat/conversation_detail.html", _chat_ctx(request, conversation))
 
 
-@require_POST
-async def conversation_send(request: HttpRequest, pk: int | None = None) -> HttpResponse:
+async def _stream_reply(request: HttpRequest, pk: int | None, mode: str) -> HttpResponse:
     user = await request.auser()
     try:
         prepared = await sync_to_async(services.reply_prepare)(
@@ -50,6 +58,8 @@ async def conversation_send(request: HttpRequest, pk: int | None = None) -> Http
             text=request.POST.get("message", ""),
             model=request.POST.get("model", "").strip()[:100],
             credential_id=request.POST.get("credential") or None,
+            system_prompt=request.POST.get("system_prompt", "")[:8000],
+            mode=mode,
         )
     except services.ChatRefusal as refusal:
         body = {"error": refusal.message, "redirect": refusal.redirect, "retry_after": refusal.retry_after}
@@ -65,14 +75,51 @@ async def conversation_send(request: HttpRequest, pk: int | None = None) -> Http
 
 
 @require_POST
-def conversation_rename(request: HttpRequest, pk: int) -> HttpResponse:
+async def conversation_send(request: HttpRequest, pk: int | None = None) -> HttpResponse:
+    return await _stream_reply(request, pk, "send")
+
+
+@require_POST
+async def conversation_edit(request: HttpRequest, pk: int) -> HttpResponse:
+    return await _stream_reply(request, pk, "edit")
+
+
+@require_POST
+async def conversation_regenerate(request: HttpRequest, pk: int) -> HttpResponse:
+    return await _stream_reply(request, pk, "regenerate")
+
+
+@require_GET
+def model_list(request: HttpRequest) -> JsonResponse:
+    credential = credential_for_user(user=request.user, credential_id=request.GET.get("credential") or None)
+    if credential is None:
+        return JsonResponse({"models": [settings.DEFAULT_MODEL], "error": "Add an API key to list models."})
+    try:
+        models = services.models_for(credential=credential)
+    except (ProviderError, CredentialError) as exc:
+        return JsonResponse({"models": [settings.DEFAULT_MODEL], "error": f"Could not list models: {exc}"})
+    return JsonResponse({"models": models, "error": ""})
+
+
+def _update(request: HttpRequest, pk: int, form_class: type[RenameForm | SystemPromptForm]) -> HttpResponse:
     conversation = _get_conversation(request, pk)
-    form = RenameForm(request.POST, instance=conversation)
+    form = form_class(request.POST, instance=conversation)
     if form.is_valid():
         form.save()
+        messages.success(request, "Conversation updated.")
     else:
-        messages.error(request, "Give the conversation a title of at most 200 characters.")
+        messages.error(request, " ".join(e for errors in form.errors.values() for e in errors))
     return redirect("chat:conversation-detail", pk=conversation.pk)
+
+
+@require_POST
+def conversation_rename(request: HttpRequest, pk: int) -> HttpResponse:
+    return _update(request, pk, RenameForm)
+
+
+@require_POST
+def conversation_system_prompt(request: HttpRequest, pk: int) -> HttpResponse:
+    return _update(request, pk, SystemPromptForm)
 
 
 @require_POST

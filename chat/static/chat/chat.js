@@ -7,11 +7,25 @@
   const errorBox = document.getElementById("chat-error");
   const sendButton = form.querySelector('[data-action="send"]');
   const stopButton = form.querySelector('[data-action="stop"]');
-  const draftKey = () => "byok-draft:" + form.action;
+  const modelPicker = document.getElementById("model-picker");
+  const credentialPicker = form.querySelector('select[name="credential"]');
+  const csrf = form.querySelector('input[name="csrfmiddlewaretoken"]').value;
+  const draftKey = () => "byok-draft:" + location.pathname;
+  let conversationUrl = form.dataset.regenerateUrl ? form.dataset.regenerateUrl.replace(/regenerate\/$/, "") : "";
   let controller = null;
 
   const scrollDown = () => { list.scrollTop = list.scrollHeight; };
-  const showError = (text) => { errorBox.textContent = text; errorBox.hidden = !text; };
+
+  function showError(text, link) {
+    errorBox.textContent = text;
+    if (link) {
+      const a = document.createElement("a");
+      a.href = link;
+      a.textContent = "Open the API keys page";
+      errorBox.append(" ", a);
+    }
+    errorBox.hidden = !text;
+  }
 
   function addCopyButtons(root) {
     root.querySelectorAll("pre").forEach((pre) => {
@@ -43,27 +57,59 @@
     return article;
   }
 
-  function setNote(article, state, text) {
+  function note(article, className, text, before) {
+    const p = document.createElement("p");
+    p.className = "msg-note " + className;
+    p.textContent = text;
+    if (before) article.prepend(p); else article.appendChild(p);
+    return p;
+  }
+
+  function setState(article, state, text) {
     article.dataset.state = state;
-    article.querySelector(".msg-note")?.remove();
+    article.querySelector(".msg-note:not(.note-trimmed)")?.remove();
     const words = text || (state === "stopped" ? "Stopped." : "");
-    if (!words) return;
-    const note = document.createElement("p");
-    note.className = "msg-note note-" + state;
-    note.textContent = words;
-    article.appendChild(note);
+    if (words) note(article, "note-" + state, words);
+  }
+
+  function actionButton(article, action, label) {
+    const bar = document.createElement("div");
+    bar.className = "msg-actions";
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "link small";
+    button.dataset.action = action;
+    button.textContent = label;
+    bar.appendChild(button);
+    article.appendChild(bar);
+  }
+
+  function refreshActions() {
+    list.querySelectorAll(".msg-actions").forEach((bar) => bar.remove());
+    if (!conversationUrl) return;
+    const users = list.querySelectorAll('[data-role="user"]');
+    const last = list.lastElementChild;
+    if (users.length) actionButton(users[users.length - 1], "edit", "Edit");
+    if (last?.dataset.role === "assistant") actionButton(last, "regenerate", "↻ Regenerate");
   }
 
   function busy(on) {
     sendButton.hidden = on;
     stopButton.hidden = !on;
     box.readOnly = on;
+    list.querySelectorAll(".msg-actions button").forEach((b) => { b.disabled = on; });
   }
 
-  function started(data) {
+  function started(article, data) {
+    article.dataset.messageId = data.assistant_message;
+    if (data.trimmed) {
+      note(article, "note-trimmed", data.trimmed + " earlier message" + (data.trimmed === 1 ? "" : "s") +
+        " left out to fit the model’s context window.", true);
+    }
     localStorage.removeItem(draftKey());
-    box.value = "";
+    conversationUrl = data.url;
     if (location.pathname !== data.url) {
+      localStorage.removeItem("byok-draft:" + location.pathname);
       history.replaceState(null, "", data.url);
       form.action = data.url + "send/";
       const link = document.createElement("a");
@@ -78,16 +124,16 @@
     const body = article.querySelector(".bubble");
     body.innerHTML = data.html; // sanitised on the server with nh3
     addCopyButtons(body);
-    setNote(article, data.state, data.error);
+    setState(article, data.state, data.error);
     if (data.redirect) {
       const link = document.createElement("a");
       link.href = data.redirect;
       link.textContent = "Open the API keys page";
-      article.querySelector(".msg-note")?.append(" ", link);
+      article.querySelector(".msg-note:not(.note-trimmed)")?.append(" ", link);
     }
   }
 
-  async function readEvents(response, article) {
+  async function readEvents(response, article, fromBox) {
     const reader = response.body.getReader();
     const decoder = new TextDecoder();
     const body = article.querySelector(".bubble");
@@ -107,61 +153,134 @@
         }
         const payload = JSON.parse(data);
         if (name === "message") { body.textContent += payload; scrollDown(); }
-        else if (name === "start") { article.dataset.messageId = payload.assistant_message; started(payload); }
+        else if (name === "start") { started(article, payload); if (fromBox) box.value = ""; }
         else if (name === "done") finished(article, payload);
       }
     }
   }
 
-  async function send() {
-    const text = box.value.trim();
-    if (!text || controller) return;
+  // POST fields to url and stream the reply into a new assistant bubble; `undo` runs if the server refuses.
+  async function stream(url, fields, undo, fromBox = false) {
     showError("");
-    const fields = new FormData(form);
-    const userArticle = bubble("user", text);
+    fields.set("csrfmiddlewaretoken", csrf);
+    if (modelPicker) fields.set("model", modelPicker.value);
+    if (credentialPicker) fields.set("credential", credentialPicker.value);
     const article = bubble("assistant", "");
     article.dataset.state = "streaming";
     controller = new AbortController();
     busy(true);
     try {
-      const response = await fetch(form.action, {
-        method: "POST",
-        body: fields,
-        headers: { Accept: "text/event-stream" },
-        signal: controller.signal,
-        credentials: "same-origin",
+      const response = await fetch(url, {
+        method: "POST", body: fields, headers: { Accept: "text/event-stream" },
+        signal: controller.signal, credentials: "same-origin",
       });
       if (!response.ok) {
-        userArticle.remove();
         article.remove();
+        undo();
         const data = await response.json().catch(() => ({}));
-        showError(data.error || "The server could not take your message (" + response.status + "). It is still in the box.");
-        if (data.redirect && response.status === 409 && !document.querySelector(".msg")) location.assign(data.redirect);
+        if (data.redirect && !list.querySelector(".msg")) { location.assign(data.redirect); return; }
+        showError(data.error || "The server could not take your message (" + response.status + "). Nothing was lost.",
+          data.redirect);
         return;
       }
-      await readEvents(response, article);
-      if (article.dataset.state === "streaming") setNote(article, "incomplete", "The connection ended before the reply was finished.");
+      await readEvents(response, article, fromBox);
+      if (article.dataset.state === "streaming") setState(article, "incomplete", "The connection ended before the reply was finished.");
     } catch (error) {
-      if (error.name === "AbortError") setNote(article, "stopped", "");
-      else setNote(article, "error", "The connection to the server was lost. Reload to see what was saved.");
+      if (error.name === "AbortError") setState(article, "stopped", "");
+      else setState(article, "error", "The connection to the server was lost. Reload to see what was saved.");
     } finally {
       controller = null;
       busy(false);
+      refreshActions();
       box.focus();
+    }
+  }
+
+  function send() {
+    const text = box.value.trim();
+    if (!text || controller) return;
+    const userArticle = bubble("user", text);
+    stream(form.action, new FormData(form), () => userArticle.remove(), true);
+  }
+
+  function regenerate(button) {
+    const old = button.closest("article");
+    old.hidden = true;
+    stream(conversationUrl + "regenerate/", new FormData(), () => { old.hidden = false; })
+      .then(() => { if (old.hidden) old.remove(); });
+  }
+
+  function edit(button) {
+    const article = button.closest("article");
+    const body = article.querySelector(".bubble");
+    const original = body.textContent;
+    const editor = document.createElement("form");
+    editor.className = "edit-form";
+    editor.innerHTML = '<textarea name="message" rows="3"></textarea><div class="edit-bar">' +
+      '<button type="submit" class="button small primary">Save &amp; send</button>' +
+      '<button type="button" class="button small" data-action="cancel-edit">Cancel</button></div>';
+    editor.querySelector("textarea").value = original;
+    body.hidden = true;
+    article.querySelector(".msg-actions")?.remove();
+    article.appendChild(editor);
+    editor.querySelector("textarea").focus();
+    editor.querySelector('[data-action="cancel-edit"]').addEventListener("click", () => {
+      editor.remove(); body.hidden = false; refreshActions();
+    });
+    editor.addEventListener("submit", (event) => {
+      event.preventDefault();
+      const text = editor.querySelector("textarea").value.trim();
+      if (!text) return;
+      const later = [];
+      for (let node = article.nextElementSibling; node; node = node.nextElementSibling) later.push(node);
+      later.forEach((node) => { node.hidden = true; });
+      editor.remove();
+      body.textContent = text;
+      body.hidden = false;
+      const fields = new FormData();
+      fields.set("message", text);
+      stream(conversationUrl + "edit/", fields, () => {
+        body.textContent = original;
+        later.forEach((node) => { node.hidden = false; });
+      }).then(() => later.forEach((node) => { if (node.hidden) node.remove(); }));
+    });
+  }
+
+  async function loadModels() {
+    if (!modelPicker) return;
+    const params = new URLSearchParams();
+    if (credentialPicker) params.set("credential", credentialPicker.value);
+    try {
+      const response = await fetch(form.dataset.modelsUrl + "?" + params, { credentials: "same-origin" });
+      const data = await response.json();
+      const current = modelPicker.value || modelPicker.dataset.current;
+      const names = data.models.includes(current) ? data.models : [current, ...data.models];
+      modelPicker.replaceChildren(...names.map((name) => new Option(name, name, false, name === current)));
+      modelPicker.title = data.error || "";
+    } catch {
+      modelPicker.title = "Could not load the model list.";
     }
   }
 
   form.addEventListener("submit", (event) => { event.preventDefault(); send(); });
   stopButton.addEventListener("click", () => controller?.abort());
+  list.addEventListener("click", (event) => {
+    const button = event.target.closest("button[data-action]");
+    if (!button || controller) return;
+    if (button.dataset.action === "regenerate") regenerate(button);
+    if (button.dataset.action === "edit") edit(button);
+  });
   box.addEventListener("keydown", (event) => {
     if (event.key === "Enter" && !event.shiftKey && !event.isComposing) { event.preventDefault(); send(); }
   });
   box.addEventListener("input", () => localStorage.setItem(draftKey(), box.value));
-  box.value = localStorage.getItem(draftKey()) || box.value;
+  credentialPicker?.addEventListener("change", loadModels);
   document.addEventListener("submit", (event) => {
     const message = event.target.dataset.confirm;
     if (message && !window.confirm(message)) event.preventDefault();
   });
+  box.value = localStorage.getItem(draftKey()) || box.value;
   addCopyButtons(list);
+  loadModels();
   scrollDown();
 })();
