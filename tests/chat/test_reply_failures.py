@@ -1,0 +1,136 @@
+"""What the user sees and what is saved when upstream fails, stops or is cut."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import requests
+
+from chat.models import Message, UsageRecord
+from tests.conftest import ALICE_KEY, credential_create
+from tests.streaming import logged_in_session, parse_events, send
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def session(asgi_server, fake_openai, alice):
+    credential_create(alice, ALICE_KEY)
+    return logged_in_session(asgi_server.url, "alice")
+
+
+def test_it_shows_when_to_retry_after_a_429(asgi_server, fake_openai, session):
+    fake_openai.error(429, headers={"retry-after": "7"})
+    events = send(session, asgi_server.url, "/chat/send/", "Hello?")
+    assert events.done["state"] == "error"
+    assert "Try again in 7 s" in events.done["error"]
+    assert len(fake_openai.chat_requests) == 1  # 429 is not retried
+    assert Message.objects.filter(role="user", content="Hello?").exists()
+    assert UsageRecord.objects.get().error_type == "rate_limit"
+
+
+def test_it_retries_a_server_error_before_the_first_token(asgi_server, fake_openai, session):
+    fake_openai.error(502).error(503).reply("Recovered.")
+    events = send(session, asgi_server.url, "/chat/send/", "Hello?")
+    assert events.text == "Recovered." and events.done["state"] == "complete"
+    assert len(fake_openai.chat_requests) == 3
+
+
+def test_it_gives_up_after_repeated_server_errors(asgi_server, fake_openai, session):
+    fake_openai.error(500).error(500).error(500)
+    events = send(session, asgi_server.url, "/chat/send/", "Hello?")
+    assert events.done["state"] == "error"
+    assert "server error (500)" in events.done["error"]
+    assert "Internal" not in events.done["error"]  # never the upstream's raw text
+
+
+def test_it_keeps_the_partial_reply_when_upstream_cuts_the_stream(asgi_server, fake_openai, session):
+    fake_openai.cut("one two three four five six", after_chunks=3)
+    events = send(session, asgi_server.url, "/chat/send/", "Count")
+    assert events.text == "one two three "
+    assert events.done["state"] == "incomplete"
+    assert "stopped sending" in events.done["error"]
+    reply = Message.objects.get(role="assistant")
+    assert (reply.content, reply.state) == ("one two three ", "incomplete")
+    usage = UsageRecord.objects.get()
+    assert usage.is_estimated and usage.completion_tokens > 0 and usage.error_type == "cut"
+
+
+def test_it_times_out_a_hanging_upstream(asgi_server, fake_openai, session, settings):
+    settings.UPSTREAM_READ_TIMEOUT = 0.3
+    fake_openai.hang().hang().hang()
+    events = send(session, asgi_server.url, "/chat/send/", "Anyone?")
+    assert events.done["state"] == "error"
+    assert "did not answer in time" in events.done["error"]
+
+
+def test_it_says_when_the_provider_is_unreachable(asgi_server, session, settings):
+    settings.OPENAI_BASE_URL = "http://127.0.0.1:9/v1"
+    events = send(session, asgi_server.url, "/chat/send/", "Anyone?")
+    assert events.done["state"] == "error"
+    assert "Could not connect" in events.done["error"]
+    assert UsageRecord.objects.get().error_type == "connection"
+
+
+def test_it_stops_when_the_browser_goes_away_and_closes_upstream(asgi_server, fake_openai, session):
+    fake_openai.tokens(200, delay=0.02)
+    response = session.post(
+        f"{asgi_server.url}/chat/send/",
+        data={"message": "Go on", "csrfmiddlewaretoken": session.cookies["csrftoken"]},
+        headers={"Referer": f"{asgi_server.url}/chat/"},
+        stream=True,
+        timeout=30,
+    )
+    seen = 0
+    for line in response.iter_lines(decode_unicode=True):
+        seen += line.startswith('data: "tok')
+        if seen == 5:
+            break
+    response.close()  # the browser closes the tab
+    assert fake_openai.disconnected.wait(10), "upstream request was not closed"
+    reply = _wait_for_state(Message, "stopped")
+    assert reply.content.startswith("tok0 tok1 tok2 tok3 tok4")
+    assert len(reply.content.split()) < 200
+    usage = UsageRecord.objects.get()
+    assert usage.outcome == "stopped" and usage.is_estimated and usage.completion_tokens >= 5
+
+
+def _wait_for_state(model, state: str, timeout: float = 10.0):
+    done = threading.Event()
+    for _ in range(int(timeout / 0.05)):
+        reply = model.objects.filter(role="assistant").first()
+        if reply and reply.state == state:
+            return reply
+        done.wait(0.05)
+    raise AssertionError(f"reply never reached {state}")
+
+
+def test_it_refuses_a_second_generation_in_the_same_conversation(asgi_server, fake_openai, session):
+    fake_openai.tokens(50, delay=0.05)
+    first = session.post(
+        f"{asgi_server.url}/chat/send/",
+        data={"message": "Long one", "csrfmiddlewaretoken": session.cookies["csrftoken"]},
+        headers={"Referer": f"{asgi_server.url}/chat/"},
+        stream=True,
+        timeout=30,
+    )
+    lines = first.iter_lines(decode_unicode=True)
+    start = parse_events([next(lines), next(lines), next(lines)]).start
+    second = send(session, asgi_server.url, f"/chat/{start['conversation']}/send/", "Me too")
+    assert second.status == 409
+    assert "still being written" in second.body["error"]
+    assert not Message.objects.filter(content="Me too").exists()
+    first.close()
+
+
+def test_it_does_not_leak_the_key_in_errors(asgi_server, fake_openai, session):
+    fake_openai.error(401, message=f"Incorrect API key provided: {ALICE_KEY}")
+    raw = requests.post(
+        f"{asgi_server.url}/chat/send/",
+        data={"message": "hi", "csrfmiddlewaretoken": session.cookies["csrftoken"]},
+        headers={"Referer": f"{asgi_server.url}/chat/"},
+        cookies=session.cookies,
+        timeout=30,
+    ).text
+    assert ALICE_KEY not in raw and ALICE_KEY[-10:] not in raw

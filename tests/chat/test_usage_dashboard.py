@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+import csv
+import io
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.utils import timezone
+
+from chat.models import UsageRecord
+from tests.conftest import user_create
+
+pytestmark = pytest.mark.django_db
+
+
+def _record(user, model="gpt-4o-mini", days_ago=0, **fields) -> UsageRecord:
+    defaults = {"status_code": 200, "prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15, "latency_ms": 120}
+    return UsageRecord.objects.create(
+        user=user, model=model, created_at=timezone.now() - timedelta(days=days_ago), **{**defaults, **fields}
+    )
+
+
+@pytest.fixture
+def staff_client(client, staff):
+    client.force_login(staff)
+    return client
+
+
+def test_it_is_for_staff_only(client, alice):
+    client.force_login(alice)
+    assert client.get("/usage/").status_code == 403
+    assert client.get("/usage/export.csv").status_code == 403
+
+
+def test_it_lists_calls_newest_first_with_totals(staff_client, alice, bob):
+    _record(alice, days_ago=2, request_id="req_old")
+    _record(bob, model="gpt-4o", request_id="req_new", cost_usd=Decimal("0.000125"))
+    page = staff_client.get("/usage/").content.decode()
+    assert page.index("req_new") < page.index("req_old")
+    assert 'data-usage-row data-user="alice" data-model="gpt-4o-mini"' in page
+    assert 'data-total="requests">2<' in page and 'data-total="tokens">30<' in page
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("user=alice", {"req_a1", "req_a2"}),
+        ("model=gpt-4o", {"req_b"}),
+        ("status=error", {"req_a2"}),
+        ("status=ok", {"req_a1", "req_b"}),
+        ("since=" + (timezone.now() - timedelta(days=1)).date().isoformat(), {"req_a1", "req_a2"}),
+    ],
+)
+def test_it_filters(staff_client, alice, bob, query, expected):
+    _record(alice, request_id="req_a1")
+    _record(alice, request_id="req_a2", status_code=429, error_type="rate_limit")
+    _record(bob, model="gpt-4o", request_id="req_b", days_ago=3)
+    page = staff_client.get(f"/usage/?{query}").content.decode()
+    shown = {rid for rid in ("req_a1", "req_a2", "req_b") if rid in page}
+    assert shown == expected
+
+
+def test_it_explains_a_bad_date_range(staff_client):
+    response = staff_client.get("/usage/?since=2026-11-20&until=2026-11-01")
+    assert 'role="alert"' in response.content.decode()
+
+
+def test_it_paginates(staff_client, alice):
+    UsageRecord.objects.bulk_create(
+        [UsageRecord(user=alice, model="gpt-4o-mini", request_id=f"req_{n:03}") for n in range(60)]
+    )
+    first = staff_client.get("/usage/").content.decode()
+    assert first.count("data-usage-row") == 50 and "Page 1 of 2" in first
+    assert staff_client.get("/usage/?page=2").content.decode().count("data-usage-row") == 10
+
+
+def test_it_exports_the_filtered_rows_as_csv(staff_client, alice, bob):
+    _record(alice, request_id="req_a")
+    _record(bob, request_id="req_b")
+    response = staff_client.get("/usage/export.csv?user=bob")
+    rows = list(csv.DictReader(io.StringIO(response.content.decode())))
+    assert [row["request_id"] for row in rows] == ["req_b"]
+    assert rows[0]["user"] == "bob" and rows[0]["total_tokens"] == "15"
+
+
+def test_it_shows_usage_read_only_in_the_admin(client, alice):
+    admin = user_create("root", is_staff=True, is_superuser=True)
+    record = _record(alice, request_id="req_admin")
+    client.force_login(admin)
+    assert "req_admin" in client.get("/admin/chat/usagerecord/").content.decode()
+    assert client.get(f"/admin/chat/usagerecord/{record.pk}/change/").status_code == 200
+    assert client.get("/admin/chat/usagerecord/add/").status_code == 403
