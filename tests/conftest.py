@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+from django.conf import settings as django_settings
 from django.core.cache import cache
 
 from accounts.models import User
@@ -13,6 +14,9 @@ from tokens.services import mask
 ALICE_KEY = "sk-alice-test-key-000000000000000000000001"
 BOB_KEY = "sk-bob-test-key-0000000000000000000000000002"
 PASSWORD = "correct horse battery staple"
+
+# Server and worker threads must not keep connections open past a test, or the test database cannot be dropped.
+django_settings.DATABASES["default"]["CONN_MAX_AGE"] = 0
 
 
 @pytest.fixture(autouse=True)
@@ -88,3 +92,63 @@ def asgi_server(transactional_db):
     server = AsgiLiveServer().start()
     yield server
     server.stop()
+
+
+# Credential lifecycle (tokens): OAuth2 credentials, eager Celery, PostgreSQL-only tests.
+
+CLIENT_ID, CLIENT_SECRET = "alice-app", "alice-client-secret-0000000001"
+
+
+@pytest.fixture
+def local_upstreams(settings):
+    """Let user-typed URLs point at the fakes on 127.0.0.1 (the SSRF guard refuses them otherwise)."""
+    settings.UPSTREAM_ALLOWLIST = ["127.0.0.1"]
+    return settings
+
+
+@pytest.fixture
+def oauth_setup(token_server, fake_openai, local_upstreams):
+    """A token server with alice's client, and an OpenAI fake that accepts only its live access tokens."""
+    token_server.add_client(CLIENT_ID, CLIENT_SECRET)
+    fake_openai.authorize = token_server.is_valid_access_token
+    return token_server
+
+
+def oauth_credential_create(user: User, token_server: FakeTokenServer, **fields) -> Credential:
+    """Store an OAuth2 credential directly, as if it had been checked and saved (no token yet, so it is due)."""
+    kind = fields.pop("kind", Kind.CLIENT_CREDENTIALS)
+    credential = Credential(
+        user=user,
+        name=fields.pop("name", "Gateway"),
+        kind=kind,
+        status=fields.pop("status", Status.ACTIVE),
+        token_url=token_server.token_url,
+        client_id=fields.pop("client_id", CLIENT_ID),
+        is_default=fields.pop("is_default", not user.credentials.exists()),
+        hint="…0001",
+        **{k: v for k, v in fields.items() if k not in ("client_secret", "refresh_token", "access_token")},
+    )
+    credential.client_secret = fields.get("client_secret", CLIENT_SECRET)
+    credential.refresh_token = fields.get("refresh_token", "")
+    credential.access_token = fields.get("access_token", "")
+    credential.save()
+    return credential
+
+
+@pytest.fixture
+def celery_eager():
+    """Run .delay()/.apply_async() in-process, so a beat task's fan-out can be tested without a broker."""
+    from project.celery import app
+
+    app.conf.task_always_eager = True
+    yield app
+    app.conf.task_always_eager = False
+
+
+@pytest.fixture(autouse=True)
+def _postgres_only(request):
+    if request.node.get_closest_marker("postgres"):
+        from django.db import connection
+
+        if connection.vendor != "postgresql":
+            pytest.skip("needs PostgreSQL row locks (FOR UPDATE SKIP LOCKED); runs when DATABASE_URL is PostgreSQL")

@@ -13,14 +13,8 @@ def test_it_reports_healthy_services(client):
 
 
 def test_it_reports_an_unreachable_broker(client, settings):
-    from project.celery import app
-
-    original = app.conf.broker_url
-    app.conf.broker_url = "redis://127.0.0.1:9/0"
-    try:
-        response = client.get("/healthz")
-    finally:
-        app.conf.broker_url = original
+    settings.CELERY_BROKER_URL = "redis://127.0.0.1:9/0"
+    response = client.get("/healthz")
     assert response.status_code == 503
     assert response.json()["broker"] is False
 
