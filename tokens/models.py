@@ -30,6 +30,9 @@ class ClientAuth(models.TextChoices):
     POST = "client_secret_post", "Form body (client_secret_post)"
 
 
+SEALED_FIELDS = ("api_key", "client_secret", "refresh_token", "access_token")
+
+
 class CredentialQuerySet(models.QuerySet):
     def usable(self) -> CredentialQuerySet:
         return self.exclude(status__in=[Status.INVALID, Status.EXPIRED])
@@ -38,13 +41,25 @@ class CredentialQuerySet(models.QuerySet):
         return self.filter(kind=Kind.API_KEY, next_check_at__lte=now).exclude(status=Status.EXPIRED)
 
     def due_for_refresh(self, now: datetime) -> CredentialQuerySet:
+        """OAuth2 credentials whose access token expires within the margin, not backing off, not claimed."""
         margin = timedelta(seconds=settings.REFRESH_MARGIN_SECONDS)
         return (
             self.exclude(kind=Kind.API_KEY)
             .filter(status__in=[Status.ACTIVE, Status.UNVERIFIED])
             .filter(Q(access_token_expires_at__isnull=True) | Q(access_token_expires_at__lte=now + margin))
             .filter(Q(retry_at__isnull=True) | Q(retry_at__lte=now))
+            .unclaimed(now)
         )
+
+    def unclaimed(self, now: datetime) -> CredentialQuerySet:
+        return self.filter(Q(refresh_claimed_until__isnull=True) | Q(refresh_claimed_until__lt=now))
+
+    def sealed_with_old_key(self, key_id: str) -> CredentialQuerySet:
+        """Rows holding any secret not sealed under master key `key_id`."""
+        stale = Q()
+        for name in SEALED_FIELDS:
+            stale |= ~Q(**{name: ""}) & ~Q(**{f"{name}__startswith": f"{key_id}$"})
+        return self.filter(stale)
 
     def past_expiry(self, now: datetime) -> CredentialQuerySet:
         return self.filter(expires_at__lte=now).exclude(status=Status.EXPIRED)
@@ -77,6 +92,9 @@ class Credential(models.Model):
     next_check_at = models.DateTimeField(null=True, blank=True)
     last_refreshed_at = models.DateTimeField(null=True, blank=True)
     retry_at = models.DateTimeField(null=True, blank=True)
+    refresh_claimed_until = models.DateTimeField(
+        null=True, blank=True, help_text="A worker is refreshing this token until then; others keep off."
+    )
     failure_count = models.PositiveIntegerField(default=0)
     notified_at = models.DateTimeField(null=True, blank=True)
 
@@ -119,7 +137,7 @@ class Credential(models.Model):
         return changed
 
     def wipe_secrets(self) -> None:
-        for name in ("api_key", "client_secret", "refresh_token", "access_token"):
+        for name in SEALED_FIELDS:
             setattr(self, name, "")
         self.access_token_expires_at = None
 

@@ -8,21 +8,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.core.mail import send_mail
 from django.db import transaction
-from django.template.loader import render_to_string
 from django.utils import timezone
 
 from accounts.models import User
-from tokens import provider
-from tokens.models import Credential, CredentialEvent, EventKind, Kind, Status
+from tokens import oauth, provider
+from tokens.lifecycle import CredentialError, access_token_for, credential_change_status, event_record, grant_fetch
+from tokens.models import ClientAuth, Credential, EventKind, Kind, Status
 from tokens.ssrf import UnsafeURL, check_url
 
 logger = logging.getLogger(__name__)
-
-
-class CredentialError(Exception):
-    """A refusal the user should read: bad input, a rejected key, an unsafe URL."""
 
 
 @dataclass(frozen=True)
@@ -45,55 +40,112 @@ def mask(secret: str) -> str:
     return f"{prefix}…{secret[-4:]}" if len(secret) >= 8 else "…"
 
 
-def event_record(credential: Credential, kind: str, *, actor: str = "system", detail: str = "") -> CredentialEvent:
-    return CredentialEvent.objects.create(
-        credential_id=credential.pk,
-        credential_name=credential.name,
-        user_id=credential.user_id,
-        actor=actor,
-        kind=kind,
-        status=credential.status,
-        detail=detail[:300],
-    )
-
-
 def _next_check_at(now: datetime) -> datetime:
     # Jitter spreads re-checks over the whole interval so keys never hit upstream at once.
     interval = settings.KEY_CHECK_INTERVAL_SECONDS
     return now + timedelta(seconds=interval * random.uniform(0.75, 1.25))
 
 
-def _guarded_base_url(base_url: str) -> str:
-    if not base_url:
+def _guarded_url(url: str, field: str, label: str) -> str:
+    if not url:
         return ""
     try:
-        return check_url(base_url)
+        return check_url(url)
     except UnsafeURL as exc:
-        raise CredentialError(f"Base URL refused: {exc}") from exc
+        raise CredentialError(f"{label} refused: {exc}", field=field) from exc
 
 
 def credential_create(
-    *, user: User, name: str, api_key: str, base_url: str = "", expires_at: datetime | None = None
+    *,
+    user: User,
+    name: str,
+    kind: str = Kind.API_KEY,
+    api_key: str = "",
+    base_url: str = "",
+    token_url: str = "",
+    client_id: str = "",
+    client_secret: str = "",
+    client_auth: str = ClientAuth.BASIC,
+    scope: str = "",
+    refresh_token: str = "",
+    expires_at: datetime | None = None,
 ) -> Credential:
-    """Check an API key against its provider and store it sealed; refuse keys the provider rejects."""
-    api_key = api_key.strip()
-    if not api_key:
-        raise CredentialError("Paste your API key.")
+    """Check a new credential against its provider and store it sealed; refuse what the provider rejects.
+
+    OAuth2 kinds first get an access token from the token endpoint, then list models with it.
+    """
+    if kind not in Kind.values:
+        raise CredentialError("Choose what kind of credential this is.", field="kind")
+    if expires_at is not None and expires_at <= timezone.now():
+        raise CredentialError("Choose an expiry in the future.")
     credential = Credential(
         user=user,
-        name=name.strip() or "API key",
-        kind=Kind.API_KEY,
-        base_url=_guarded_base_url(base_url.strip()),
-        hint=mask(api_key),
+        name=name.strip() or Kind(kind).label,
+        kind=kind,
+        base_url=_guarded_url(base_url.strip(), "base_url", "Base URL"),
         expires_at=expires_at,
     )
-    credential.api_key = api_key
-    _verify_new(credential, api_key)
+    if kind == Kind.API_KEY:
+        bearer = _api_key_configure(credential, api_key.strip())
+    else:
+        oauth_fields = {"client_secret": client_secret.strip(), "refresh_token": refresh_token.strip()}
+        _oauth_configure(credential, token_url.strip(), client_id.strip(), client_auth, scope.strip(), **oauth_fields)
+        bearer = _oauth_first_token(credential)
+    _verify_new(credential, bearer)
     with transaction.atomic():
         credential.is_default = not user.credentials.filter(is_default=True).exists()
         credential.save()
         event_record(credential, EventKind.CREATED, actor=user.username, detail=credential.status_detail)
     return credential
+
+
+def _api_key_configure(credential: Credential, api_key: str) -> str:
+    if not api_key:
+        raise CredentialError("Paste your API key.", field="api_key")
+    credential.api_key = api_key
+    credential.hint = mask(api_key)
+    return api_key
+
+
+def _oauth_configure(
+    credential: Credential,
+    token_url: str,
+    client_id: str,
+    client_auth: str,
+    scope: str,
+    *,
+    client_secret: str,
+    refresh_token: str,
+) -> None:
+    if not token_url:
+        raise CredentialError("Enter the token URL.", field="token_url")
+    if not client_id:
+        raise CredentialError("Enter the client ID.", field="client_id")
+    if credential.kind == Kind.CLIENT_CREDENTIALS and not client_secret:
+        raise CredentialError("Paste the client secret.", field="client_secret")
+    if credential.kind == Kind.REFRESH_TOKEN and not refresh_token:
+        raise CredentialError("Paste the refresh token.", field="refresh_token")
+    if client_auth not in ClientAuth.values:
+        raise CredentialError("Choose how the client authenticates.", field="client_auth")
+    credential.token_url = _guarded_url(token_url, "token_url", "Token URL")
+    credential.client_id, credential.client_auth, credential.scope = client_id, client_auth, scope
+    credential.client_secret = client_secret
+    credential.refresh_token = refresh_token
+    credential.hint = mask(client_secret if credential.kind == Kind.CLIENT_CREDENTIALS else refresh_token)
+
+
+def _oauth_first_token(credential: Credential) -> str:
+    """Run the grant once before saving, keeping the tokens it returns (a rotated refresh token included)."""
+    try:
+        grant = grant_fetch(credential)
+    except oauth.TokenError as exc:
+        raise CredentialError(f"{exc} Nothing was saved.") from exc
+    credential.access_token = grant.access_token
+    credential.access_token_expires_at = grant.expires_at
+    credential.last_refreshed_at = timezone.now()
+    if grant.refresh_token:
+        credential.refresh_token = grant.refresh_token
+    return grant.access_token
 
 
 def _verify_new(credential: Credential, bearer: str) -> None:
@@ -125,6 +177,17 @@ def credential_replace_key(*, credential: Credential, api_key: str, actor: str) 
     return credential
 
 
+def credential_set_expiry(*, credential: Credential, expires_at: datetime | None, actor: str) -> Credential:
+    """Set or clear the owner's expiry; when it passes, beat wipes the secrets."""
+    if expires_at is not None and expires_at <= timezone.now():
+        raise CredentialError("Choose an expiry in the future.")
+    credential.expires_at = expires_at
+    credential.save(update_fields=["expires_at"])
+    detail = f"Expiry set to {expires_at:%Y-%m-%d %H:%M} UTC." if expires_at else "Expiry removed."
+    event_record(credential, EventKind.UPDATED, actor=actor, detail=detail)
+    return credential
+
+
 def credential_delete(*, credential: Credential, actor: str) -> None:
     with transaction.atomic():
         event_record(credential, EventKind.DELETED, actor=actor)
@@ -141,37 +204,6 @@ def credential_make_default(*, credential: Credential) -> None:
     with transaction.atomic():
         Credential.objects.filter(user_id=credential.user_id, is_default=True).update(is_default=False)
         Credential.objects.filter(pk=credential.pk).update(is_default=True)
-
-
-def credential_change_status(credential: Credential, status: str, detail: str = "", *, actor: str = "system") -> bool:
-    """Apply a status; on a change, record an event and tell the owner about trouble."""
-    if not credential.set_status(status, detail):
-        credential.save(update_fields=["status", "status_detail"])
-        return False
-    credential.save(update_fields=["status", "status_detail"])
-    event_record(credential, EventKind.STATUS_CHANGED, actor=actor, detail=detail)
-    if status in (Status.INVALID, Status.NEEDS_ATTENTION, Status.EXPIRED):
-        credential_notify_owner(credential=credential)
-    return True
-
-
-def credential_notify_owner(*, credential: Credential) -> bool:
-    """Email the owner once per episode of trouble; return whether an email went out."""
-    claimed = Credential.objects.filter(pk=credential.pk, notified_at__isnull=True).update(notified_at=timezone.now())
-    if not claimed or not credential.user.email:
-        return False
-    ctx = {"credential": credential, "user": credential.user}
-    subject = render_to_string("emails/credential_problem-subject.txt", ctx).strip()
-    send_mail(
-        subject,
-        render_to_string("emails/credential_problem-body.txt", ctx),
-        None,
-        [credential.user.email],
-        html_message=render_to_string("emails/credential_problem-body.html", ctx),
-        fail_silently=True,
-    )
-    event_record(credential, EventKind.NOTIFIED, detail=f"Emailed {credential.user.email}")
-    return True
 
 
 def credential_check(*, credential: Credential, actor: str = "system") -> Credential:
@@ -217,12 +249,7 @@ def credential_bearer(*, credential: Credential) -> Bearer:
     """Return base URL and bearer ready to use, refreshing an OAuth2 token inline if it has expired."""
     if credential.status == Status.EXPIRED:
         raise CredentialError(f"“{credential.name}” has expired. Add a new credential on the keys page.")
-    if credential.kind == Kind.API_KEY:
-        token = credential.api_key.reveal()
-    else:
-        from tokens.lifecycle import access_token_for
-
-        token = access_token_for(credential)
+    token = credential.api_key.reveal() if credential.kind == Kind.API_KEY else access_token_for(credential)
     return Bearer(
         credential_id=str(credential.pk),
         base_url=credential.effective_base_url(),

@@ -1,17 +1,21 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
 
-from tokens import services
-from tokens.models import Credential
+from tokens import lifecycle, services
+from tokens.models import Credential, Kind
 
 logger = logging.getLogger(__name__)
 
+# At most this many key checks leave per scan, spread over the scan period: a backlog drains at a steady rate.
 CHECK_BATCH = 500
+# Expiry needs no network; a beat run handles this many and the next run the rest.
+EXPIRE_BATCH = 1000
 
 
 @shared_task
@@ -21,17 +25,48 @@ def validate_credentials() -> int:
     ids = list(
         Credential.objects.due_for_check(now).order_by("next_check_at").values_list("pk", flat=True)[:CHECK_BATCH]
     )
+    if not ids:
+        return 0
     spread = max(1, int(settings.CELERY_BEAT_SCHEDULE["validate-credentials"]["schedule"]))
+    # Push these out of the next scan's reach; the check sets the real next time. A lost task retries after this.
+    Credential.objects.filter(pk__in=ids).update(next_check_at=now + timedelta(seconds=spread * 3))
     for index, pk in enumerate(ids):
-        check_credential.apply_async((str(pk),), countdown=index * spread // max(1, len(ids)))
+        check_credential.apply_async((str(pk),), countdown=index * spread / len(ids))
     return len(ids)
 
 
 @shared_task
 def check_credential(credential_id: str) -> None:
-    credential = Credential.objects.filter(pk=credential_id).select_related("user").first()
-    if credential is None:
+    credential = Credential.objects.filter(pk=credential_id, kind=Kind.API_KEY).select_related("user").first()
+    if credential is None or not credential.is_usable:
         return
-    if credential.next_check_at and credential.next_check_at > timezone.now():
-        return  # another run got here first
     services.credential_check(credential=credential)
+
+
+@shared_task
+def refresh_due_credentials() -> int:
+    """Fan out one refresh per OAuth2 credential whose access token expires within the margin."""
+    ids = Credential.objects.due_for_refresh(timezone.now()).values_list("pk", flat=True)
+    count = 0
+    for pk in ids.iterator(chunk_size=2000):
+        refresh_credential.delay(str(pk))
+        count += 1
+    return count
+
+
+@shared_task(bind=True)
+def refresh_credential(self, credential_id: str) -> str:
+    """Refresh one credential; timeouts and 5xx retry with backoff, refusals stop at once."""
+    result = lifecycle.credential_refresh(credential_id=credential_id)
+    if result.outcome == "retry":
+        # The service counts failures in the row and gives up at REFRESH_MAX_FAILURES; this is a backstop.
+        raise self.retry(countdown=result.retry_in, max_retries=settings.REFRESH_MAX_FAILURES)
+    return result.outcome
+
+
+@shared_task
+def expire_credentials() -> int:
+    """Wipe the secrets of credentials whose owner-set expiry has passed."""
+    now = timezone.now()
+    ids = list(Credential.objects.past_expiry(now).values_list("pk", flat=True)[:EXPIRE_BATCH])
+    return sum(lifecycle.credential_expire(credential_id=pk, now=now) for pk in ids)

@@ -46,6 +46,11 @@ class _GuardedAdapter(HTTPAdapter):
         self.poolmanager.pool_classes_by_scheme = {"http": _GuardedHTTPPool, "https": _GuardedHTTPSPool}
 
 
+def guarded_adapter() -> HTTPAdapter:
+    """A requests transport adapter whose every connection re-checks the SSRF guard."""
+    return _GuardedAdapter()
+
+
 def guarded_session() -> requests.Session:
     session = requests.Session()
     session.trust_env = False

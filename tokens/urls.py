@@ -11,6 +11,7 @@ urlpatterns = [
     path("<uuid:pk>/", views.credential_detail, name="credential-detail"),
     path("<uuid:pk>/replace/", views.credential_replace, name="credential-replace"),
     path("<uuid:pk>/check/", views.credential_check, name="credential-check"),
+    path("<uuid:pk>/expiry/", views.credential_expiry, name="credential-expiry"),
     path("<uuid:pk>/default/", views.credential_default, name="credential-default"),
     path("<uuid:pk>/delete/", views.credential_delete, name="credential-delete"),
 ]

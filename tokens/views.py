@@ -7,8 +7,8 @@ from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_POST
 
 from tokens import services
-from tokens.forms import ApiKeyForm, ReplaceKeyForm
-from tokens.models import Credential, CredentialEvent
+from tokens.forms import CredentialForm, ExpiryForm, ReplaceKeyForm
+from tokens.models import Credential, CredentialEvent, Status
 
 SECRET_FIELDS = ("api_key", "client_secret", "refresh_token")
 
@@ -20,7 +20,7 @@ def _get_credential(request: HttpRequest, pk: str) -> Credential:
     return credential
 
 
-def _render_list(request: HttpRequest, form: ApiKeyForm, status: int = 200) -> HttpResponse:
+def _render_list(request: HttpRequest, form: CredentialForm, status: int = 200) -> HttpResponse:
     ctx = {
         "credentials": request.user.credentials.all(),
         "form": form,
@@ -32,21 +32,16 @@ def _render_list(request: HttpRequest, form: ApiKeyForm, status: int = 200) -> H
 @sensitive_post_parameters(*SECRET_FIELDS)
 def credential_list(request: HttpRequest) -> HttpResponse:
     if request.method != "POST":
-        return _render_list(request, ApiKeyForm())
+        return _render_list(request, CredentialForm())
 
-    form = ApiKeyForm(request.POST)
+    form = CredentialForm(request.POST)
     if form.is_valid():
         try:
-            credential = services.credential_create(
-                user=request.user,
-                name=form.cleaned_data["name"],
-                api_key=form.cleaned_data["api_key"],
-                base_url=form.cleaned_data["base_url"],
-            )
+            credential = services.credential_create(user=request.user, **form.credential_fields())
         except services.CredentialError as exc:
-            form.add_error(None, str(exc))
+            form.add_error(exc.field if exc.field in form.fields else None, str(exc))
         else:
-            if credential.status == "active":
+            if credential.status == Status.ACTIVE:
                 messages.success(request, f"Saved “{credential.name}” ({credential.hint}). The provider accepted it.")
             else:
                 messages.warning(request, f"Saved “{credential.name}” ({credential.hint}). {credential.status_detail}")
@@ -54,14 +49,20 @@ def credential_list(request: HttpRequest) -> HttpResponse:
     return _render_list(request, form, status=400)
 
 
-def credential_detail(request: HttpRequest, pk: str) -> HttpResponse:
-    credential = _get_credential(request, pk)
+def _render_detail(
+    request: HttpRequest, credential: Credential, status: int = 200, **bound: ExpiryForm | ReplaceKeyForm
+) -> HttpResponse:
     ctx = {
         "credential": credential,
         "events": CredentialEvent.objects.filter(credential_id=credential.pk)[:100],
-        "replace_form": ReplaceKeyForm(),
+        "replace_form": bound.get("replace_form") or ReplaceKeyForm(),
+        "expiry_form": bound.get("expiry_form") or ExpiryForm(initial={"expiry": "never"}),
     }
-    return render(request, "tokens/credential_detail.html", ctx)
+    return render(request, "tokens/credential_detail.html", ctx, status=status)
+
+
+def credential_detail(request: HttpRequest, pk: str) -> HttpResponse:
+    return _render_detail(request, _get_credential(request, pk))
 
 
 @require_POST
@@ -80,12 +81,25 @@ def credential_replace(request: HttpRequest, pk: str) -> HttpResponse:
             messages.success(request, f"Key replaced; now showing {credential.hint}.")
             return redirect("tokens:credential-detail", pk=credential.pk)
     credential.refresh_from_db()
-    ctx = {
-        "credential": credential,
-        "events": CredentialEvent.objects.filter(credential_id=credential.pk)[:100],
-        "replace_form": form,
-    }
-    return render(request, "tokens/credential_detail.html", ctx, status=400)
+    return _render_detail(request, credential, status=400, replace_form=form)
+
+
+@require_POST
+def credential_expiry(request: HttpRequest, pk: str) -> HttpResponse:
+    credential = _get_credential(request, pk)
+    form = ExpiryForm(request.POST)
+    if form.is_valid():
+        try:
+            services.credential_set_expiry(
+                credential=credential, expires_at=form.cleaned_data["expires_at"], actor=request.user.username
+            )
+        except services.CredentialError as exc:
+            form.add_error(None, str(exc))
+        else:
+            messages.success(request, f"Expiry of “{credential.name}” updated.")
+            return redirect("tokens:credential-detail", pk=credential.pk)
+    credential.refresh_from_db()
+    return _render_detail(request, credential, status=400, expiry_form=form)
 
 
 @require_POST
