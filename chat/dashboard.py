@@ -4,25 +4,31 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Callable
+from datetime import date, timedelta
 from functools import wraps
 
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
+from django.db.models import Avg, Count, Q, Sum
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.utils import timezone
 
 from chat.forms import UsageFilterForm
 from chat.models import State, UsageQuerySet, UsageRecord
 
 PAGE_SIZE = 50
 CHART_DAYS = 30
+MAX_CHART_DAYS = 92
+BAR_STEP, BAR_WIDTH = 24, 18
 
 
-def _filtered(request: HttpRequest) -> tuple[UsageFilterForm, UsageQuerySet]:
+def _filtered(request: HttpRequest) -> tuple[UsageFilterForm, UsageQuerySet, date, date]:
     form = UsageFilterForm(request.GET or None)
     records = UsageRecord.objects.select_related("user")
+    today = timezone.localdate()
     if not form.is_valid():
-        return form, records
+        return form, records, today - timedelta(days=CHART_DAYS - 1), today
     data = form.cleaned_data
     if data["user"]:
         records = records.filter(user__username__iexact=data["user"].strip())
@@ -34,18 +40,46 @@ def _filtered(request: HttpRequest) -> tuple[UsageFilterForm, UsageQuerySet]:
         records = records.exclude(error_type="")
     elif data["status"] == "stopped":
         records = records.filter(outcome=State.STOPPED)
-    return form, records.in_range(data["since"], data["until"])
+    until = data["until"] or today
+    since = data["since"] or until - timedelta(days=CHART_DAYS - 1)
+    return form, records.in_range(data["since"], data["until"]), since, until
 
 
-def _chart(records: UsageQuerySet) -> list[dict]:
-    """Bars for an SVG drawn with attributes only, so the strict CSP needs no inline styles."""
-    days = list(records.order_by().daily_totals())[-CHART_DAYS:]
-    peak = max((day["total_tokens"] for day in days), default=0) or 1
+def _chart(records: UsageQuerySet, since: date, until: date) -> list[dict]:
+    """One bar per day of the range (at most MAX_CHART_DAYS), drawn with SVG attributes so the CSP needs no styles."""
+    since = max(since, until - timedelta(days=MAX_CHART_DAYS - 1))
+    totals = {row["day"]: row for row in records.order_by().in_range(since, until).daily_totals()}
+    days = []
+    for offset in range((until - since).days + 1):
+        day = since + timedelta(days=offset)
+        days.append(totals.get(day, {"day": day, "requests": 0, "errors": 0, "total_tokens": 0}))
+    peak = max(day["total_tokens"] for day in days) or 1
     for index, day in enumerate(days):
-        day["height"] = max(2, round(100 * day["total_tokens"] / peak))
-        day["x"], day["y"] = index * 30 + 4, 110 - day["height"]
-        day["label_x"] = day["x"] + 11
+        day["height"] = round(100 * day["total_tokens"] / peak) if day["total_tokens"] else 0
+        day["x"], day["y"] = index * BAR_STEP + 4, 110 - day["height"]
+        day["label_x"] = day["x"] + BAR_WIDTH // 2
+        day["show_label"] = index % max(1, len(days) // 10) == 0
     return days
+
+
+def _breakdown(records: UsageQuerySet, field: str) -> list[dict]:
+    rows = list(
+        records.order_by()
+        .values(field)
+        .annotate(
+            requests=Count("id"),
+            errors=Count("id", filter=~Q(error_type="")),
+            total_tokens=Sum("total_tokens", default=0),
+            cost_usd=Sum("cost_usd"),
+            avg_latency_ms=Avg("latency_ms"),
+        )
+        .order_by("-total_tokens", "-requests")[:10]
+    )
+    peak = max((row["total_tokens"] for row in rows), default=0) or 1
+    for row in rows:
+        row["name"] = row.pop(field)
+        row["share"] = round(100 * row["total_tokens"] / peak)
+    return rows
 
 
 def staff_required(view: Callable) -> Callable:
@@ -62,17 +96,20 @@ def staff_required(view: Callable) -> Callable:
 
 @staff_required
 def usage_dashboard(request: HttpRequest) -> HttpResponse:
-    form, records = _filtered(request)
+    form, records, since, until = _filtered(request)
     page = Paginator(records, PAGE_SIZE).get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
-    chart = _chart(records)
+    chart = _chart(records, since, until)
     ctx = {
         "form": form,
         "page": page,
         "totals": records.order_by().totals(),
         "chart": chart,
-        "chart_width": max(300, len(chart) * 30 + 8),
+        "chart_width": len(chart) * BAR_STEP + 8,
+        "chart_peak": max(day["total_tokens"] for day in chart),
+        "by_model": _breakdown(records, "model"),
+        "by_user": _breakdown(records, "user__username"),
         "models": UsageRecord.objects.order_by("model").values_list("model", flat=True).distinct()[:200],
         "query": query.urlencode(),
     }
@@ -100,7 +137,7 @@ CSV_COLUMNS = [
 
 @staff_required
 def usage_export(request: HttpRequest) -> HttpResponse:
-    _, records = _filtered(request)
+    records = _filtered(request)[1]
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = 'attachment; filename="usage.csv"'
     writer = csv.writer(response)

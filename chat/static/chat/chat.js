@@ -117,6 +117,8 @@
       link.className = "conversation-link current";
       link.textContent = data.title;
       document.querySelector(".conversation-list")?.prepend(link);
+      const heading = document.querySelector(".chat-title");
+      if (heading) heading.textContent = data.title;
     }
   }
 
