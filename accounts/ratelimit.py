@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -11,6 +12,8 @@ from django.conf import settings
 from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+
+logger = logging.getLogger(__name__)
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -32,12 +35,17 @@ def hit(key: str, *, limit: int, window: int) -> Verdict:
     now = int(time.time())
     window_start = now - now % window
     cache_key = f"rl:{key}:{window_start}"
-    cache.add(cache_key, 0, timeout=window + 1)
     try:
-        count = cache.incr(cache_key)
-    except ValueError:
-        cache.set(cache_key, 1, timeout=window + 1)
-        count = 1
+        cache.add(cache_key, 0, timeout=window + 1)
+        try:
+            count = cache.incr(cache_key)
+        except ValueError:  # expired between add and incr
+            cache.set(cache_key, 1, timeout=window + 1)
+            count = 1
+    except Exception:
+        # A cache outage must not lock everyone out; limits resume when it is back.
+        logger.warning("rate limit cache unavailable; allowing %s", key.split(":")[0], exc_info=True)
+        return Verdict(allowed=True, retry_after=0)
     return Verdict(allowed=count <= limit, retry_after=window_start + window - now)
 
 

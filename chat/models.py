@@ -57,6 +57,11 @@ class State(models.TextChoices):
     ERROR = "error", "Error"
 
 
+class MessageQuerySet(models.QuerySet):
+    def abandoned(self, before: datetime) -> MessageQuerySet:
+        return self.filter(state=State.STREAMING, created_at__lt=before)
+
+
 class Message(models.Model):
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
     role = models.CharField(max_length=10, choices=Role.choices)
@@ -68,6 +73,8 @@ class Message(models.Model):
         default=0, help_text="Earlier messages left out to fit the model's context window."
     )
     created_at = models.DateTimeField(default=timezone.now)
+
+    objects = MessageQuerySet.as_manager()
 
     class Meta:
         ordering = ["created_at", "id"]

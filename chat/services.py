@@ -66,6 +66,22 @@ def _lock_key(conversation_id: int) -> str:
     return f"chat:generating:{conversation_id}"
 
 
+def generation_lock_acquire(conversation_id: int) -> bool:
+    """Claim the conversation for one reply; a cache outage lets the reply go ahead rather than fail."""
+    try:
+        return cache.add(_lock_key(conversation_id), 1, timeout=GENERATION_LOCK_SECONDS)
+    except Exception:
+        logger.warning("generation lock unavailable for conversation %s", conversation_id, exc_info=True)
+        return True
+
+
+def generation_lock_release(conversation_id: int) -> None:
+    try:
+        cache.delete(_lock_key(conversation_id))
+    except Exception:
+        logger.warning("could not release generation lock of conversation %s", conversation_id, exc_info=True)
+
+
 def _pick_credential(user: User, credential_id: str | None) -> Credential:
     credential = credential_for_user(user=user, credential_id=credential_id)
     keys_url = reverse("tokens:credential-list") + "?next=chat"
@@ -170,7 +186,7 @@ def reply_prepare(
             conversation = Conversation.objects.create(
                 user=user, title=Conversation().title_from(text), system_prompt=system_prompt.strip()
             )
-        if not cache.add(_lock_key(conversation.pk), 1, timeout=GENERATION_LOCK_SECONDS):
+        if not generation_lock_acquire(conversation.pk):
             raise ChatRefusal(
                 "A reply is still being written in this conversation. Stop it or wait for it.", status=409
             )
@@ -181,10 +197,10 @@ def reply_prepare(
             conversation.save(update_fields=["model", "credential", "updated_at"])
             bearer = credential_bearer(credential=credential)
         except CredentialError as exc:
-            cache.delete(_lock_key(conversation.pk))
+            generation_lock_release(conversation.pk)
             raise ChatRefusal(str(exc), status=409, redirect=reverse("tokens:credential-list")) from exc
         except BaseException:
-            cache.delete(_lock_key(conversation.pk))
+            generation_lock_release(conversation.pk)
             raise
     history, trimmed = trim_history(history_for(conversation), model)
     assistant = Message.objects.create(
@@ -211,11 +227,17 @@ def _sse(event: str, data: dict) -> bytes:
 def models_for(*, credential: Credential) -> list[str]:
     """Model ids this credential can use, from GET /models, cached per credential for ten minutes."""
     key = f"chat:models:{credential.pk}"
-    models = cache.get(key)
+    try:
+        models = cache.get(key)
+    except Exception:
+        models = None
     if models is None:
         bearer = credential_bearer(credential=credential)
         models = provider.list_models(base_url=bearer.base_url, bearer=bearer.token, guarded=bearer.guarded)
-        cache.set(key, models, timeout=600)
+        try:
+            cache.set(key, models, timeout=600)
+        except Exception:
+            logger.warning("model list not cached", exc_info=True)
     return models
 
 
@@ -288,7 +310,7 @@ def reply_finish(
     assistant.content, assistant.state = content, state
     assistant.error = error.message[:300] if error else ""
     assistant.save(update_fields=["content", "state", "error"])
-    cache.delete(_lock_key(prepared.conversation.pk))
+    generation_lock_release(prepared.conversation.pk)
     if error and error.kind == "auth":
         credential = Credential.objects.filter(pk=prepared.bearer.credential_id).first()
         if credential:

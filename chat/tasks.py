@@ -6,7 +6,7 @@ from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
 
-from chat.models import UsageRecord
+from chat.models import Message, State, UsageRecord
 
 
 @shared_task
@@ -17,3 +17,12 @@ def prune_usage() -> int:
     cutoff = timezone.now() - timedelta(days=settings.USAGE_RETENTION_DAYS)
     deleted, _ = UsageRecord.objects.older_than(cutoff).delete()
     return deleted
+
+
+@shared_task
+def close_abandoned_replies() -> int:
+    """Mark replies left 'streaming' by a web process that died as incomplete, keeping their text."""
+    cutoff = timezone.now() - timedelta(minutes=15)
+    return Message.objects.abandoned(cutoff).update(
+        state=State.INCOMPLETE, error="The server restarted while this reply was being written."
+    )

@@ -36,6 +36,7 @@ DEV_ENCRYPTION_KEY = "dev:" + base64.urlsafe_b64encode(hashlib.sha256(b"byok-dev
 SECRET_KEY = envsecret("SECRET_KEY", "dev-only-secret-key-never-use-in-production")
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+CSRF_FAILURE_VIEW = "project.views.csrf_failure"
 PORT = env.int("PORT", default=8000)
 
 INSTALLED_APPS = [
@@ -178,6 +179,7 @@ REFRESH_MARGIN_SECONDS = env.int("REFRESH_MARGIN_SECONDS", default=300)
 KEY_CHECK_INTERVAL_SECONDS = env.int("KEY_CHECK_INTERVAL_SECONDS", default=6 * 3600)
 REFRESH_SCAN_SECONDS = env.int("REFRESH_SCAN_SECONDS", default=60)
 REFRESH_MAX_FAILURES = env.int("REFRESH_MAX_FAILURES", default=5)
+KEY_CHECK_BATCH = env.int("KEY_CHECK_BATCH", default=500)
 
 # Chat
 CHAT_RATE_LIMIT_PER_MINUTE = env.int("CHAT_RATE_LIMIT_PER_MINUTE", default=20)
@@ -218,6 +220,10 @@ CELERY_BEAT_SCHEDULE = {
     },
     "expire-credentials": {
         "task": "tokens.tasks.expire_credentials",
+        "schedule": 300.0,
+    },
+    "close-abandoned-replies": {
+        "task": "chat.tasks.close_abandoned_replies",
         "schedule": 300.0,
     },
     "prune-usage": {

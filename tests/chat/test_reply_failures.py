@@ -6,6 +6,7 @@ import threading
 
 import pytest
 import requests
+from django.test import override_settings
 
 from chat.models import Message, UsageRecord
 from tests.conftest import ALICE_KEY, credential_create
@@ -134,3 +135,17 @@ def test_it_does_not_leak_the_key_in_errors(asgi_server, fake_openai, session):
         timeout=30,
     ).text
     assert ALICE_KEY not in raw and ALICE_KEY[-10:] not in raw
+
+
+def test_it_still_chats_when_the_cache_is_down(asgi_server, fake_openai, session):
+    unreachable = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": "redis://127.0.0.1:9/0",
+            "OPTIONS": {"socket_connect_timeout": 0.2},
+        }
+    }
+    with override_settings(CACHES=unreachable):
+        events = send(session, asgi_server.url, "/chat/send/", "Still there?")
+    assert events.done["state"] == "complete"
+    assert Message.objects.get(role="assistant").state == "complete"
