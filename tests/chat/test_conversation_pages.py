@@ -63,3 +63,14 @@ def test_it_falls_back_to_the_default_model_when_listing_fails(alice_client, ali
 def test_it_sends_anonymous_visitors_to_log_in(client, conversation):
     response = client.get(f"/chat/{conversation.pk}/")
     assert response.status_code == 302 and response["Location"].startswith("/accounts/login/")
+
+
+def test_it_groups_the_sidebar_by_age(alice_client, alice, conversation):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    Conversation.objects.create(user=alice, title="Older plan", updated_at=timezone.now() - timedelta(days=3))
+    page = alice_client.get("/chat/").content.decode()
+    assert page.index(">Today<") < page.index("Trip to Lisbon") < page.index(">Previous 7 days<")
+    assert page.index(">Previous 7 days<") < page.index("Older plan")

@@ -155,7 +155,7 @@
         }
         const payload = JSON.parse(data);
         if (name === "message") { body.textContent += payload; scrollDown(); }
-        else if (name === "start") { started(article, payload); if (fromBox) box.value = ""; }
+        else if (name === "start") { started(article, payload); if (fromBox) { box.value = ""; grow(); } }
         else if (name === "done") finished(article, payload);
       }
     }
@@ -275,13 +275,15 @@
   box.addEventListener("keydown", (event) => {
     if (event.key === "Enter" && !event.shiftKey && !event.isComposing) { event.preventDefault(); send(); }
   });
-  box.addEventListener("input", () => localStorage.setItem(draftKey(), box.value));
+  const grow = () => { box.style.height = "auto"; box.style.height = Math.min(box.scrollHeight, 224) + "px"; };
+  box.addEventListener("input", () => { localStorage.setItem(draftKey(), box.value); grow(); });
   credentialPicker?.addEventListener("change", loadModels);
   document.addEventListener("submit", (event) => {
     const message = event.target.dataset.confirm;
     if (message && !window.confirm(message)) event.preventDefault();
   });
   box.value = localStorage.getItem(draftKey()) || box.value;
+  grow();
   addCopyButtons(list);
   loadModels();
   scrollDown();
