@@ -12,8 +12,6 @@ from tokens.models import Credential, Kind
 
 logger = logging.getLogger(__name__)
 
-# At most this many key checks leave per scan, spread over the scan period: a backlog drains at a steady rate.
-CHECK_BATCH = 500
 # Expiry needs no network; a beat run handles this many and the next run the rest.
 EXPIRE_BATCH = 1000
 
@@ -22,17 +20,22 @@ EXPIRE_BATCH = 1000
 def validate_credentials() -> int:
     """Fan out one check per due API key, spread across the scan period."""
     now = timezone.now()
-    ids = list(
-        Credential.objects.due_for_check(now).order_by("next_check_at").values_list("pk", flat=True)[:CHECK_BATCH]
-    )
+    # At most KEY_CHECK_BATCH leave per scan, spread over the scan period: a backlog drains at a steady rate.
+    due = Credential.objects.due_for_check(now).order_by("next_check_at")
+    ids = list(due.values_list("pk", flat=True)[: settings.KEY_CHECK_BATCH])
     if not ids:
         return 0
-    spread = max(1, int(settings.CELERY_BEAT_SCHEDULE["validate-credentials"]["schedule"]))
+    period = settings.CELERY_BEAT_SCHEDULE["validate-credentials"]["schedule"]
     # Push these out of the next scan's reach; the check sets the real next time. A lost task retries after this.
-    Credential.objects.filter(pk__in=ids).update(next_check_at=now + timedelta(seconds=spread * 3))
-    for index, pk in enumerate(ids):
-        check_credential.apply_async((str(pk),), countdown=index * spread / len(ids))
+    Credential.objects.filter(pk__in=ids).update(next_check_at=now + timedelta(seconds=period * 3))
+    for pk, countdown in zip(ids, check_countdowns(len(ids), period), strict=True):
+        check_credential.apply_async((str(pk),), countdown=countdown)
     return len(ids)
+
+
+def check_countdowns(count: int, period: float) -> list[float]:
+    """Spread `count` checks evenly over `period` seconds, so upstream sees a steady trickle, never a burst."""
+    return [round(index * period / count, 3) for index in range(count)]
 
 
 @shared_task
