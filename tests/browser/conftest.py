@@ -1,0 +1,152 @@
+"""Browser fixtures: one Chromium per session, a fresh context and page per test, against the real ASGI app.
+
+Playwright's sync API runs an event loop in the test thread, so the Django ORM called from a test
+would refuse to run; DJANGO_ALLOW_ASYNC_UNSAFE lets it, as in djangoproject.com's EndToEndTests.
+
+Chromium comes from the system (CHROMIUM_PATH, default /usr/bin/chromium); nothing is downloaded.
+``SCREENSHOTS=1 .venv/bin/python -m pytest tests/browser`` also saves full-page PNGs of the main
+screens under screenshots/ (git-ignored) for a visual review.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Dialog, Page, expect, sync_playwright
+
+from tests.conftest import PASSWORD
+
+os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+TIMEOUT_MS = 10_000
+SCREENSHOT_DIR = Path(__file__).resolve().parents[2] / "screenshots"
+
+expect.set_options(timeout=TIMEOUT_MS)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    path = os.environ.get("CHROMIUM_PATH") or "/usr/bin/chromium"
+    if not Path(path).is_file():
+        pytest.fail(
+            f"Chromium not found at {path}. Install Debian's chromium package (apt-get install chromium) "
+            "or point CHROMIUM_PATH at a Chromium binary; the browser tests do not download browsers.",
+            pytrace=False,
+        )
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=path, headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@dataclass
+class Dialogs:
+    """Every alert/confirm/prompt the page opened; confirms are accepted only when a test says so."""
+
+    seen: list[tuple[str, str]] = field(default_factory=list)
+    accept: bool = False
+
+    def handle(self, dialog: Dialog) -> None:
+        self.seen.append((dialog.type, dialog.message))
+        if self.accept:
+            dialog.accept()
+        else:
+            dialog.dismiss()
+
+
+@pytest.fixture
+def dialogs() -> Dialogs:
+    return Dialogs()
+
+
+@pytest.fixture
+def context_options() -> dict:
+    """Extra browser context options; a module overrides this fixture to change them."""
+    return {}
+
+
+def new_page(browser: Browser, base_url: str, **options) -> Page:
+    context = browser.new_context(base_url=base_url, viewport={"width": 1280, "height": 860}, **options)
+    context.set_default_timeout(TIMEOUT_MS)
+    return context.new_page()
+
+
+@pytest.fixture
+def page(browser: Browser, asgi_server, dialogs: Dialogs, context_options: dict) -> Iterator[Page]:
+    page = new_page(browser, asgi_server.url, **context_options)
+    context = page.context
+    page.on("dialog", dialogs.handle)
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    yield page
+    context.close()
+    assert not errors, f"uncaught JavaScript errors on the page: {errors}"
+
+
+@pytest.fixture
+def open_page(browser: Browser, asgi_server, dialogs: Dialogs):
+    """Open another page in its own context (another person's browser); closed after the test."""
+    pages: list[Page] = []
+
+    def open_() -> Page:
+        page = new_page(browser, asgi_server.url)
+        page.on("dialog", dialogs.handle)
+        pages.append(page)
+        return page
+
+    yield open_
+    for page in pages:
+        page.context.close()
+
+
+def log_in(page: Page, username: str, password: str = PASSWORD) -> None:
+    page.goto("/accounts/login/")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", password)
+    page.click("button[type=submit]:has-text('Log in')")
+    expect(page).to_have_url(re.compile(r"/chat/$"))
+    page.wait_for_load_state()  # chat.js is deferred; let it attach its handlers before typing
+
+
+def send_message(page: Page, text: str) -> None:
+    page.fill("textarea[name=message]", text)
+    page.click("[data-action=send]")
+
+
+@pytest.fixture
+def shoot():
+    """Save a full-page PNG under screenshots/ when SCREENSHOTS=1; otherwise do nothing."""
+    enabled = os.environ.get("SCREENSHOTS") == "1"
+
+    def take(page: Page, name: str) -> None:
+        if enabled:
+            SCREENSHOT_DIR.mkdir(exist_ok=True)
+            page.screenshot(path=str(SCREENSHOT_DIR / f"{name}.png"), full_page=True, animations="disabled")
+
+    return take
+
+
+def eventually(probe, *, timeout: float = 5.0, message: str = "condition not met"):
+    """Return probe()'s first truthy value, polling a server-side fact (e.g. a saved row) until timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{message} within {timeout} s")
+        time.sleep(0.05)

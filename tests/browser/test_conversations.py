@@ -1,0 +1,123 @@
+"""The conversation sidebar: newest first, rename, delete with confirmation, and ownership."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+from playwright.sync_api import Page, expect
+
+from chat.models import Conversation, Message
+from tests.browser.conftest import log_in, send_message
+from tests.conftest import ALICE_KEY, credential_create
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+def _conversation(user, title: str, days_ago: int) -> Conversation:
+    conversation = Conversation.objects.create(
+        user=user, title=title, updated_at=timezone.now() - timedelta(days=days_ago)
+    )
+    Message.objects.create(conversation=conversation, role="user", content=f"About {title}")
+    Message.objects.create(conversation=conversation, role="assistant", content=f"Reply on {title}")
+    return conversation
+
+
+def _sidebar(page: Page):
+    return page.locator(".conversation-list a.conversation-link")
+
+
+@pytest.fixture
+def alice_page(page: Page, fake_openai, alice) -> Page:
+    credential_create(alice, ALICE_KEY)
+    log_in(page, "alice")
+    return page
+
+
+def test_it_lists_conversations_newest_first(alice_page: Page, fake_openai, alice):
+    _conversation(alice, "Oldest trip", days_ago=3)
+    _conversation(alice, "Middle recipe", days_ago=1)
+    alice_page.goto("/chat/")
+    expect(_sidebar(alice_page)).to_have_text(["Middle recipe", "Oldest trip"])
+
+    send_message(alice_page, "Brand new topic")
+
+    expect(alice_page.locator("[data-role=assistant]")).to_have_attribute("data-state", "complete")
+    expect(_sidebar(alice_page)).to_have_text(["Brand new topic", "Middle recipe", "Oldest trip"])
+    alice_page.reload()
+    expect(_sidebar(alice_page)).to_have_text(["Brand new topic", "Middle recipe", "Oldest trip"])
+    expect(alice_page.locator(".conversation-link.current")).to_have_text("Brand new topic")
+
+    # Talking in an old conversation brings it back to the top.
+    _sidebar(alice_page).filter(has_text="Oldest trip").click()
+    expect(alice_page.locator("[data-role=user] .bubble")).to_have_text("About Oldest trip")
+    send_message(alice_page, "One more thing")
+    expect(alice_page.locator("[data-role=assistant]").last).to_have_attribute("data-state", "complete")
+    alice_page.goto("/chat/")
+    expect(_sidebar(alice_page)).to_have_text(["Oldest trip", "Brand new topic", "Middle recipe"])
+
+
+def test_it_puts_the_first_conversation_into_an_empty_sidebar(alice_page: Page):
+    sidebar = alice_page.locator(".conversation-list")
+    expect(sidebar).to_contain_text("No conversations yet.")
+
+    send_message(alice_page, "My very first question")
+
+    expect(alice_page.locator("[data-role=assistant]")).to_have_attribute("data-state", "complete")
+    expect(_sidebar(alice_page)).to_have_text(["My very first question"])
+    expect(sidebar).not_to_contain_text("No conversations yet.")
+
+
+def test_it_renames_a_conversation(alice_page: Page, alice):
+    conversation = _conversation(alice, "Untitled thing", days_ago=0)
+    alice_page.goto(f"/chat/{conversation.pk}/")
+
+    alice_page.fill("input[name=title]", "Lisbon itinerary")
+    alice_page.get_by_role("button", name="Rename").click()
+
+    expect(alice_page).to_have_url(re.compile(rf"/chat/{conversation.pk}/$"))
+    expect(alice_page.locator("input[name=title]")).to_have_value("Lisbon itinerary")
+    expect(_sidebar(alice_page)).to_have_text(["Lisbon itinerary"])
+    expect(alice_page).to_have_title(re.compile("Lisbon itinerary"))
+    conversation.refresh_from_db()
+    assert conversation.title == "Lisbon itinerary"
+
+
+def test_it_deletes_a_conversation_only_after_confirmation(alice_page: Page, alice, dialogs):
+    keep = _conversation(alice, "Keep me", days_ago=1)
+    doomed = _conversation(alice, "Delete me", days_ago=0)
+    alice_page.goto(f"/chat/{doomed.pk}/")
+    delete = alice_page.locator("form[data-confirm] button", has_text="Delete")
+
+    dialogs.accept = False
+    delete.click()
+    expect(alice_page).to_have_url(re.compile(rf"/chat/{doomed.pk}/$"))
+    assert [kind for kind, _ in dialogs.seen] == ["confirm"]
+    assert Conversation.objects.filter(pk=doomed.pk).exists()
+
+    dialogs.accept = True
+    delete.click()
+    expect(alice_page).to_have_url(re.compile(r"/chat/$"))
+    expect(_sidebar(alice_page)).to_have_text(["Keep me"])
+    assert len(dialogs.seen) == 2
+    assert not Conversation.objects.filter(pk=doomed.pk).exists()
+    assert not Message.objects.filter(conversation_id=doomed.pk).exists()
+    assert Conversation.objects.filter(pk=keep.pk).exists()
+
+    response = alice_page.goto(f"/chat/{doomed.pk}/")
+    assert response is not None and response.status == 404
+
+
+def test_it_hides_alices_conversation_from_bob(page: Page, alice, bob):
+    conversation = _conversation(alice, "Alice's secret plans", days_ago=0)
+    log_in(page, "bob")
+
+    response = page.goto(f"/chat/{conversation.pk}/")
+
+    assert response is not None and response.status == 404
+    assert "secret plans" not in page.content()
+    assert "About Alice" not in page.content()
+    page.goto("/chat/")
+    expect(_sidebar(page)).to_have_count(0)
