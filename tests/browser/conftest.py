@@ -1,4 +1,4 @@
-"""Browser fixtures: one Chromium per session, a fresh context and page per test, against the real ASGI app.
+"""Browser fixtures: one Chromium per test module, a fresh context and page per test, against the real ASGI app.
 
 Playwright's sync API runs an event loop in the test thread, so the Django ORM called from a test
 would refuse to run; DJANGO_ALLOW_ASYNC_UNSAFE lets it, as in djangoproject.com's EndToEndTests.
@@ -22,8 +22,6 @@ from playwright.sync_api import Browser, Dialog, Page, expect, sync_playwright
 
 from tests.conftest import PASSWORD
 
-os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -38,8 +36,14 @@ SCREENSHOT_DIR = Path(__file__).resolve().parents[2] / "screenshots"
 expect.set_options(timeout=TIMEOUT_MS)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    """Chromium for one test module.
+
+    Module scope, not session: while Playwright runs, its event loop counts as running in this thread,
+    so DJANGO_ALLOW_ASYNC_UNSAFE is set for exactly that span and both end before the next module,
+    leaving Django's async-safety check on for the rest of the suite.
+    """
     path = os.environ.get("CHROMIUM_PATH") or "/usr/bin/chromium"
     if not Path(path).is_file():
         pytest.fail(
@@ -47,10 +51,18 @@ def browser() -> Iterator[Browser]:
             "or point CHROMIUM_PATH at a Chromium binary; the browser tests do not download browsers.",
             pytrace=False,
         )
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=path, headless=True, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=path, headless=True, args=CHROMIUM_ARGS)
+            yield browser
+            browser.close()
+    finally:
+        if previous is None:
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
 
 
 @dataclass

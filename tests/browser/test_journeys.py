@@ -87,7 +87,7 @@ def test_it_takes_a_new_user_from_sign_up_to_a_streamed_reply_that_staff_can_see
     assert CAROL_KEY not in staff_page.content()
 
 
-def test_it_refuses_a_key_the_provider_rejects_and_does_not_store_it(page, fake_openai, alice):
+def test_it_refuses_a_key_the_provider_rejects_and_does_not_store_it(page, fake_openai, alice, shoot):
     fake_openai.valid_keys = {ALICE_KEY}
     log_in(page, "alice")
     page.goto("/settings/keys/")
@@ -98,6 +98,7 @@ def test_it_refuses_a_key_the_provider_rejects_and_does_not_store_it(page, fake_
     alert = page.get_by_role("alert")
     expect(alert).to_be_visible()
     expect(alert).to_contain_text("not saved")
+    shoot(page, "03b-keys-rejected")
     expect(page.locator("[data-credential-status]")).to_have_count(0)
     assert REJECTED_KEY not in page.content()
     assert not Credential.objects.filter(user=alice).exists()
@@ -117,7 +118,7 @@ def test_it_sends_with_the_users_own_key_not_someone_elses(page, fake_openai, al
     assert [r.bearer for r in fake_openai.chat_requests] == [BOB_KEY]
 
 
-def test_it_takes_a_user_without_a_key_to_the_keys_page_and_keeps_their_text(page, fake_openai, alice):
+def test_it_takes_a_user_without_a_key_to_the_keys_page_and_keeps_their_text(page, fake_openai, alice, shoot):
     log_in(page, "alice")
     draft = "Plan a three-day trip to Lisbon\nwith a budget."
 
@@ -126,6 +127,7 @@ def test_it_takes_a_user_without_a_key_to_the_keys_page_and_keeps_their_text(pag
 
     expect(page).to_have_url(re.compile(r"/settings/keys/\?next=chat$"))
     expect(page.get_by_role("alert").first).to_contain_text("API key")
+    shoot(page, "03c-keys-needed-to-chat")
     assert fake_openai.chat_requests == []
     assert not Message.objects.exists()
 

@@ -155,3 +155,18 @@ def test_it_shows_the_users_own_markup_as_typed(alice_page: Page, fake_openai, d
     expect(user).to_have_text(typed)
     expect(user.locator("b, img, strong")).to_have_count(0)
     _assert_inert(alice_page, dialogs)
+
+
+def test_it_keeps_a_long_code_line_inside_the_chat_column(alice_page: Page, fake_openai):
+    command = "curl https://api.example.com/v1/things -H 'Authorization: Bearer $TOKEN' " + "-d 'x=1' " * 40
+    fake_openai.reply(f"Run:\n\n```sh\n{command}\n```\n")
+
+    send_message(alice_page, "How do I call it?")
+
+    expect(alice_page.locator("[data-role=assistant]")).to_have_attribute("data-state", "complete")
+    width = alice_page.viewport_size["width"]
+    pre = alice_page.locator("[data-role=assistant] pre").bounding_box()
+    send = alice_page.locator("[data-action=send]").bounding_box()
+    assert pre is not None and pre["x"] + pre["width"] <= width, "the code block runs off the screen"
+    assert send is not None and send["x"] + send["width"] <= width, "the Send button was pushed off the screen"
+    assert alice_page.evaluate("document.documentElement.scrollWidth") <= width
