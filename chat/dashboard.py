@@ -57,6 +57,8 @@ def _chart(records: UsageQuerySet, since: date, until: date) -> list[dict]:
     for index, day in enumerate(days):
         day["height"] = round(100 * day["total_tokens"] / peak) if day["total_tokens"] else 0
         day["x"], day["y"] = index * BAR_STEP + 4, 110 - day["height"]
+        # The failed share of the day's calls is drawn in red on top of the bar.
+        day["error_height"] = round(day["height"] * day["errors"] / day["requests"]) if day["requests"] else 0
         day["label_x"] = day["x"] + BAR_WIDTH // 2
         day["show_label"] = index % max(1, len(days) // 10) == 0
     return days

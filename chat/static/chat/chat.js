@@ -116,7 +116,9 @@
       link.href = data.url;
       link.className = "conversation-link current";
       link.textContent = data.title;
-      document.querySelector(".conversation-list")?.prepend(link);
+      const sidebar = document.querySelector(".conversation-list");
+      sidebar?.querySelector(".empty-note")?.remove();
+      sidebar?.prepend(link);
       const heading = document.querySelector(".chat-title");
       if (heading) heading.textContent = data.title;
     }
