@@ -1,0 +1,264 @@
+"""Refresh benchmark (issue 4): 10,000 OAuth2 credentials all inside the refresh margin.
+
+Measures the time from beat's `refresh_due_credentials` message to the moment
+every credential holds a new access token, with ONE Celery worker node (prefork
+pool, concurrency 2 on this 2-core machine) against the local FakeTokenServer,
+on a throwaway database (a temp SQLite file by default; BENCH_REFRESH_DB=postgres
+uses database byok_bench_refresh on 127.0.0.1). Half the credentials use the
+client-credentials grant, half the refresh-token grant with rotation.
+
+Then, in this process, database queries per credential are counted with
+`connection.execute_wrapper`: beat's fan-out once, and each refresh task run
+eagerly, for 100 and for 1,000 due credentials, to show the count is constant.
+
+BENCH_REFRESH_POOL and BENCH_REFRESH_CONCURRENCY change the worker's pool for experiments.
+The measuring runs in a child process (`python -m bench.bench_refresh`) so its
+DATABASE_URL and broker never mix with another benchmark's Django setup.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CREDENTIALS = int(os.environ.get("BENCH_REFRESH_CREDENTIALS", 10_000))
+TARGET_SECONDS = 60
+PG_URL = "postgres://postgres@127.0.0.1:5432/"
+PG_DB = "byok_bench_refresh"
+REDIS_BROKER = "redis://127.0.0.1:6379/13"
+POOL = os.environ.get("BENCH_REFRESH_POOL", "prefork")
+CONCURRENCY = int(os.environ.get("BENCH_REFRESH_CONCURRENCY", 2))
+DEADLINE_SECONDS = 600
+
+
+def main() -> dict:
+    use_pg = os.environ.get("BENCH_REFRESH_DB", "sqlite") == "postgres"
+    with tempfile.TemporaryDirectory(prefix="byok-bench-refresh-") as tmp:
+        database_url = _postgres_fresh() if use_pg else f"sqlite:///{tmp}/bench.sqlite3"
+        env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "CELERY_BROKER_URL", "DATABASE_URL")}
+        env.update(
+            DJANGO_SETTINGS_MODULE="project.settings",
+            DATABASE_URL=database_url,
+            CELERY_BROKER_URL=_broker_url(),
+            UPSTREAM_ALLOWLIST="127.0.0.1",
+            LOG_LEVEL="WARNING",
+        )
+        out = subprocess.run(
+            [sys.executable, "-m", "bench.bench_refresh"], cwd=ROOT, env=env, check=True, capture_output=True, text=True
+        )
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result["database"] = f"PostgreSQL ({PG_DB} on 127.0.0.1)" if use_pg else "SQLite (temp file, WAL)"
+    return result
+
+
+def table(result: dict) -> str:
+    queries = result["queries_per_credential"]
+    rows = [
+        ("credentials (all inside the refresh margin)", f"{result['credentials']:,}"),
+        ("grants", "half client credentials, half refresh token with rotation"),
+        ("database", result["database"]),
+        ("broker", result["broker"]),
+        ("worker", result["worker"]),
+        ("beat message → all refreshed", f"{result['seconds_to_refresh_all']} s (target ≤ {TARGET_SECONDS} s)"),
+        ("refreshes per second", f"{result['refreshes_per_second']}"),
+        ("progress (refreshed after 10/20/30 s)", " / ".join(f"{n:,}" for n in result["progress"])),
+        ("token requests / double refreshes", f"{result['token_requests']:,} / {result['double_refreshes']}"),
+        ("fan-out queries (100 / 1,000 due)", f"{result['fanout_queries'][0]} / {result['fanout_queries'][1]}"),
+        (
+            "queries per refresh (100 / 1,000 due)",
+            f"{queries['100']['min']}–{queries['100']['max']} / {queries['1000']['min']}–{queries['1000']['max']}",
+        ),
+        ("target met", "yes" if result["target_met"] else "no"),
+    ]
+    lines = ["| measure | value |", "| --- | --- |"]
+    lines += [f"| {name} | {value} |" for name, value in rows]
+    return "\n".join(lines)
+
+
+def _postgres_fresh() -> str:
+    import psycopg
+
+    with psycopg.connect(PG_URL + "postgres", autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {PG_DB} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {PG_DB}")
+    return PG_URL + PG_DB
+
+
+def _broker_url() -> str:
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS_BROKER, socket_connect_timeout=1).ping()
+    except redis.RedisError:
+        return "filesystem://"
+    return REDIS_BROKER
+
+
+# The child process: everything below runs with the throwaway database configured.
+
+
+def _run() -> dict:
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    from project.celery import app
+    from tests.fakes.oauth import FakeTokenServer
+
+    call_command("migrate", verbosity=0)
+    with FakeTokenServer(expires_in=3600) as token_server:
+        token_server.add_client("bench-app", "bench-secret-0000000000000000")
+        ids = _credentials_create(token_server, CREDENTIALS)
+        app.control.purge()
+        worker = _worker_start(app)
+        try:
+            timing = _refresh_all(token_server, len(ids))
+        finally:
+            worker.terminate()
+            worker.wait(timeout=30)
+        requests_seen = len(token_server.token_requests)
+        fanout, per_refresh = {}, {}
+        for due in (100, 1000):
+            fanout[due], per_refresh[str(due)] = _count_queries(app, ids[:due])
+    seconds = timing["seconds"]
+    return {
+        "credentials": len(ids),
+        "broker": "Redis" if settings_broker().startswith("redis") else "kombu filesystem",
+        "worker": f"1 Celery node, {POOL} pool, concurrency {CONCURRENCY}",
+        "seconds_to_refresh_all": round(seconds, 1),
+        "refreshes_per_second": round(len(ids) / seconds),
+        "progress": timing["progress"],
+        "token_requests": requests_seen,
+        "double_refreshes": requests_seen - len(ids),
+        "fanout_queries": [fanout[100], fanout[1000]],
+        "queries_per_credential": per_refresh,
+        "target_met": seconds <= TARGET_SECONDS and requests_seen == len(ids),
+    }
+
+
+def settings_broker() -> str:
+    from django.conf import settings
+
+    return settings.CELERY_BROKER_URL
+
+
+def _credentials_create(token_server, count: int) -> list:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from accounts.models import User
+    from tokens.models import Credential, Kind, Status
+
+    user = User.objects.create_user("bench", "bench@example.com", secrets.token_urlsafe(16))
+    soon = timezone.now() + timedelta(seconds=60)  # inside the 300 s margin
+    rows = []
+    for i in range(count):
+        rotating = i % 2 == 1
+        credential = Credential(
+            user=user,
+            name=f"bench {i}",
+            kind=Kind.REFRESH_TOKEN if rotating else Kind.CLIENT_CREDENTIALS,
+            status=Status.ACTIVE,
+            token_url=token_server.token_url,
+            client_id="bench-app",
+            client_auth="client_secret_post" if i % 4 < 2 else "client_secret_basic",
+            access_token_expires_at=soon,
+        )
+        credential.client_secret = "bench-secret-0000000000000000"
+        credential.access_token = f"at_old_{i}"
+        if rotating:
+            credential.refresh_token = token_server.issue_refresh_token("bench-app")
+        rows.append(credential)
+    Credential.objects.bulk_create(rows, batch_size=500)
+    return [row.pk for row in rows]
+
+
+def _worker_start(app) -> subprocess.Popen:
+    command = [sys.executable, "-m", "celery", "-A", "project", "worker", "--loglevel=WARNING"]
+    command += [f"--pool={POOL}", f"--concurrency={CONCURRENCY}", "--without-gossip", "--without-mingle"]
+    command += ["--without-heartbeat"]
+    worker = subprocess.Popen(command, cwd=ROOT, env=os.environ.copy())
+    deadline = time.monotonic() + 60
+    while not app.control.ping(timeout=0.5):
+        if worker.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError("the Celery worker did not start")
+    return worker
+
+
+def _refresh_all(token_server, count: int) -> dict:
+    """Send beat's message, then watch the database until every credential has a new token."""
+    from tokens.models import Credential
+    from tokens.tasks import refresh_due_credentials
+
+    tick = threading.Event()
+    progress: list[int] = []
+    started = time.monotonic()
+    refresh_due_credentials.delay()
+    while True:
+        done = Credential.objects.filter(last_refreshed_at__isnull=False).count()
+        elapsed = time.monotonic() - started
+        while len(progress) < 3 and elapsed >= 10 * (len(progress) + 1):
+            progress.append(done)
+        if done >= count:
+            break
+        if elapsed > DEADLINE_SECONDS:
+            raise RuntimeError(f"only {done} of {count} refreshed after {DEADLINE_SECONDS} s")
+        tick.wait(0.2)
+    seconds = time.monotonic() - started
+    progress += [count] * (3 - len(progress))
+    return {"seconds": seconds, "progress": progress}
+
+
+def _count_queries(app, ids: list) -> tuple[int, dict]:
+    """Make `ids` due again, run beat's fan-out with tasks executed eagerly; count queries per phase."""
+    from celery.signals import task_postrun, task_prerun
+    from django.db import connection
+    from django.utils import timezone
+
+    from tokens.models import Credential
+    from tokens.tasks import refresh_due_credentials
+
+    Credential.objects.filter(pk__in=ids).update(access_token_expires_at=timezone.now())
+    counts: Counter = Counter()
+    phase = {"name": "fanout"}
+
+    def count(execute, sql, params, many, context):
+        counts[phase["name"]] += 1
+        return execute(sql, params, many, context)
+
+    def before(task_id=None, task=None, **kwargs):
+        if task.name.endswith("refresh_credential"):
+            phase["name"] = task_id
+
+    def after(task_id=None, task=None, **kwargs):
+        phase["name"] = "fanout"
+
+    task_prerun.connect(before, weak=False)
+    task_postrun.connect(after, weak=False)
+    app.conf.task_always_eager = True
+    try:
+        with connection.execute_wrapper(count):
+            refreshed = refresh_due_credentials()
+    finally:
+        app.conf.task_always_eager = False
+        task_prerun.disconnect(before)
+        task_postrun.disconnect(after)
+    per_task = [n for name, n in counts.items() if name != "fanout"]
+    assert refreshed == len(ids) == len(per_task), (refreshed, len(ids), len(per_task))
+    summary = {"min": min(per_task), "max": max(per_task), "mean": round(sum(per_task) / len(per_task), 2)}
+    return counts["fanout"], summary
+
+
+if __name__ == "__main__":
+    print(json.dumps(_run()), flush=True)
