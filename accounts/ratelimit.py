@@ -42,6 +42,8 @@ def hit(key: str, *, limit: int, window: int) -> Verdict:
         except ValueError:  # expired between add and incr
             cache.set(cache_key, 1, timeout=window + 1)
             count = 1
+        if count is None:  # the cache swallowed an outage
+            raise ConnectionError("cache unavailable")
     except Exception:
         # A cache outage must not lock everyone out; limits resume when it is back.
         logger.warning("rate limit cache unavailable; allowing %s", key.split(":")[0], exc_info=True)

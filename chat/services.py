@@ -6,14 +6,15 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
+from functools import wraps
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.cache import cache
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, close_old_connections, transaction
 from django.urls import reverse
 from django.utils import timezone
 
@@ -39,6 +40,22 @@ class ChatRefusal(Exception):
     def __init__(self, message: str, *, status: int = 400, redirect: str = "", retry_after: int | None = None):
         super().__init__(message)
         self.message, self.status, self.redirect, self.retry_after = message, status, redirect, retry_after
+
+
+@dataclass
+class ReplyPlan:
+    """Everything a reply needs, read and checked but not yet written."""
+
+    user: User
+    conversation: Conversation | None
+    credential: Credential
+    bearer: Bearer
+    model: str
+    mode: str
+    text: str
+    system_prompt: str
+    history: list[dict]
+    trimmed: int
 
 
 @dataclass
@@ -69,7 +86,8 @@ def _lock_key(conversation_id: int) -> str:
 def generation_lock_acquire(conversation_id: int) -> bool:
     """Claim the conversation for one reply; a cache outage lets the reply go ahead rather than fail."""
     try:
-        return cache.add(_lock_key(conversation_id), 1, timeout=GENERATION_LOCK_SECONDS)
+        # False means someone holds it; None means the cache swallowed an outage.
+        return cache.add(_lock_key(conversation_id), 1, timeout=GENERATION_LOCK_SECONDS) is not False
     except Exception:
         logger.warning("generation lock unavailable for conversation %s", conversation_id, exc_info=True)
         return True
@@ -99,12 +117,27 @@ def _pick_credential(user: User, credential_id: str | None) -> Credential:
     return credential
 
 
-def history_for(conversation: Conversation) -> list[dict]:
-    """The messages to send upstream: system prompt, then every finished turn with text."""
-    messages = [{"role": "system", "content": conversation.system_prompt}] if conversation.system_prompt else []
-    turns = conversation.messages.exclude(content="").exclude(state=State.STREAMING)
-    messages += [{"role": m.role, "content": m.content} for m in turns]
+def history_for(conversation: Conversation | None, *, system_prompt: str = "") -> list[dict]:
+    """The messages sent upstream so far: system prompt, then every finished turn with text."""
+    prompt = conversation.system_prompt if conversation else system_prompt
+    messages = [{"role": "system", "content": prompt}] if prompt else []
+    if conversation is not None:
+        turns = conversation.messages.exclude(content="").exclude(state=State.STREAMING)
+        messages += [{"role": role, "content": content} for role, content in turns.values_list("role", "content")]
     return messages
+
+
+def _turns_for(plan_mode: str, messages: list[dict], text: str) -> list[dict]:
+    """The history as it will be once this request's turn is recorded."""
+    if plan_mode == "send":
+        return [*messages, {"role": Role.USER, "content": text}]
+    last_user = max((i for i, m in enumerate(messages) if m["role"] == Role.USER), default=None)
+    if last_user is None:
+        raise ChatRefusal("There is no message to answer again yet.", status=409)
+    kept = messages[: last_user + 1]
+    if plan_mode == "edit":
+        kept[-1] = {"role": Role.USER, "content": text}
+    return kept
 
 
 def _reply_reserve(model: str) -> int:
@@ -152,14 +185,7 @@ def _owned_conversation(user: User, conversation_id: int | None) -> Conversation
     return conversation
 
 
-def _last_user_message(conversation: Conversation | None) -> Message:
-    message = conversation.messages.filter(role=Role.USER).last() if conversation else None
-    if message is None:
-        raise ChatRefusal("There is no message to answer again yet.", status=409)
-    return message
-
-
-def reply_prepare(
+def reply_plan(
     *,
     user: User,
     conversation_id: int | None,
@@ -168,60 +194,67 @@ def reply_prepare(
     credential_id: str | None = None,
     system_prompt: str = "",
     mode: str = "send",
-) -> PreparedReply:
-    """Validate, save the user's words, and get everything the upstream call needs.
+) -> ReplyPlan:
+    """Check a chat request and gather what the upstream call needs, writing nothing yet.
 
     mode "send" adds a message, "edit" rewrites the last user message and answers it
-    again, "regenerate" answers the last user message again. Refusals raised before
-    the message is saved leave the text in the user's box.
+    again, "regenerate" answers the last user message again. A refusal here leaves the
+    user's text in their box; once this returns, the upstream call starts while
+    `reply_record` saves the user's turn.
     """
     conversation = _owned_conversation(user, conversation_id)
     model = model or (conversation.model if conversation else "") or settings.DEFAULT_MODEL
     if mode != "regenerate":
         text = _validate_text(text, model)
     credential = _pick_credential(user, credential_id or (conversation and conversation.credential_id))
+    system_prompt = system_prompt.strip()
+    turns = _turns_for(mode, history_for(conversation, system_prompt=system_prompt), text)
+    history, trimmed = trim_history(turns, model)
     _check_rate(user)
+    if conversation is not None and not generation_lock_acquire(conversation.pk):
+        raise ChatRefusal("A reply is still being written in this conversation. Stop it or wait for it.", status=409)
+    try:
+        bearer = credential_bearer(credential=credential)
+    except CredentialError as exc:
+        raise ChatRefusal(str(exc), status=409, redirect=reverse("tokens:credential-list")) from exc
+    finally:
+        if conversation is not None and "bearer" not in locals():
+            generation_lock_release(conversation.pk)
+    return ReplyPlan(user, conversation, credential, bearer, model, mode, text, system_prompt, history, trimmed)
+
+
+def reply_record(plan: ReplyPlan) -> PreparedReply:
+    """Save the user's turn and an empty assistant message to stream into."""
     with transaction.atomic():
+        conversation = plan.conversation
         if conversation is None:
             conversation = Conversation.objects.create(
-                user=user, title=Conversation().title_from(text), system_prompt=system_prompt.strip()
+                user=plan.user, title=Conversation().title_from(plan.text), system_prompt=plan.system_prompt
             )
-        if not generation_lock_acquire(conversation.pk):
-            raise ChatRefusal(
-                "A reply is still being written in this conversation. Stop it or wait for it.", status=409
-            )
-        try:
-            user_message = _record_user_turn(conversation, text, mode)
-            conversation.model, conversation.credential = model, credential
-            conversation.updated_at = timezone.now()
-            conversation.save(update_fields=["model", "credential", "updated_at"])
-            bearer = credential_bearer(credential=credential)
-        except CredentialError as exc:
-            generation_lock_release(conversation.pk)
-            raise ChatRefusal(str(exc), status=409, redirect=reverse("tokens:credential-list")) from exc
-        except BaseException:
-            generation_lock_release(conversation.pk)
-            raise
-    history, trimmed = trim_history(history_for(conversation), model)
-    assistant = Message.objects.create(
-        conversation=conversation, role=Role.ASSISTANT, state=State.STREAMING, model=model, trimmed_turns=trimmed
-    )
-    return PreparedReply(conversation, user_message, assistant, bearer, model, history)
+            generation_lock_acquire(conversation.pk)  # nobody else can know this conversation yet
+        user_message = _record_user_turn(conversation, plan.text, plan.mode)
+        conversation.model, conversation.credential = plan.model, plan.credential
+        conversation.updated_at = timezone.now()
+        conversation.save(update_fields=["model", "credential", "updated_at"])
+        assistant = Message.objects.create(
+            conversation=conversation,
+            role=Role.ASSISTANT,
+            state=State.STREAMING,
+            model=plan.model,
+            trimmed_turns=plan.trimmed,
+        )
+    return PreparedReply(conversation, user_message, assistant, plan.bearer, plan.model, plan.history)
 
 
 def _record_user_turn(conversation: Conversation, text: str, mode: str) -> Message:
     if mode == "send":
         return Message.objects.create(conversation=conversation, role=Role.USER, content=text)
-    message = _last_user_message(conversation)
+    message = conversation.messages.filter(role=Role.USER).last()
     conversation.messages.filter(id__gt=message.id).delete()
     if mode == "edit":
         message.content = text
         message.save(update_fields=["content"])
     return message
-
-
-def _sse(event: str, data: dict) -> bytes:
-    return f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()
 
 
 def models_for(*, credential: Credential) -> list[str]:
@@ -241,10 +274,56 @@ def models_for(*, credential: Credential) -> list[str]:
     return models
 
 
-async def conversation_reply(prepared: PreparedReply) -> AsyncIterator[bytes]:
-    """Relay the upstream stream to the browser as server-sent events, then save the reply once."""
+def in_own_thread(function: Callable) -> Callable:
+    """Wrap a database-touching function for sync_to_async, handing its connection back afterwards.
+
+    A streaming request keeps its thread for the whole reply; without this each open
+    stream would hold a database connection until it ends.
+    """
+
+    @wraps(function)
+    def run(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        finally:
+            close_old_connections()
+
+    return sync_to_async(run)
+
+
+def _sse(event: str, data: dict) -> bytes:
+    return f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()
+
+
+async def conversation_reply(plan: ReplyPlan) -> AsyncIterator[bytes]:
+    """Relay the upstream stream to the browser as server-sent events, then save the reply once.
+
+    The upstream request starts first and the user's turn is saved while it connects,
+    so saving adds nothing to the time to first token.
+    """
+    completion = upstream.Completion(model=plan.model)
+    stream = upstream.stream_completion(plan.bearer, model=plan.model, messages=plan.history, completion=completion)
+    first = asyncio.ensure_future(anext(stream, None))
+    try:
+        prepared = await in_own_thread(reply_record)(plan)
+    except Exception:
+        logger.exception("could not save a chat turn")
+        first.cancel()
+        await asyncio.gather(first, return_exceptions=True)
+        await stream.aclose()
+        if plan.conversation is not None:
+            generation_lock_release(plan.conversation.pk)
+        message = "We could not save your message, so nothing was sent. It is still in the box; try again."
+        yield _sse("done", {"state": State.ERROR, "html": "", "error": message, "redirect": ""})
+        return
+    async for event in _relay(prepared, stream, first, completion):
+        yield event
+
+
+async def _relay(
+    prepared: PreparedReply, stream: AsyncIterator[str], first: asyncio.Future, completion: upstream.Completion
+) -> AsyncIterator[bytes]:
     conversation, assistant = prepared.conversation, prepared.assistant_message
-    completion = upstream.Completion(model=prepared.model)
     parts: list[str] = []
     state, error = State.STREAMING, None
     yield _sse(
@@ -259,13 +338,12 @@ async def conversation_reply(prepared: PreparedReply) -> AsyncIterator[bytes]:
         },
     )
     try:
-        stream = upstream.stream_completion(
-            prepared.bearer, model=prepared.model, messages=prepared.history, completion=completion
-        )
         async with aclosing(stream):
-            async for text in stream:
+            text = await first
+            while text is not None:
                 parts.append(text)
                 yield b"data: " + json.dumps(text).encode() + b"\n\n"
+                text = await anext(stream, None)
         state = State.COMPLETE
     except asyncio.CancelledError:
         state = State.STOPPED
@@ -281,7 +359,7 @@ async def conversation_reply(prepared: PreparedReply) -> AsyncIterator[bytes]:
         if state == State.STREAMING:  # closed by the client (aclose) rather than cancelled
             state = State.STOPPED
         saved = asyncio.ensure_future(
-            sync_to_async(reply_finish)(
+            in_own_thread(reply_finish)(
                 prepared, content="".join(parts), state=state, completion=completion, error=error
             )
         )
@@ -304,18 +382,37 @@ def reply_finish(
     state: str,
     completion: upstream.Completion,
     error: upstream.UpstreamError | None,
-) -> UsageRecord:
+) -> UsageRecord | None:
     """Save the assistant message and its usage row, once per reply, whatever happened."""
+    try:
+        return _reply_save(prepared, content=content, state=state, completion=completion, error=error)
+    except Exception:
+        # The browser already has the text; losing the row must not break the stream.
+        logger.exception("could not save reply %s", prepared.assistant_message.pk)
+        generation_lock_release(prepared.conversation.pk)
+        return None
+
+
+def _reply_save(
+    prepared: PreparedReply,
+    *,
+    content: str,
+    state: str,
+    completion: upstream.Completion,
+    error: upstream.UpstreamError | None,
+) -> UsageRecord:
     assistant = prepared.assistant_message
     assistant.content, assistant.state = content, state
     assistant.error = error.message[:300] if error else ""
-    assistant.save(update_fields=["content", "state", "error"])
+    with transaction.atomic():  # the reply and its usage row appear together
+        assistant.save(update_fields=["content", "state", "error"])
+        record = usage_record(prepared, completion=completion, state=state, content=content, error=error)
     generation_lock_release(prepared.conversation.pk)
     if error and error.kind == "auth":
         credential = Credential.objects.filter(pk=prepared.bearer.credential_id).first()
         if credential:
             credential_mark_invalid(credential=credential, detail=error.message)
-    return usage_record(prepared, completion=completion, state=state, content=content, error=error)
+    return record
 
 
 def usage_record(

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
@@ -52,7 +51,7 @@ def conversation_detail(request: HttpRequest, pk: int) -> HttpResponse:
 async def _stream_reply(request: HttpRequest, pk: int | None, mode: str) -> HttpResponse:
     user = await request.auser()
     try:
-        prepared = await sync_to_async(services.reply_prepare)(
+        plan = await services.in_own_thread(services.reply_plan)(
             user=user,
             conversation_id=pk,
             text=request.POST.get("message", ""),
@@ -68,7 +67,7 @@ async def _stream_reply(request: HttpRequest, pk: int | None, mode: str) -> Http
             response["Retry-After"] = str(refusal.retry_after)
         return response
     return StreamingHttpResponse(
-        services.conversation_reply(prepared),
+        services.conversation_reply(plan),
         content_type="text/event-stream",
         headers={"Cache-Control": "no-cache, no-transform", "X-Accel-Buffering": "no"},
     )

@@ -140,12 +140,13 @@ def test_it_does_not_leak_the_key_in_errors(asgi_server, fake_openai, session):
 def test_it_still_chats_when_the_cache_is_down(asgi_server, fake_openai, session):
     unreachable = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "django_redis.cache.RedisCache",
             "LOCATION": "redis://127.0.0.1:9/0",
-            "OPTIONS": {"socket_connect_timeout": 0.2},
+            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.2, "IGNORE_EXCEPTIONS": True},
         }
     }
-    with override_settings(CACHES=unreachable):
+    # The production configuration with Redis gone: cached sessions, rate limits and locks all degrade.
+    with override_settings(CACHES=unreachable, SESSION_ENGINE="django.contrib.sessions.backends.cached_db"):
         events = send(session, asgi_server.url, "/chat/send/", "Still there?")
     assert events.done["state"] == "complete"
     assert Message.objects.get(role="assistant").state == "complete"
