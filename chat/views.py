@@ -49,10 +49,10 @@ def conversation_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 async def _stream_reply(request: HttpRequest, pk: int | None, mode: str) -> HttpResponse:
-    user = await request.auser()
     try:
         plan = await services.in_own_thread(services.reply_plan)(
-            user=user,
+            # LoginRequiredMiddleware has already loaded the user; request.auser() would fetch it again.
+            user=request.user,
             conversation_id=pk,
             text=request.POST.get("message", ""),
             model=request.POST.get("model", "").strip()[:100],
