@@ -88,7 +88,7 @@ def credential_notify_owner(*, credential: Credential) -> bool:
     claimed = Credential.objects.filter(pk=credential.pk, notified_at__isnull=True).update(notified_at=timezone.now())
     if not claimed or not credential.user.email:
         return False
-    ctx = {"credential": credential, "user": credential.user}
+    ctx = {"credential": credential, "user": credential.user, "site_url": settings.SITE_URL}
     subject = render_to_string("emails/credential_problem-subject.txt", ctx).strip()
     send_mail(
         subject,

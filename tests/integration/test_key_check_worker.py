@@ -44,3 +44,5 @@ def test_it_rechecks_due_keys_in_a_worker_and_records_the_change(fake_openai, al
     assert CredentialEvent.objects.filter(credential_id=credential.pk, kind="status_changed", status="invalid").exists()
     assert credential.next_check_at > timezone.now()
     assert len(mail.outbox) == 1 and "needs attention" in mail.outbox[0].subject
+    assert f"/settings/keys/{credential.pk}/" in mail.outbox[0].body
+    assert ALICE_KEY not in mail.outbox[0].body + mail.outbox[0].alternatives[0][0]
