@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 from django.conf import settings as django_settings
 from django.core.cache import cache
+from django.db import connections
 
 from accounts.models import User
 from tests.asgi_server import AsgiLiveServer
@@ -17,6 +18,23 @@ PASSWORD = "correct horse battery staple"
 
 # Server and worker threads must not keep connections open past a test, or the test database cannot be dropped.
 django_settings.DATABASES["default"]["CONN_MAX_AGE"] = 0
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _release_database_sessions(django_db_setup, django_db_blocker):
+    """End connections that server and worker threads left open, so the test database can be dropped."""
+    yield
+    with django_db_blocker.unblock():
+        connection = connections["default"]
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+        connection.close()
+        if getattr(connection, "pool", None) is not None:
+            connection.close_pool()
 
 
 @pytest.fixture(autouse=True)

@@ -54,14 +54,19 @@ def parse_events(lines) -> Events:
     return events
 
 
-def send(session: requests.Session, server_url: str, path: str, message: str, **fields) -> Events:
-    response = session.post(
+def open_stream(session: requests.Session, server_url: str, path: str, message: str, **fields) -> requests.Response:
+    """Post a chat message and return the response unread, for tests that read or drop the stream themselves."""
+    return session.post(
         f"{server_url}{path}",
         data={"message": message, "csrfmiddlewaretoken": session.cookies["csrftoken"], **fields},
         headers={"Accept": "text/event-stream", "Referer": f"{server_url}/chat/"},
         stream=True,
         timeout=30,
     )
+
+
+def send(session: requests.Session, server_url: str, path: str, message: str, **fields) -> Events:
+    response = open_stream(session, server_url, path, message, **fields)
     if response.headers.get("content-type", "").startswith("application/json"):
         return Events(status=response.status_code, body=response.json())
     assert response.headers["content-type"].startswith("text/event-stream")

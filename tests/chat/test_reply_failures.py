@@ -10,7 +10,7 @@ from django.test import override_settings
 
 from chat.models import Message, UsageRecord
 from tests.conftest import ALICE_KEY, credential_create
-from tests.streaming import logged_in_session, parse_events, send
+from tests.streaming import logged_in_session, open_stream, parse_events, send
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -76,13 +76,7 @@ def test_it_says_when_the_provider_is_unreachable(asgi_server, session, settings
 
 def test_it_stops_when_the_browser_goes_away_and_closes_upstream(asgi_server, fake_openai, session):
     fake_openai.tokens(200, delay=0.02)
-    response = session.post(
-        f"{asgi_server.url}/chat/send/",
-        data={"message": "Go on", "csrfmiddlewaretoken": session.cookies["csrftoken"]},
-        headers={"Referer": f"{asgi_server.url}/chat/"},
-        stream=True,
-        timeout=30,
-    )
+    response = open_stream(session, asgi_server.url, "/chat/send/", "Go on")
     seen = 0
     for line in response.iter_lines(decode_unicode=True):
         seen += line.startswith('data: "tok')
@@ -109,13 +103,7 @@ def _wait_for_state(model, state: str, timeout: float = 10.0):
 
 def test_it_refuses_a_second_generation_in_the_same_conversation(asgi_server, fake_openai, session):
     fake_openai.tokens(50, delay=0.05)
-    first = session.post(
-        f"{asgi_server.url}/chat/send/",
-        data={"message": "Long one", "csrfmiddlewaretoken": session.cookies["csrftoken"]},
-        headers={"Referer": f"{asgi_server.url}/chat/"},
-        stream=True,
-        timeout=30,
-    )
+    first = open_stream(session, asgi_server.url, "/chat/send/", "Long one")
     lines = first.iter_lines(decode_unicode=True)
     start = parse_events([next(lines), next(lines), next(lines)]).start
     second = send(session, asgi_server.url, f"/chat/{start['conversation']}/send/", "Me too")
