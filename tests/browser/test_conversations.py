@@ -6,6 +6,7 @@ import re
 from datetime import timedelta
 
 import pytest
+from django.core.cache import cache
 from django.utils import timezone
 from playwright.sync_api import Page, expect
 
@@ -121,3 +122,40 @@ def test_it_hides_alices_conversation_from_bob(page: Page, alice, bob):
     assert "About Alice" not in page.content()
     page.goto("/chat/")
     expect(_sidebar(page)).to_have_count(0)
+
+
+def test_it_offers_the_credentials_models_and_sends_the_chosen_one(alice_page: Page, fake_openai):
+    fake_openai.models = ["gpt-4o", "gpt-4o-mini", "o4-mini"]
+    cache.clear()  # logging in already listed (and cached) the fake's default models
+    alice_page.goto("/chat/")
+    picker = alice_page.locator("select[name=model]")
+    expect(picker.locator("option")).to_have_text(["gpt-4o", "gpt-4o-mini", "o4-mini"])
+    expect(picker).to_have_value("gpt-4o-mini")  # DEFAULT_MODEL preselected
+    picker.select_option("o4-mini")
+
+    send_message(alice_page, "Which model are you?")
+
+    expect(alice_page.locator("[data-role=assistant]")).to_have_attribute("data-state", "complete")
+    assert fake_openai.chat_requests[-1].json()["model"] == "o4-mini"
+    alice_page.reload()
+    expect(alice_page.locator("select[name=model]")).to_have_value("o4-mini")
+
+
+def test_it_regenerates_and_edits_in_the_page(alice_page: Page, fake_openai):
+    fake_openai.reply("First try.").reply("Second try.").reply("About Italy.")
+    alice_page.goto("/chat/")
+    send_message(alice_page, "Tell me about France")
+    expect(alice_page.locator("[data-role=assistant] .bubble")).to_have_text("First try.")
+
+    alice_page.click("[data-action=regenerate]")
+    expect(alice_page.locator("[data-role=assistant] .bubble").last).to_have_text("Second try.")
+    expect(alice_page.locator("[data-role=assistant]")).to_have_count(1)  # the old reply is gone
+
+    alice_page.click("[data-action=edit]")
+    alice_page.fill(".edit-form textarea", "Tell me about Italy")
+    alice_page.click("text=Save & send")
+    expect(alice_page.locator("[data-role=assistant] .bubble").last).to_have_text("About Italy.")
+    expect(alice_page.locator("[data-role=assistant]")).to_have_count(1)
+    alice_page.reload()
+    expect(alice_page.locator("[data-role=user] .bubble")).to_have_text("Tell me about Italy")
+    expect(alice_page.locator("[data-role=assistant] .bubble")).to_have_text("About Italy.")
