@@ -35,7 +35,6 @@ def _chat_ctx(request: HttpRequest, conversation: Conversation | None) -> dict:
         "credentials": list(request.user.credentials.all()),
         "model": (conversation and conversation.model) or settings.DEFAULT_MODEL,
         "max_chars": settings.CHAT_MAX_MESSAGE_CHARS,
-        "prompt_form": SystemPromptForm(instance=conversation) if conversation else None,
     }
 
 

@@ -159,3 +159,13 @@ def test_it_regenerates_and_edits_in_the_page(alice_page: Page, fake_openai):
     alice_page.reload()
     expect(alice_page.locator("[data-role=user] .bubble")).to_have_text("Tell me about Italy")
     expect(alice_page.locator("[data-role=assistant] .bubble")).to_have_text("About Italy.")
+
+
+def test_it_offers_rename_and_delete_right_after_the_first_reply(alice_page: Page, alice):
+    alice_page.goto("/chat/")
+    send_message(alice_page, "A brand new chat")
+    expect(alice_page.locator("[data-role=assistant]")).to_have_attribute("data-state", "complete")
+    alice_page.fill("input[name=title]", "Named without reloading")
+    alice_page.click("text=Rename")
+    expect(alice_page.locator(".conversation-link.current")).to_have_text("Named without reloading")
+    assert Conversation.objects.get(user=alice).title == "Named without reloading"

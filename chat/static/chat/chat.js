@@ -119,8 +119,12 @@
       const sidebar = document.querySelector(".conversation-list");
       sidebar?.querySelector(".empty-note")?.remove();
       sidebar?.prepend(link);
-      const heading = document.querySelector(".chat-title");
-      if (heading) heading.textContent = data.title;
+      const template = document.getElementById("conversation-head");
+      if (template) {
+        const head = template.content.cloneNode(true);
+        head.querySelector('input[name="title"]').value = data.title;
+        template.closest(".chat-head").replaceChildren(head);
+      }
     }
   }
 
