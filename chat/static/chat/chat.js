@@ -118,7 +118,15 @@
       link.textContent = data.title;
       const sidebar = document.querySelector(".conversation-list");
       sidebar?.querySelector(".empty-note")?.remove();
-      sidebar?.prepend(link);
+      let today = sidebar?.querySelector(".sidebar-group");
+      if (sidebar && today?.textContent !== "Today") {
+        today = document.createElement("h3");
+        today.className = "sidebar-group";
+        today.textContent = "Today";
+        sidebar.prepend(today);
+      }
+      today?.after(link);
+      form.querySelector(".prompt-settings")?.remove(); // a system prompt typed here applied to the new chat only
       const template = document.getElementById("conversation-head");
       if (template) {
         const head = template.content.cloneNode(true);
