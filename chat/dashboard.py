@@ -16,11 +16,13 @@ from django.utils import timezone
 
 from chat.forms import UsageFilterForm
 from chat.models import State, UsageQuerySet, UsageRecord
+from tokens.models import CredentialEvent
 
 PAGE_SIZE = 50
 CHART_DAYS = 30
 MAX_CHART_DAYS = 92
 BAR_STEP, BAR_WIDTH = 24, 18
+EVENTS_SHOWN = 15
 
 
 def _filtered(request: HttpRequest) -> tuple[UsageFilterForm, UsageQuerySet, date, date]:
@@ -84,6 +86,14 @@ def _breakdown(records: UsageQuerySet, field: str) -> list[dict]:
     return rows
 
 
+def _credential_events(form: UsageFilterForm) -> list[CredentialEvent]:
+    """The latest credential events (checks, refreshes, failures), narrowed to the filtered user."""
+    events = CredentialEvent.objects.select_related("user")
+    if form.is_valid() and form.cleaned_data["user"]:
+        events = events.filter(user__username__iexact=form.cleaned_data["user"].strip())
+    return list(events[:EVENTS_SHOWN])
+
+
 def staff_required(view: Callable) -> Callable:
     """Staff only; a signed-in non-staff user gets 403, not a login page."""
 
@@ -112,6 +122,7 @@ def usage_dashboard(request: HttpRequest) -> HttpResponse:
         "chart_peak": max(day["total_tokens"] for day in chart),
         "by_model": _breakdown(records, "model"),
         "by_user": _breakdown(records, "user__username"),
+        "credential_events": _credential_events(form),
         "models": UsageRecord.objects.order_by("model").values_list("model", flat=True).distinct()[:200],
         "query": query.urlencode(),
     }

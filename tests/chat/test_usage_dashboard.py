@@ -91,3 +91,17 @@ def test_it_shows_usage_read_only_in_the_admin(client, alice):
     assert "req_admin" in client.get("/admin/chat/usagerecord/").content.decode()
     assert client.get(f"/admin/chat/usagerecord/{record.pk}/change/").status_code == 200
     assert client.get("/admin/chat/usagerecord/add/").status_code == 403
+
+
+def test_it_shows_recent_credential_events_without_secrets(staff_client, alice, bob):
+    from tests.conftest import ALICE_KEY, credential_create
+    from tokens.models import CredentialEvent
+    from tokens.services import event_record
+
+    credential = credential_create(alice, ALICE_KEY, name="Alice work key")
+    event_record(credential, "refresh_failed", detail="Token endpoint answered 503; retrying in 40 s")
+    event_record(credential_create(bob, "sk-bob-key-0000000000000000000000000", name="Bob key"), "checked")
+    page = staff_client.get("/usage/?user=alice").content.decode()
+    assert page.count("<tr data-credential-event>") == CredentialEvent.objects.filter(user=alice).count() >= 1
+    assert "Alice work key" in page and "retrying in 40 s" in page and "Bob key" not in page
+    assert ALICE_KEY not in page
