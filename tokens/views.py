@@ -1,6 +1,10 @@
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
+
 from django.contrib import messages
+from django.forms import Form
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.debug import sensitive_post_parameters
@@ -65,41 +69,38 @@ def credential_detail(request: HttpRequest, pk: str) -> HttpResponse:
     return _render_detail(request, _get_credential(request, pk))
 
 
-@require_POST
-@sensitive_post_parameters(*SECRET_FIELDS)
-def credential_replace(request: HttpRequest, pk: str) -> HttpResponse:
+def _change(request: HttpRequest, pk: str, form: Form, change: Callable, form_name: str) -> HttpResponse:
+    """Apply one change to the user's credential; on refusal, show the page again with the form's error."""
     credential = _get_credential(request, pk)
-    form = ReplaceKeyForm(request.POST)
     if form.is_valid():
         try:
-            services.credential_replace_key(
-                credential=credential, api_key=form.cleaned_data["api_key"], actor=request.user.username
-            )
+            success = change(credential, **form.cleaned_data)
         except services.CredentialError as exc:
             form.add_error(None, str(exc))
         else:
-            messages.success(request, f"Key replaced; now showing {credential.hint}.")
+            messages.success(request, success)
             return redirect("tokens:credential-detail", pk=credential.pk)
     credential.refresh_from_db()
-    return _render_detail(request, credential, status=400, replace_form=form)
+    return _render_detail(request, credential, status=400, **{form_name: form})
+
+
+@require_POST
+@sensitive_post_parameters(*SECRET_FIELDS)
+def credential_replace(request: HttpRequest, pk: str) -> HttpResponse:
+    def replace(credential: Credential, api_key: str) -> str:
+        services.credential_replace_key(credential=credential, api_key=api_key, actor=request.user.username)
+        return f"Key replaced; now showing {credential.hint}."
+
+    return _change(request, pk, ReplaceKeyForm(request.POST), replace, "replace_form")
 
 
 @require_POST
 def credential_expiry(request: HttpRequest, pk: str) -> HttpResponse:
-    credential = _get_credential(request, pk)
-    form = ExpiryForm(request.POST)
-    if form.is_valid():
-        try:
-            services.credential_set_expiry(
-                credential=credential, expires_at=form.cleaned_data["expires_at"], actor=request.user.username
-            )
-        except services.CredentialError as exc:
-            form.add_error(None, str(exc))
-        else:
-            messages.success(request, f"Expiry of “{credential.name}” updated.")
-            return redirect("tokens:credential-detail", pk=credential.pk)
-    credential.refresh_from_db()
-    return _render_detail(request, credential, status=400, expiry_form=form)
+    def set_expiry(credential: Credential, expires_at: datetime | None, **_: object) -> str:
+        services.credential_set_expiry(credential=credential, expires_at=expires_at, actor=request.user.username)
+        return f"Expiry of “{credential.name}” updated."
+
+    return _change(request, pk, ExpiryForm(request.POST), set_expiry, "expiry_form")
 
 
 @require_POST

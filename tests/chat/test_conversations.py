@@ -4,16 +4,10 @@ import pytest
 
 from chat.models import Conversation, Message
 from chat.services import trim_history
-from tests.conftest import ALICE_KEY, credential_create
+from tests.conftest import credential_create
 from tests.streaming import logged_in_session, send
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def session(asgi_server, fake_openai, alice):
-    credential_create(alice, ALICE_KEY)
-    return logged_in_session(asgi_server.url, "alice")
 
 
 def test_it_sends_the_whole_conversation_with_its_system_prompt(asgi_server, fake_openai, session):

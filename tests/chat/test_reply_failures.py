@@ -9,16 +9,10 @@ import requests
 from django.test import override_settings
 
 from chat.models import Message, UsageRecord
-from tests.conftest import ALICE_KEY, credential_create
-from tests.streaming import logged_in_session, open_stream, parse_events, send
+from tests.conftest import ALICE_KEY
+from tests.streaming import open_stream, parse_events, send
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def session(asgi_server, fake_openai, alice):
-    credential_create(alice, ALICE_KEY)
-    return logged_in_session(asgi_server.url, "alice")
 
 
 def test_it_shows_when_to_retry_after_a_429(asgi_server, fake_openai, session):
