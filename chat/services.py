@@ -211,15 +211,13 @@ def reply_plan(
     turns = _turns_for(mode, history_for(conversation, system_prompt=system_prompt), text)
     history, trimmed = trim_history(turns, model)
     _check_rate(user)
-    if conversation is not None and not generation_lock_acquire(conversation.pk):
-        raise ChatRefusal("A reply is still being written in this conversation. Stop it or wait for it.", status=409)
     try:
         bearer = credential_bearer(credential=credential)
     except CredentialError as exc:
         raise ChatRefusal(str(exc), status=409, redirect=reverse("tokens:credential-list")) from exc
-    finally:
-        if conversation is not None and "bearer" not in locals():
-            generation_lock_release(conversation.pk)
+    # Locked last, so no refusal above has a lock to give back.
+    if conversation is not None and not generation_lock_acquire(conversation.pk):
+        raise ChatRefusal("A reply is still being written in this conversation. Stop it or wait for it.", status=409)
     return ReplyPlan(user, conversation, credential, bearer, model, mode, text, system_prompt, history, trimmed)
 
 
