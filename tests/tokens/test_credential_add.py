@@ -28,6 +28,17 @@ def _client_credentials(token_server, **overrides) -> dict:
     }
 
 
+def _refresh_token_form(token_server, refresh_token: str) -> dict:
+    return {
+        "kind": "oauth2_refresh_token",
+        "name": "SSO",
+        "token_url": token_server.token_url,
+        "client_id": CLIENT_ID,
+        "client_secret": CLIENT_SECRET,
+        "refresh_token": refresh_token,
+    }
+
+
 @pytest.mark.parametrize("client_auth", ["client_secret_basic", "client_secret_post"])
 def test_it_saves_a_client_credentials_credential_after_getting_a_token(alice_client, oauth_setup, client_auth):
     response = alice_client.post(
@@ -57,17 +68,7 @@ def test_it_saves_a_client_credentials_credential_after_getting_a_token(alice_cl
 
 def test_it_saves_a_refresh_token_credential_keeping_the_rotated_token(alice_client, oauth_setup):
     typed = oauth_setup.issue_refresh_token(CLIENT_ID)
-    response = alice_client.post(
-        "/settings/keys/",
-        {
-            "kind": "oauth2_refresh_token",
-            "name": "SSO",
-            "token_url": oauth_setup.token_url,
-            "client_id": CLIENT_ID,
-            "client_secret": CLIENT_SECRET,
-            "refresh_token": typed,
-        },
-    )
+    response = alice_client.post("/settings/keys/", _refresh_token_form(oauth_setup, typed))
     assert response.status_code == 302
     credential = Credential.objects.get()
     stored = credential.refresh_token.reveal()
@@ -89,17 +90,7 @@ def test_it_refuses_a_wrong_client_secret_keeping_what_was_typed_except_secrets(
 
 
 def test_it_refuses_a_revoked_refresh_token(alice_client, oauth_setup):
-    response = alice_client.post(
-        "/settings/keys/",
-        {
-            "kind": "oauth2_refresh_token",
-            "name": "SSO",
-            "token_url": oauth_setup.token_url,
-            "client_id": CLIENT_ID,
-            "client_secret": CLIENT_SECRET,
-            "refresh_token": "rt_revoked_long_ago",
-        },
-    )
+    response = alice_client.post("/settings/keys/", _refresh_token_form(oauth_setup, "rt_revoked_long_ago"))
     assert response.status_code == 400
     assert "invalid_grant" in response.content.decode()
     assert "rt_revoked_long_ago" not in response.content.decode()

@@ -64,26 +64,33 @@ def test_it_stores_a_rotated_refresh_token_and_never_uses_the_old_one(alice, oau
     assert not any(token in details for token in seen)
 
 
+def _all_at_once(workers: int, call, prepare=lambda: None) -> list:
+    """In that many threads, run prepare, then call(prepared) released together by a barrier; collect results."""
+    barrier, results = threading.Barrier(workers), []
+
+    def run() -> None:
+        try:
+            prepared = prepare()
+            barrier.wait(timeout=10)
+            results.append(call(prepared))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run) for _ in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    return results
+
+
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("kind", [Kind.CLIENT_CREDENTIALS, Kind.REFRESH_TOKEN])
 def test_it_refreshes_once_when_many_workers_try_at_once(alice, oauth_setup, kind):
     refresh_token = oauth_setup.issue_refresh_token(CLIENT_ID) if kind == Kind.REFRESH_TOKEN else ""
     credential = oauth_credential_create(alice, oauth_setup, kind=kind, refresh_token=refresh_token)
     workers = 8
-    barrier, outcomes = threading.Barrier(workers), []
-
-    def work() -> None:
-        try:
-            barrier.wait(timeout=10)
-            outcomes.append(lifecycle.credential_refresh(credential_id=credential.pk).outcome)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=work) for _ in range(workers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
+    outcomes = _all_at_once(workers, lambda _: lifecycle.credential_refresh(credential_id=credential.pk).outcome)
 
     assert sorted(outcomes) == ["refreshed"] + ["skipped"] * (workers - 1)
     assert len(oauth_setup.token_requests) == 1
@@ -98,21 +105,12 @@ def test_it_refreshes_once_when_many_chats_meet_an_expired_token(alice, oauth_se
     refresh_token = oauth_setup.issue_refresh_token(CLIENT_ID)
     credential = oauth_credential_create(alice, oauth_setup, kind=Kind.REFRESH_TOKEN, refresh_token=refresh_token)
     workers = 6
-    barrier, tokens = threading.Barrier(workers), []
-
-    def chat() -> None:
-        try:
-            row = Credential.objects.get(pk=credential.pk)
-            barrier.wait(timeout=10)
-            tokens.append(credential_bearer(credential=row).token)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=chat) for _ in range(workers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
+    # Every chat loads the row, expired token and all, before any of them refreshes.
+    tokens = _all_at_once(
+        workers,
+        lambda row: credential_bearer(credential=row).token,
+        prepare=lambda: Credential.objects.get(pk=credential.pk),
+    )
 
     assert len(tokens) == workers and len(set(tokens)) == 1  # everyone waited for the one refresh
     assert oauth_setup.is_valid_access_token(tokens[0])
