@@ -9,7 +9,7 @@ calling the fake directly in the same run:
     200 requests (each app request is paired with a direct one started together);
 (b) concurrent streams 100, 250, 500, 1000, 2000: errors, p95 added gap between
     token events, peak RSS, chunks/s and CPU µs per chunk of the web process;
-(c) CPU per chunk of our httpx + SSE reader (chat/upstream.py) against the
+(c) CPU per chunk of our httpx + SSE reader (tokens/provider/stream.py) against the
     openai SDK's streaming parse, in this process.
 
 The load client is a bare asyncio.Protocol on uvloop: it timestamps each read
@@ -540,8 +540,7 @@ async def _parse_costs(env: Env) -> dict:
     import httpx
     import openai
 
-    from chat import upstream
-    from tokens.services import Bearer
+    from tokens.provider import Bearer, Completion, client, stream_chat
 
     events = _sse_body(TOKENS)
 
@@ -555,15 +554,13 @@ async def _parse_costs(env: Env) -> dict:
     messages = [{"role": "user", "content": "n=200 d=0"}]
 
     async def ours(http: httpx.AsyncClient, base_url: str, streams: int) -> int:
-        upstream._clients[asyncio.get_running_loop()] = {False: http}
+        client._clients[asyncio.get_running_loop()] = {False: http}
         bearer = Bearer(credential_id="1", base_url=base_url, token="sk-bench", guarded=False)
         text = ""
         for _ in range(streams):
-            completion = upstream.Completion(model="gpt-4o-mini")
-            async for part in upstream.stream_completion(
-                bearer, model="gpt-4o-mini", messages=messages, completion=completion
-            ):
-                text += part
+            completion = Completion(model="gpt-4o-mini")
+            async for part in stream_chat(bearer, model="gpt-4o-mini", messages=messages, completion=completion):
+                text += part.text
         return text.count("tok")
 
     async def sdk(http: httpx.AsyncClient, base_url: str, streams: int) -> int:
@@ -596,9 +593,9 @@ async def _parse_costs(env: Env) -> dict:
     async with httpx.AsyncClient(timeout=30) as http:
         result["network_ours_us_per_chunk"] = await cost(ours, http, base_url, 40)
         result["network_sdk_us_per_chunk"] = await cost(sdk, http, base_url, 40)
-    upstream._clients.pop(asyncio.get_running_loop(), None)
+    client._clients.pop(asyncio.get_running_loop(), None)
     ours_cpu, sdk_cpu = result["in_memory_ours_us_per_chunk"], result["in_memory_sdk_us_per_chunk"]
-    result["winner"] = "httpx + SSE reader (chat/upstream.py)" if ours_cpu < sdk_cpu else "openai SDK"
+    result["winner"] = "httpx + SSE reader (tokens/provider/stream.py)" if ours_cpu < sdk_cpu else "openai SDK"
     result["sdk_over_ours"] = round(sdk_cpu / ours_cpu, 1)
     return result
 
@@ -692,7 +689,7 @@ def table(result: dict) -> str:
         "",
         "| parse path (CPU µs per chunk, in process) | in memory | over 127.0.0.1 |",
         "| --- | --- | --- |",
-        f"| httpx + SSE reader (chat/upstream.py) | {parse['in_memory_ours_us_per_chunk']} "
+        f"| httpx + SSE reader (tokens/provider/stream.py) | {parse['in_memory_ours_us_per_chunk']} "
         f"| {parse['network_ours_us_per_chunk']} |",
         f"| openai {parse['openai_version']} SDK stream | {parse['in_memory_sdk_us_per_chunk']} "
         f"| {parse['network_sdk_us_per_chunk']} |",

@@ -20,14 +20,14 @@ from django.utils import timezone
 
 from accounts import ratelimit
 from accounts.models import User
-from chat import upstream
 from chat.catalog import context_window, cost_usd
 from chat.markdown import render_markdown
 from chat.models import Conversation, Message, Role, State, UsageRecord
 from chat.tokencount import count_message_tokens, count_text_tokens
 from tokens import provider
 from tokens.models import Credential
-from tokens.services import Bearer, CredentialError, credential_bearer, credential_for_user, credential_mark_invalid
+from tokens.provider import Bearer, Completion, ProviderError
+from tokens.services import CredentialError, credential_bearer, credential_for_user, release_db_connection
 
 logger = logging.getLogger(__name__)
 
@@ -264,7 +264,8 @@ def models_for(*, credential: Credential) -> list[str]:
         models = None
     if models is None:
         bearer = credential_bearer(credential=credential)
-        models = provider.list_models(base_url=bearer.base_url, bearer=bearer.token, guarded=bearer.guarded)
+        release_db_connection()
+        models = provider.list_models(bearer)
         try:
             cache.set(key, models, timeout=600)
         except Exception:
@@ -299,8 +300,10 @@ async def conversation_reply(plan: ReplyPlan) -> AsyncIterator[bytes]:
     The upstream request starts first and the user's turn is saved while it connects,
     so saving adds nothing to the time to first token.
     """
-    completion = upstream.Completion(model=plan.model)
-    stream = upstream.stream_completion(plan.bearer, model=plan.model, messages=plan.history, completion=completion)
+    completion = Completion(model=plan.model)
+    stream = provider.stream_chat(
+        plan.bearer, model=plan.model, messages=plan.history, completion=completion, trim_on_overflow=True
+    )
     first = asyncio.ensure_future(anext(stream, None))
     try:
         prepared = await in_own_thread(reply_record)(plan)
@@ -319,7 +322,7 @@ async def conversation_reply(plan: ReplyPlan) -> AsyncIterator[bytes]:
 
 
 async def _relay(
-    prepared: PreparedReply, stream: AsyncIterator[str], first: asyncio.Future, completion: upstream.Completion
+    prepared: PreparedReply, stream: AsyncIterator[provider.Delta], first: asyncio.Future, completion: Completion
 ) -> AsyncIterator[bytes]:
     conversation, assistant = prepared.conversation, prepared.assistant_message
     parts: list[str] = []
@@ -337,21 +340,22 @@ async def _relay(
     )
     try:
         async with aclosing(stream):
-            text = await first
-            while text is not None:
-                parts.append(text)
-                yield b"data: " + json.dumps(text).encode() + b"\n\n"
-                text = await anext(stream, None)
+            delta = await first
+            while delta is not None:
+                if delta.kind == "content":
+                    parts.append(delta.text)
+                    yield b"data: " + json.dumps(delta.text).encode() + b"\n\n"
+                delta = await anext(stream, None)
         state = State.COMPLETE
     except asyncio.CancelledError:
         state = State.STOPPED
         raise
-    except upstream.UpstreamError as exc:
+    except ProviderError as exc:
         error = exc
         state = State.INCOMPLETE if parts else State.ERROR
     except Exception:
         logger.exception("reply %s failed", assistant.pk)
-        error = upstream.UpstreamError("internal", "Something went wrong on our side. Your message is saved; retry.")
+        error = ProviderError("internal", "Something went wrong on our side. Your message is saved; retry.")
         state = State.INCOMPLETE if parts else State.ERROR
     finally:
         if state == State.STREAMING:  # closed by the client (aclose) rather than cancelled
@@ -378,8 +382,8 @@ def reply_finish(
     *,
     content: str,
     state: str,
-    completion: upstream.Completion,
-    error: upstream.UpstreamError | None,
+    completion: Completion,
+    error: ProviderError | None,
 ) -> UsageRecord | None:
     """Save the assistant message and its usage row, once per reply, whatever happened."""
     try:
@@ -396,8 +400,8 @@ def _reply_save(
     *,
     content: str,
     state: str,
-    completion: upstream.Completion,
-    error: upstream.UpstreamError | None,
+    completion: Completion,
+    error: ProviderError | None,
 ) -> UsageRecord:
     assistant = prepared.assistant_message
     assistant.content, assistant.state = content, state
@@ -406,25 +410,23 @@ def _reply_save(
         assistant.save(update_fields=["content", "state", "error"])
         record = usage_record(prepared, completion=completion, state=state, content=content, error=error)
     generation_lock_release(prepared.conversation.pk)
-    if error and error.kind == "auth":
-        credential = Credential.objects.filter(pk=prepared.bearer.credential_id).first()
-        if credential:
-            credential_mark_invalid(credential=credential, detail=error.message)
     return record
 
 
 def usage_record(
     prepared: PreparedReply,
     *,
-    completion: upstream.Completion,
+    completion: Completion,
     state: str,
     content: str,
-    error: upstream.UpstreamError | None,
+    error: ProviderError | None,
 ) -> UsageRecord:
     usage = completion.usage or {}
-    estimated = not usage and bool(content or prepared.history)
-    prompt = usage.get("prompt_tokens") if usage else count_message_tokens(prepared.history, prepared.model)
-    completion_tokens = usage.get("completion_tokens") if usage else count_text_tokens(content, prepared.model)
+    estimated = (not usage or usage.get("completion_tokens") is None) and bool(content or prepared.history)
+    prompt = usage.get("prompt_tokens")
+    prompt = count_message_tokens(prepared.history, prepared.model) if prompt is None else prompt
+    completion_tokens = usage.get("completion_tokens")
+    completion_tokens = count_text_tokens(content, prepared.model) if completion_tokens is None else completion_tokens
     prompt, completion_tokens = int(prompt or 0), int(completion_tokens or 0)
     if error and error.kind != "cut" and not content:
         prompt, completion_tokens, estimated = 0, 0, False  # nothing was generated or billed

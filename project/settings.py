@@ -186,7 +186,15 @@ DEFAULT_MODEL = env.str("DEFAULT_MODEL", default="gpt-4o-mini")
 UPSTREAM_ALLOWLIST = env.list("UPSTREAM_ALLOWLIST", default=[])
 ALLOW_INSECURE_UPSTREAMS = env.bool("ALLOW_INSECURE_UPSTREAMS", default=False)
 UPSTREAM_CONNECT_TIMEOUT = env.float("UPSTREAM_CONNECT_TIMEOUT", default=5.0)
+# Longest wait for a reply's first token (reasoning models think, local servers load the model first).
+UPSTREAM_FIRST_TOKEN_TIMEOUT = env.float("UPSTREAM_FIRST_TOKEN_TIMEOUT", default=600.0)
+# Longest silence between chunks once a reply has started, and after finish_reason for the usage chunk.
 UPSTREAM_READ_TIMEOUT = env.float("UPSTREAM_READ_TIMEOUT", default=60.0)
+UPSTREAM_TAIL_SECONDS = env.float("UPSTREAM_TAIL_SECONDS", default=5.0)
+UPSTREAM_MAX_SECONDS = env.float("UPSTREAM_MAX_SECONDS", default=1800.0)
+UPSTREAM_MAX_EVENT_BYTES = env.int("UPSTREAM_MAX_EVENT_BYTES", default=1024 * 1024)
+UPSTREAM_MAX_REPLY_BYTES = env.int("UPSTREAM_MAX_REPLY_BYTES", default=16 * 1024 * 1024)
+UPSTREAM_MAX_LIST_BYTES = env.int("UPSTREAM_MAX_LIST_BYTES", default=8 * 1024 * 1024)
 CHECK_TIMEOUT = env.float("CHECK_TIMEOUT", default=10.0)
 
 # Credential lifecycle

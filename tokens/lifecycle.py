@@ -25,7 +25,7 @@ from django.utils import timezone
 
 from tokens import keyring, oauth
 from tokens.keyring import SealError
-from tokens.models import SEALED_FIELDS, Credential, CredentialEvent, EventKind, Kind, Status
+from tokens.models import KEY_KINDS, SEALED_FIELDS, Credential, CredentialEvent, EventKind, Kind, Status
 
 logger = logging.getLogger(__name__)
 
@@ -116,16 +116,21 @@ def _backoff(failures: int) -> float:
     return random.uniform(ceiling / 2, ceiling)
 
 
-def credential_refresh(*, credential_id: str, inline: bool = False, actor: str = "system") -> RefreshResult:
+def credential_refresh(
+    *, credential_id: str, inline: bool = False, force: bool = False, actor: str = "system"
+) -> RefreshResult:
     """Get a new access token for one OAuth2 credential, unless another process is already doing it.
 
     Beat's workers refresh what is due (inside the margin, not backing off);
-    `inline` is chat meeting an expired token, which refreshes at once, backoff or not.
+    `inline` is chat meeting an expired token, which refreshes at once, backoff or not;
+    `force` is the owner's "Check now", which re-runs the grant whatever the status (not expired).
     """
     now = timezone.now()
     rows = Credential.objects.filter(pk=credential_id)
-    if inline:
-        rows = rows.exclude(kind=Kind.API_KEY).filter(status__in=[Status.ACTIVE, Status.UNVERIFIED]).unclaimed(now)
+    if force:
+        rows = rows.exclude(kind__in=KEY_KINDS).exclude(status=Status.EXPIRED).unclaimed(now)
+    elif inline:
+        rows = rows.exclude(kind__in=KEY_KINDS).filter(status__in=[Status.ACTIVE, Status.UNVERIFIED]).unclaimed(now)
         rows = rows.filter(Q(access_token_expires_at__isnull=True) | Q(access_token_expires_at__lte=now))
     else:
         rows = rows.due_for_refresh(now)

@@ -15,6 +15,7 @@ class Kind(models.TextChoices):
     API_KEY = "api_key", "API key"
     CLIENT_CREDENTIALS = "oauth2_client_credentials", "OAuth2 client credentials"
     REFRESH_TOKEN = "oauth2_refresh_token", "OAuth2 refresh token"
+    AZURE_OPENAI = "azure_openai", "Azure OpenAI"
 
 
 class Status(models.TextChoices):
@@ -30,6 +31,8 @@ class ClientAuth(models.TextChoices):
     POST = "client_secret_post", "Form body (client_secret_post)"
 
 
+# Kinds whose secret is a static key sent as is (no token endpoint).
+KEY_KINDS = (Kind.API_KEY, Kind.AZURE_OPENAI)
 SEALED_FIELDS = ("api_key", "client_secret", "refresh_token", "access_token")
 
 
@@ -38,13 +41,13 @@ class CredentialQuerySet(models.QuerySet):
         return self.exclude(status__in=[Status.INVALID, Status.EXPIRED])
 
     def due_for_check(self, now: datetime) -> CredentialQuerySet:
-        return self.filter(kind=Kind.API_KEY, next_check_at__lte=now).exclude(status=Status.EXPIRED)
+        return self.filter(kind__in=KEY_KINDS, next_check_at__lte=now).exclude(status=Status.EXPIRED)
 
     def due_for_refresh(self, now: datetime) -> CredentialQuerySet:
         """OAuth2 credentials whose access token expires within the margin, not backing off, not claimed."""
         margin = timedelta(seconds=settings.REFRESH_MARGIN_SECONDS)
         return (
-            self.exclude(kind=Kind.API_KEY)
+            self.exclude(kind__in=KEY_KINDS)
             .filter(status__in=[Status.ACTIVE, Status.UNVERIFIED])
             .filter(Q(access_token_expires_at__isnull=True) | Q(access_token_expires_at__lte=now + margin))
             .filter(Q(retry_at__isnull=True) | Q(retry_at__lte=now))
@@ -72,6 +75,14 @@ class Credential(models.Model):
     kind = models.CharField(max_length=32, choices=Kind.choices, default=Kind.API_KEY)
     is_default = models.BooleanField(default=False)
     base_url = models.URLField(max_length=300, blank=True, help_text="Empty means the site's default API.")
+    api_version = models.CharField(max_length=40, blank=True, help_text="Azure OpenAI classic api-version.")
+    default_model = models.CharField(max_length=200, blank=True, help_text="Model (Azure: deployment) to start with.")
+    context_window = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Tokens the model takes; overrides the catalogue. Empty: catalogue."
+    )
+    sends_stream_options = models.BooleanField(
+        default=True, help_text="False once the provider refused stream_options; usage is then counted locally."
+    )
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.UNVERIFIED)
     status_detail = models.CharField(max_length=300, blank=True)
     hint = models.CharField(max_length=24, blank=True, help_text="Masked form of the secret, e.g. sk-…abcd.")
@@ -117,7 +128,7 @@ class Credential(models.Model):
 
     @property
     def is_oauth(self) -> bool:
-        return self.kind != Kind.API_KEY
+        return self.kind not in KEY_KINDS
 
     @property
     def is_usable(self) -> bool:

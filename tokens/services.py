@@ -4,33 +4,28 @@ from __future__ import annotations
 
 import logging
 import random
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from accounts.models import User
 from tokens import oauth, provider
-from tokens.lifecycle import CredentialError, access_token_for, credential_change_status, event_record, grant_fetch
-from tokens.models import ClientAuth, Credential, EventKind, Kind, Status
+from tokens.lifecycle import (
+    CredentialError,
+    access_token_for,
+    credential_change_status,
+    credential_refresh,
+    event_record,
+    grant_fetch,
+)
+from tokens.models import KEY_KINDS, ClientAuth, Credential, EventKind, Kind, Status
+from tokens.provider import Bearer
 from tokens.ssrf import UnsafeURL, check_url
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Bearer:
-    """What chat needs to call a provider for one user."""
-
-    credential_id: str
-    base_url: str
-    token: str
-    guarded: bool
-
-    def __repr__(self) -> str:
-        return f"Bearer(credential_id={self.credential_id!r}, base_url={self.base_url!r}, token=<hidden>)"
 
 
 def mask(secret: str) -> str:
@@ -148,15 +143,43 @@ def _oauth_first_token(credential: Credential) -> str:
     return grant.access_token
 
 
-def _verify_new(credential: Credential, bearer: str) -> None:
+# What a failed model list says about the credential itself.
+REJECTING_KINDS = ("auth", "payment", "unsafe_url")
+# A 403 on the list often means a key restricted to chat (OpenAI project keys without models.read).
+UNPROVEN_KINDS = ("forbidden", "not_found", "bad_response", "bad_request", "too_large")
+
+
+def release_db_connection() -> None:
+    """Hand the database connection back before a network call, unless a transaction needs it.
+
+    With a connection pool (PostgreSQL) a slow provider would otherwise hold a pooled connection.
+    """
+    if not connection.in_atomic_block:
+        connection.close()
+
+
+def _verify_new(credential: Credential, token: str) -> None:
     now = timezone.now()
+    release_db_connection()
     try:
-        provider.list_models(base_url=credential.effective_base_url(), bearer=bearer, guarded=bool(credential.base_url))
-    except provider.Rejected as exc:
-        raise CredentialError(f"{exc} It was not saved; check it and paste it again.") from exc
-    except provider.Unreachable as exc:
-        credential.set_status(Status.UNVERIFIED, f"Saved without a check: {exc} We will retry.")
-        credential.next_check_at = now + timedelta(minutes=5)
+        provider.list_models(bearer_of(credential, token))
+    except provider.ProviderError as exc:
+        if exc.kind in REJECTING_KINDS:
+            raise CredentialError(
+                _("%(reason)s It was not saved; check it and paste it again.") % {"reason": exc.message}
+            ) from exc
+        if exc.kind == "not_found":
+            raise CredentialError(
+                _(
+                    "Nothing OpenAI-compatible answered at %(url)s (404). Enter the base URL your provider's "
+                    "documentation shows, usually ending in /v1 (for example https://api.example.com/v1)."
+                )
+                % {"url": credential.effective_base_url()},
+                field="base_url",
+            ) from exc
+        credential.set_status(Status.UNVERIFIED, _("Saved without a check: %(reason)s") % {"reason": exc.message})
+        retry = 5 if exc.kind not in UNPROVEN_KINDS else 60 * 6
+        credential.next_check_at = now + timedelta(minutes=retry)
     else:
         credential.set_status(Status.ACTIVE, "")
         credential.last_checked_at = now
@@ -209,17 +232,24 @@ def credential_make_default(*, credential: Credential) -> None:
 def credential_check(*, credential: Credential, actor: str = "system") -> Credential:
     """Re-check a stored credential against its provider and record what changed."""
     now = timezone.now()
+    if credential.is_oauth:
+        result = credential_refresh(credential_id=credential.pk, force=True, actor=actor)
+        credential.refresh_from_db()
+        if result.outcome == "failed":
+            return credential  # the refused grant is recorded and the credential needs attention
     try:
         bearer = credential_bearer(credential=credential)
-        provider.list_models(base_url=bearer.base_url, bearer=bearer.token, guarded=bearer.guarded)
-    except provider.Rejected as exc:
-        status, detail = Status.INVALID, str(exc)
-    except (provider.Unreachable, CredentialError) as exc:
-        # Not the credential's fault: keep its status and look again soon.
-        credential.next_check_at = now + timedelta(minutes=15)
-        credential.save(update_fields=["next_check_at"])
-        event_record(credential, EventKind.CHECKED, actor=actor, detail=f"Check postponed: {exc}")
-        return credential
+        release_db_connection()
+        provider.list_models(bearer)
+    except (provider.ProviderError, CredentialError) as exc:
+        if not isinstance(exc, provider.ProviderError) or exc.kind not in REJECTING_KINDS:
+            # Not the credential's fault: keep its status and look again soon.
+            credential.next_check_at = now + timedelta(minutes=15)
+            credential.save(update_fields=["next_check_at"])
+            event_record(credential, EventKind.CHECKED, actor=actor, detail=f"Check postponed: {exc}")
+            return credential
+        # A token fresh from the grant yet refused needs its owner (scope, audience); a refused key is dead.
+        status, detail = (Status.NEEDS_ATTENTION if credential.is_oauth else Status.INVALID), str(exc)
     else:
         status, detail = Status.ACTIVE, ""
         if credential.status != Status.ACTIVE:
@@ -245,14 +275,61 @@ def credential_for_user(*, user: User, credential_id: str | None = None) -> Cred
     return credentials.filter(is_default=True).first() or credentials.usable().order_by("created_at").first()
 
 
+def bearer_of(credential: Credential, token: str) -> Bearer:
+    """The provider call description for a credential (saved or not) and a token."""
+    return Bearer(
+        credential_id=str(credential.pk or ""),
+        base_url=credential.effective_base_url(),
+        token=token,
+        guarded=bool(credential.base_url),
+        kind=credential.kind,
+        api_version=credential.api_version,
+        stream_options=credential.sends_stream_options,
+    )
+
+
 def credential_bearer(*, credential: Credential) -> Bearer:
     """Return base URL and bearer ready to use, refreshing an OAuth2 token inline if it has expired."""
     if credential.status == Status.EXPIRED:
         raise CredentialError(f"“{credential.name}” has expired. Add a new credential on the keys page.")
-    token = credential.api_key.reveal() if credential.kind == Kind.API_KEY else access_token_for(credential)
-    return Bearer(
-        credential_id=str(credential.pk),
-        base_url=credential.effective_base_url(),
-        token=token,
-        guarded=bool(credential.base_url),
+    token = credential.api_key.reveal() if credential.kind in KEY_KINDS else access_token_for(credential)
+    return bearer_of(credential, token)
+
+
+def bearer_for(*, user: User, credential: Credential) -> Bearer:
+    """The bearer for `user`'s own credential (contract 1); raise CredentialError if it cannot be used."""
+    if credential.user_id != user.pk:
+        raise CredentialError(_("No such credential."))
+    return credential_bearer(credential=credential)
+
+
+def bearer_rejected(*, bearer: Bearer, status: int, model: str = "") -> Bearer | None:
+    """Record that the provider refused `bearer` during a call; return a renewed bearer to retry with, or None.
+
+    401 on an OAuth2 credential: drop the access token and run the grant once more; only a refused
+    grant marks it needs-attention (in tokens.lifecycle). 401 on a key: the key is invalid. 403 is
+    per model (OpenAI "not allowed to sample from this model"): the credential is left alone.
+    """
+    credential = Credential.objects.filter(pk=bearer.credential_id or None).first()
+    if credential is None or status != 401:
+        return None
+    if credential.kind in KEY_KINDS:
+        credential_mark_invalid(credential=credential, detail=_("The provider rejected this key (401)."))
+        return None
+    Credential.objects.filter(pk=credential.pk).update(access_token="", access_token_expires_at=None)
+    event_record(credential, EventKind.CHECKED, detail=f"The provider refused the access token (401) for {model}.")
+    result = credential_refresh(credential_id=credential.pk, inline=True)
+    credential.refresh_from_db()
+    if result.outcome != "refreshed" or not credential.access_token:
+        return None
+    return bearer_of(credential, credential.access_token.reveal())
+
+
+def bearer_learned(*, bearer: Bearer, stream_options: bool) -> None:
+    """Remember that this credential's provider refuses `stream_options` (usage is then counted locally)."""
+    changed = Credential.objects.filter(pk=bearer.credential_id or None, sends_stream_options=True).update(
+        sends_stream_options=stream_options
     )
+    if changed:
+        credential = Credential.objects.get(pk=bearer.credential_id)
+        event_record(credential, EventKind.UPDATED, detail="The provider refused stream_options; no longer sent.")

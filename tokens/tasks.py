@@ -8,7 +8,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from tokens import lifecycle, services
-from tokens.models import Credential, Kind
+from tokens.models import KEY_KINDS, Credential
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ def check_countdowns(count: int, period: float) -> list[float]:
 
 @shared_task
 def check_credential(credential_id: str) -> None:
-    credential = Credential.objects.filter(pk=credential_id, kind=Kind.API_KEY).select_related("user").first()
+    credential = Credential.objects.filter(pk=credential_id, kind__in=KEY_KINDS).select_related("user").first()
     if credential is None or not credential.is_usable:
         return
     services.credential_check(credential=credential)

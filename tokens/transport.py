@@ -1,11 +1,13 @@
-"""Connections that re-check the SSRF guard against the address actually connected to.
+"""Connections that pass the SSRF guard before their TCP handshake, for both HTTP clients.
 
-The check runs after the TCP connect and before a byte is sent, so a bearer never
-reaches a private address even if DNS changed since the URL was saved.
+Each transport resolves the host once with `tokens.ssrf.resolve_checked`, which refuses if any
+address is private, then connects to a checked address. TLS still verifies the certificate
+against the host name, so pinning the address costs nothing in safety.
 """
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 import httpcore
@@ -13,19 +15,30 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import NewConnectionError
 
-from tokens.ssrf import check_address
+from tokens.ssrf import UnsafeURL, aresolve_checked, resolve_checked
 
 
 class _GuardedConnection(HTTPConnection):
-    def _new_conn(self) -> Any:
-        sock = super()._new_conn()
+    def _new_conn(self) -> socket.socket:
         try:
-            check_address(self.host, sock.getpeername()[0])
-        except Exception:
-            sock.close()
+            addresses = resolve_checked(self._dns_host, self.port)
+        except UnsafeURL:
             raise
-        return sock
+        except OSError as exc:
+            raise NewConnectionError(self, str(exc)) from exc
+        error: OSError | None = None
+        for address in addresses:
+            try:
+                sock = socket.create_connection((address, self.port), self.timeout, self.source_address)
+            except OSError as exc:
+                error = exc
+                continue
+            for option in self.socket_options or ():
+                sock.setsockopt(*option)
+            return sock
+        raise NewConnectionError(self, f"Failed to establish a new connection: {error}")
 
 
 class _GuardedHTTPSConnection(_GuardedConnection, HTTPSConnection):
@@ -47,7 +60,7 @@ class _GuardedAdapter(HTTPAdapter):
 
 
 def guarded_adapter() -> HTTPAdapter:
-    """A requests transport adapter whose every connection re-checks the SSRF guard."""
+    """A requests transport adapter whose every connection passes the SSRF guard before connecting."""
     return _GuardedAdapter()
 
 
@@ -61,19 +74,25 @@ def guarded_session() -> requests.Session:
 
 
 class GuardedNetworkBackend(httpcore.AsyncNetworkBackend):
-    """httpcore backend for the async chat client: refuse private peers before sending."""
+    """httpcore backend for the async chat client: resolve, check, then connect to the checked address."""
 
     def __init__(self) -> None:
         self._inner = httpcore.AnyIOBackend()
 
     async def connect_tcp(self, host: str, port: int, **kwargs: Any) -> httpcore.AsyncNetworkStream:
-        stream = await self._inner.connect_tcp(host, port, **kwargs)
         try:
-            check_address(host, stream.get_extra_info("server_addr")[0])
-        except Exception:
-            await stream.aclose()
+            addresses = await aresolve_checked(host, port)
+        except UnsafeURL:
             raise
-        return stream
+        except OSError as exc:
+            raise httpcore.ConnectError(str(exc)) from exc
+        error: Exception | None = None
+        for address in addresses:
+            try:
+                return await self._inner.connect_tcp(address, port, **kwargs)
+            except httpcore.ConnectError as exc:
+                error = exc
+        raise httpcore.ConnectError(str(error))
 
     async def connect_unix_socket(self, *args: Any, **kwargs: Any) -> httpcore.AsyncNetworkStream:
         raise OSError("Unix sockets are not allowed for user-supplied upstreams.")

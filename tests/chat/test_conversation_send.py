@@ -44,7 +44,7 @@ def test_it_keeps_the_message_and_explains_an_upstream_401(asgi_server, fake_ope
     events = send(session, asgi_server.url, "/chat/send/", "Are you there?")
 
     assert events.done["state"] == "error"
-    assert "rejected your credential" in events.done["error"]
+    assert "rejected this credential" in events.done["error"]
     assert Message.objects.filter(role="user", content="Are you there?").exists()
     credential.refresh_from_db()
     assert credential.status == "invalid"

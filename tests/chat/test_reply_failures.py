@@ -53,11 +53,12 @@ def test_it_keeps_the_partial_reply_when_upstream_cuts_the_stream(asgi_server, f
 
 
 def test_it_times_out_a_hanging_upstream(asgi_server, fake_openai, session, settings):
-    settings.UPSTREAM_READ_TIMEOUT = 0.3
+    settings.UPSTREAM_FIRST_TOKEN_TIMEOUT = 0.3
     fake_openai.hang().hang().hang()
     events = send(session, asgi_server.url, "/chat/send/", "Anyone?")
     assert events.done["state"] == "error"
     assert "did not answer in time" in events.done["error"]
+    assert len(fake_openai.chat_requests) == 1  # never re-sent after a timeout: it may have been generating
 
 
 def test_it_says_when_the_provider_is_unreachable(asgi_server, session, settings):

@@ -71,11 +71,11 @@ def test_it_refuses_at_connect_time_a_token_url_that_now_resolves_privately(toke
 
 def test_it_refuses_at_connect_time_a_base_url_that_now_resolves_privately(fake_openai, settings):
     base_url = fake_openai.base_url.replace("127.0.0.1", "localhost")
-    with pytest.raises(provider.Rejected, match="localhost resolves to a private"):
-        provider.list_models(base_url=base_url, bearer="sk-secret-bearer", guarded=True)
+    with pytest.raises(provider.ProviderError, match="localhost resolves to a private"):
+        provider.list_models(provider.Bearer("1", base_url, "sk-secret-bearer", guarded=True))
     assert fake_openai.requests == []
 
 
 def test_it_trusts_the_operators_own_base_url(fake_openai):
     # OPENAI_BASE_URL points at 127.0.0.1 here; the operator configured it, so it is not guarded.
-    assert provider.list_models(base_url=fake_openai.base_url, bearer="sk-any", guarded=False)
+    assert provider.list_models(provider.Bearer("1", fake_openai.base_url, "sk-any", guarded=False))

@@ -1,0 +1,199 @@
+"""One error taxonomy for every call to an OpenAI-compatible provider, sync or streamed.
+
+Status-to-kind mapping follows the openai SDK's table (`openai._client._make_status_error`)
+extended with what real providers send: 402 for spent credit (OpenRouter), errors inside
+a 200 stream with a numeric `code` (OpenRouter) or a string one (OpenAI, vLLM), and
+context-length refusals worded many ways (OpenAI, vLLM, Ollama, llama.cpp, Mistral).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+
+from django.utils.translation import gettext as _
+
+PROVIDER_TEXT_CHARS = 300
+# A secret-looking run of characters in a provider's message is masked before anyone sees it.
+_SECRETISH = re.compile(r"\b(sk|rk|pk|ak|key)[-_][A-Za-z0-9_\-]{12,}", re.IGNORECASE)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2064\ufeff]+")
+_CODE = re.compile(r"^[A-Za-z0-9_.\-]{1,60}$")
+_CONTEXT = re.compile(
+    r"context[ _-]?(length|window)|maximum context|too many tokens|prompt is too long|"
+    r"reduce the length|exceeds? the (model'?s )?(max|context)|input is too long|"
+    r"tokens? exceed|longer than the model",
+    re.IGNORECASE,
+)
+_STRING_CODES = {
+    "invalid_api_key": 401,
+    "unauthorized": 401,
+    "insufficient_quota": 429,
+    "rate_limit_exceeded": 429,
+    "context_length_exceeded": 400,
+    "model_not_found": 404,
+    "server_error": 500,
+    "service_unavailable": 503,
+}
+# A re-send is safe only when the provider certainly did not start: these answers say it did not.
+RESENDABLE_STATUSES = frozenset({502, 503, 504})
+NEVER_RETRIED = frozenset({401, 402, 403, 429})
+
+
+class ProviderError(Exception):
+    """A failed provider call, described for a person.
+
+    kind: auth (401), forbidden (403), payment (402), quota, rate_limit (429), not_found (404),
+    context_length, unsupported_param, bad_request (other 4xx), server (5xx), timeout,
+    connection, unsafe_url, too_large, bad_response, cut (stopped after some text), internal.
+    `message` is translated and may quote `provider_message`, the provider's own words as
+    length-capped plain text with anything secret-looking masked. `retryable`: trying again
+    later may work. `resendable`: the provider certainly did not start, so an automatic re-send
+    cannot bill twice.
+    """
+
+    def __init__(
+        self,
+        kind: str,
+        message: str,
+        *,
+        status: int | None = None,
+        retry_after: int | None = None,
+        code: str = "",
+        param: str = "",
+        provider_message: str = "",
+        resendable: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.kind, self.message, self.status, self.retry_after = kind, message, status, retry_after
+        self.code, self.param, self.provider_message, self.resendable = code, param, provider_message, resendable
+
+    @property
+    def retryable(self) -> bool:
+        return self.kind in ("server", "timeout", "connection", "rate_limit", "cut")
+
+    def __repr__(self) -> str:
+        return f"ProviderError(kind={self.kind!r}, status={self.status!r}, code={self.code!r})"
+
+
+def plain_text(value: object, *, secret: str = "", limit: int = PROVIDER_TEXT_CHARS) -> str:
+    """Return a provider's message as one line of plain text, capped, with secrets masked."""
+    text = value if isinstance(value, str) else json.dumps(value)[: limit * 2] if value is not None else ""
+    text = " ".join(_CONTROL.sub(" ", text[: limit * 4]).split())
+    if secret and len(secret) >= 8:
+        text = text.replace(secret, "[key]")
+    text = _SECRETISH.sub("[key]", text)
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def error_fields(payload: object) -> tuple[object, str, str, str]:
+    """Pull (code, type-or-code text, message, param) out of any error shape providers send."""
+    error = payload.get("error", payload) if isinstance(payload, dict) else payload
+    if isinstance(error, str):
+        return None, "", error, ""
+    if not isinstance(error, dict):
+        return None, "", "", ""
+    code = error.get("code")
+    label = str(code if isinstance(code, str) else error.get("type") or "")
+    message = error.get("message") or error.get("detail") or error.get("msg") or ""
+    if isinstance(error.get("metadata"), dict) and isinstance(error["metadata"].get("raw"), str):
+        message = f"{message} {error['metadata']['raw']}".strip()  # OpenRouter wraps the upstream's words
+    param = error.get("param") if isinstance(error.get("param"), str) else ""
+    return code, label, message if isinstance(message, str) else json.dumps(message), param
+
+
+def error_from_body(
+    status: int,
+    body: bytes | dict | None,
+    *,
+    headers: Mapping[str, str] | None = None,
+    model: str = "",
+    secret: str = "",
+) -> ProviderError:
+    """Classify an HTTP error answer (status and capped body) into a ProviderError."""
+    payload = body
+    if isinstance(body, bytes | bytearray):
+        try:
+            payload = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            payload = body.decode("utf-8", "replace") if len(body) < 2000 and b"<" not in body[:200] else None
+    code, label, raw_message, param = error_fields(payload)
+    return classify(status, code, label, raw_message, param, headers=headers, model=model, secret=secret)
+
+
+def error_in_stream(payload: object, *, model: str = "", secret: str = "") -> ProviderError:
+    """Classify an error sent inside a 200 stream, e.g. OpenRouter's {"error": {"code": 402, "message": ...}}."""
+    code, label, raw_message, param = error_fields(payload)
+    status = code if isinstance(code, int) and 400 <= code <= 599 else _STRING_CODES.get(label, 0)
+    if not status and isinstance(code, str) and code.isdigit():
+        status = int(code)
+    return classify(status or 500, code, label, raw_message, param, model=model, secret=secret, in_stream=True)
+
+
+def classify(
+    status: int,
+    code: object,
+    label: str,
+    raw_message: str,
+    param: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+    model: str = "",
+    secret: str = "",
+    in_stream: bool = False,
+) -> ProviderError:
+    said = plain_text(raw_message, secret=secret)
+    code_text = label if _CODE.match(label or "") else ""
+    kind, message = _kind_and_message(status, code_text, said, param, model)
+    if said:
+        message = _("%(message)s The provider said: “%(said)s”") % {"message": message, "said": said}
+    retry_after = retry_after_seconds(headers) if headers is not None else None
+    if kind == "rate_limit" and retry_after:
+        message += " " + _("Try again in %(seconds)s s.") % {"seconds": retry_after}
+    return ProviderError(
+        kind,
+        message,
+        status=status,
+        retry_after=retry_after,
+        code=code_text,
+        param=param[:60],
+        provider_message=said,
+        resendable=not in_stream and status in RESENDABLE_STATUSES,
+    )
+
+
+def _kind_and_message(status: int, code: str, said: str, param: str, model: str) -> tuple[str, str]:
+    if status == 401:
+        return "auth", _("The provider rejected this credential (401). Check it on the keys page.")
+    if status == 402 or code in ("insufficient_quota", "insufficient_credits"):
+        return "payment", _("Your provider account is out of credit or quota (%(status)s). Add credit and retry.") % {
+            "status": status
+        }
+    if status == 403:
+        return "forbidden", _("The provider refused model “%(model)s” for this credential (403).") % {"model": model}
+    if status == 404:
+        return "not_found", _(
+            "The provider does not offer model “%(model)s” at this address (404). Check the model name and base URL."
+        ) % {"model": model}
+    if status == 429:
+        return "rate_limit", _("The provider is rate limiting this credential (429).")
+    if status in (400, 413, 422) and (code == "context_length_exceeded" or _CONTEXT.search(said)):
+        return "context_length", _("The conversation is longer than model “%(model)s” can take.") % {"model": model}
+    if status in (400, 422) and (param == "stream_options" or "stream_options" in said):
+        return "unsupported_param", _("The provider does not accept the stream_options field.")
+    if status >= 500:
+        return "server", _("The provider had a server error (%(status)s). Try again in a moment.") % {"status": status}
+    detail = f"{status}, {code}" if code else str(status)
+    return "bad_request", _("The provider refused the request (%(detail)s).") % {"detail": detail}
+
+
+def retry_after_seconds(headers: Mapping[str, str] | None) -> int | None:
+    """Seconds to wait from Retry-After (RFC 9110 10.2.3, delta-seconds form) or x-ratelimit-reset-requests."""
+    if not headers:
+        return None
+    value = headers.get("retry-after") or headers.get("x-ratelimit-reset-requests") or ""
+    match = re.match(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s)?\s*$", value)
+    if not match:
+        return None
+    seconds = float(match.group(1)) / (1000 if match.group(2) == "ms" else 1)
+    return max(1, min(int(seconds + 0.999), 86_400))

@@ -1,0 +1,395 @@
+"""Streamed chat completions over the shared httpx.AsyncClient, read incrementally with httpx-sse's decoders.
+
+Server-sent events (WHATWG HTML "Server-sent events" 9.2.6) are decoded line by line as bytes arrive,
+so a hostile upstream costs linear CPU; every read is bounded in time and every event, reply and
+error body in size. The stream ends where the protocol says: `data: [DONE]`, or a finish_reason
+whose usage has arrived (or not within UPSTREAM_TAIL_SECONDS), not only when the socket closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import json
+import logging
+import random
+import re
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import aclosing
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import httpx
+from django.conf import settings
+from django.utils.translation import gettext as _
+from httpx_sse._decoders import SSEDecoder, SSELineDecoder
+
+from tokens.provider.client import client
+from tokens.provider.endpoint import Bearer
+from tokens.provider.errors import ProviderError, error_from_body, error_in_stream
+from tokens.provider.usage import normalise_usage
+from tokens.ssrf import UnsafeURL
+
+logger = logging.getLogger(__name__)
+
+RESENDS = 2
+ERROR_BODY_BYTES = 64 * 1024
+_EVENT_END = (b"\n\n", b"\r\n\r\n", b"\r\r")
+
+
+class Delta(NamedTuple):
+    """A piece of the reply: kind "content" or "reasoning" (a thinking model's visible reasoning)."""
+
+    kind: str
+    text: str
+
+
+@dataclass
+class Completion:
+    """What the stream told us besides text; filled in while streaming.
+
+    usage: normalised {prompt_tokens, completion_tokens, reasoning_tokens, total_tokens} or None if not
+    sent. started / first_token_at: time.perf_counter() values. notes: what we did that the person
+    should know (translated), e.g. older turns dropped after a context-length refusal.
+    """
+
+    model: str
+    status_code: int | None = None
+    request_id: str = ""
+    response_id: str | None = None
+    usage: dict | None = None
+    finish_reason: str | None = None
+    started: float = field(default_factory=time.perf_counter)
+    first_token_at: float | None = None
+    attempts: int = 0
+    dropped_stream_options: bool = False
+    trimmed_turns: int = 0
+    renewed_bearer: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+Renew = Callable[[Bearer, ProviderError, str], Awaitable[Bearer | None]]
+
+
+def _payload(model: str, messages: list[dict], stream_options: bool, options: dict) -> bytes:
+    body = {"model": model, "messages": messages, "stream": True, **options}
+    if stream_options:
+        body["stream_options"] = {"include_usage": True}
+    return json.dumps(body).encode()
+
+
+async def stream_chat(
+    bearer: Bearer,
+    *,
+    model: str,
+    messages: list[dict],
+    completion: Completion,
+    trim_on_overflow: bool = False,
+    renew: Renew | None = None,
+    **options: object,
+) -> AsyncIterator[Delta]:
+    """Yield Delta(kind, text) pieces of one chat completion as they arrive; raise ProviderError.
+
+    Sends one request. It is re-sent only when the provider certainly did not start: the connection
+    failed before the request went out, or it answered 502/503/504 (up to RESENDS times). Never after
+    a timeout. Before any output it also retries once: without `stream_options` if the provider
+    refuses that field (recorded on the credential); with a renewed bearer after a 401 (`renew`,
+    default tokens.services.bearer_rejected); with older turns dropped after a context-length
+    refusal when `trim_on_overflow`. After output has started, a failure raises kind "cut" (or the
+    provider's own error) and the text so far stays with the caller.
+    """
+    renew = renew or _renew_default
+    stream_options, retried = bearer.stream_options, set()
+    resends = 0
+    while True:
+        completion.attempts += 1
+        body = _payload(model, messages, stream_options, options)
+        try:
+            async with aclosing(_attempt(bearer, model, body, completion)) as deltas:
+                async for delta in deltas:
+                    yield delta
+            return
+        except ProviderError as exc:
+            failure = exc
+        if completion.first_token_at is not None:
+            raise failure
+        if failure.kind == "unsupported_param" and stream_options and "stream_options" not in retried:
+            retried.add("stream_options")
+            stream_options, completion.dropped_stream_options = False, True
+            await _forget_stream_options(bearer)
+            continue
+        if failure.kind == "auth" and "auth" not in retried:
+            retried.add("auth")
+            renewed = await renew(bearer, failure, model)
+            if renewed is not None:
+                bearer, completion.renewed_bearer = renewed, True
+                continue
+        if failure.kind == "context_length" and trim_on_overflow and "trim" not in retried:
+            retried.add("trim")
+            trimmed, dropped = trim_for_overflow(messages, failure.provider_message)
+            if dropped:
+                messages, completion.trimmed_turns = trimmed, dropped
+                completion.notes.append(
+                    _("The model's window was smaller than the conversation: the oldest %(n)s turns were left out.")
+                    % {"n": dropped}
+                )
+                continue
+        if failure.kind == "forbidden":
+            await _report(bearer, failure, model)
+        if not failure.resendable or resends >= RESENDS:
+            raise failure
+        resends += 1
+        wait = min(failure.retry_after or 0, 10) or 0.25 * 2**resends + random.uniform(0, 0.25)
+        await asyncio.sleep(wait)
+
+
+async def _attempt(bearer: Bearer, model: str, body: bytes, completion: Completion) -> AsyncIterator[Delta]:
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    first_deadline = start + settings.UPSTREAM_FIRST_TOKEN_TIMEOUT
+    end = start + settings.UPSTREAM_MAX_SECONDS
+    headers = {
+        **bearer.headers(),
+        "Content-Type": "application/json",
+        "Accept": "text/event-stream, application/json",
+        "Accept-Encoding": "identity",
+    }
+    http = client(bearer.guarded)
+    try:
+        request = http.build_request("POST", bearer.chat_url(model), content=body, headers=headers)
+    except (UnicodeEncodeError, httpx.InvalidURL) as exc:
+        raise ProviderError(
+            "bad_request", _("The credential or base URL holds characters that cannot be sent; enter it again.")
+        ) from exc
+    try:
+        async with asyncio.timeout_at(min(first_deadline, end)):
+            response = await http.send(request, stream=True)
+    except TimeoutError as exc:
+        raise _timeout_error() from exc
+    except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+        # The request never left: a re-send cannot bill twice.
+        raise ProviderError(
+            "connection", _("Could not connect to the provider. Try again in a moment."), resendable=True
+        ) from exc
+    except httpx.HTTPError as exc:
+        raise ProviderError("connection", _("The connection to the provider failed. Try again.")) from exc
+    except UnsafeURL as exc:
+        raise ProviderError("unsafe_url", _("Refused to connect: %(reason)s") % {"reason": exc}) from exc
+    try:
+        completion.status_code = response.status_code
+        completion.request_id = (response.headers.get("x-request-id") or response.headers.get("apim-request-id", ""))[
+            :100
+        ]
+        if response.status_code >= 400:
+            raw = await _read_capped(response, ERROR_BODY_BYTES, first_deadline)
+            raise error_from_body(response.status_code, raw, headers=response.headers, model=model, secret=bearer.token)
+        content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type == "application/json":
+            raw = await _read_capped(response, settings.UPSTREAM_MAX_REPLY_BYTES, end)
+            for delta in _completion_from_json(raw, completion, bearer, model):
+                yield delta
+            return
+        if content_type not in ("text/event-stream", "application/x-ndjson", ""):
+            raise ProviderError(
+                "bad_response",
+                _("The provider answered with %(type)s instead of a chat completion. Check the base URL.")
+                % {"type": content_type[:60]},
+            )
+        async with aclosing(_read_events(response, completion, bearer, model, first_deadline, end)) as deltas:
+            async for delta in deltas:
+                yield delta
+    finally:
+        await response.aclose()
+
+
+def _timeout_error() -> ProviderError:
+    return ProviderError("timeout", _("The provider did not answer in time. Try again in a moment."))
+
+
+async def _read_capped(response: httpx.Response, limit: int, deadline: float) -> bytes:
+    """Read a whole (error or JSON) body, refusing more than `limit` bytes or past `deadline`."""
+    parts, size = [], 0
+    raw = response.aiter_raw()
+    try:
+        while True:
+            async with asyncio.timeout_at(deadline):
+                chunk = await anext(raw, None)
+            if chunk is None:
+                return b"".join(parts)
+            size += len(chunk)
+            if size > limit:
+                raise ProviderError("too_large", _("The provider's answer was too large to read."))
+            parts.append(chunk)
+    except TimeoutError as exc:
+        raise _timeout_error() from exc
+    except httpx.HTTPError as exc:
+        raise ProviderError("connection", _("The connection to the provider failed. Try again.")) from exc
+
+
+async def _read_events(
+    response: httpx.Response, completion: Completion, bearer: Bearer, model: str, first_deadline: float, end: float
+) -> AsyncIterator[Delta]:
+    loop = asyncio.get_running_loop()
+    idle, tail = settings.UPSTREAM_READ_TIMEOUT, settings.UPSTREAM_TAIL_SECONDS
+    max_event, max_bytes = settings.UPSTREAM_MAX_EVENT_BYTES, settings.UPSTREAM_MAX_REPLY_BYTES
+    utf8 = codecs.getincrementaldecoder("utf-8")("replace")
+    lines, events = SSELineDecoder(), SSEDecoder()
+    raw = response.aiter_raw()
+    total = pending = 0
+    deadline = min(first_deadline, end)
+    try:
+        while True:
+            try:
+                async with asyncio.timeout_at(deadline):
+                    chunk = await anext(raw, None)
+            except TimeoutError:
+                if completion.finish_reason is not None:
+                    return  # finished; the usage chunk we waited for did not come
+                raise _cut_or(completion, _timeout_error()) from None
+            if chunk is None:
+                break
+            total += len(chunk)
+            cut = max(chunk.rfind(end_mark) for end_mark in _EVENT_END)
+            pending = pending + len(chunk) if cut < 0 else len(chunk) - cut
+            if pending > max_event or total > max_bytes:
+                raise _cut_or(completion, ProviderError("too_large", _("The provider sent more than we accept.")))
+            for line in lines.decode(utf8.decode(chunk)):
+                event = events.decode(line)
+                if event is None:
+                    continue
+                data = event.data
+                if data == "[DONE]":
+                    return
+                if not data:
+                    continue
+                for delta in _apply(data, event.event, completion, bearer, model):
+                    yield delta
+            if completion.finish_reason is not None:
+                if completion.usage is not None:
+                    return
+                deadline = min(end, loop.time() + tail)
+            elif completion.first_token_at is not None:
+                deadline = min(end, loop.time() + idle)
+    except httpx.HTTPError as exc:
+        if completion.finish_reason is None:
+            raise _cut_or(completion, ProviderError("connection", _("The connection to the provider broke."))) from exc
+        return
+    if completion.finish_reason is None:
+        raise _cut_or(completion, ProviderError("cut", _("The provider ended the stream before the reply started.")))
+
+
+def _cut_or(completion: Completion, error: ProviderError) -> ProviderError:
+    """After some text, any failure is a cut reply (partial text kept); before, the error itself."""
+    if completion.first_token_at is None:
+        return error
+    cut = ProviderError(
+        "cut",
+        _("The provider stopped sending before the reply was finished."),
+        status=completion.status_code,
+    )
+    cut.__cause__ = error
+    return cut
+
+
+def _apply(data: str, event_name: str, completion: Completion, bearer: Bearer, model: str) -> list[Delta]:
+    try:
+        chunk = json.loads(data)
+    except ValueError:
+        logger.debug("skipped a non-JSON event")
+        return []
+    if not isinstance(chunk, dict):
+        return []
+    if "error" in chunk or event_name == "error":
+        raise error_in_stream(chunk, model=model, secret=bearer.token)
+    completion.response_id = completion.response_id or _text(chunk.get("id"), 200)
+    if chunk.get("usage"):
+        completion.usage = normalise_usage(chunk["usage"]) or completion.usage
+    deltas = []
+    for choice in chunk.get("choices") or ():
+        if not isinstance(choice, dict):
+            continue
+        delta = choice.get("delta") or choice.get("message") or {}
+        if isinstance(delta, dict):
+            reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+            if reasoning and isinstance(reasoning, str):
+                deltas.append(Delta("reasoning", reasoning))
+            content = delta.get("content")
+            if content and isinstance(content, str):
+                deltas.append(Delta("content", content))
+        finish = choice.get("finish_reason")
+        if finish:
+            if finish == "error":  # OpenRouter: the upstream failed mid-reply
+                raise error_in_stream(chunk.get("error") or {"message": ""}, model=model, secret=bearer.token)
+            completion.finish_reason = _text(finish, 40)
+    if deltas and completion.first_token_at is None:
+        completion.first_token_at = time.perf_counter()
+    return deltas
+
+
+def _completion_from_json(raw: bytes, completion: Completion, bearer: Bearer, model: str) -> list[Delta]:
+    """A provider that answers stream: true with one JSON completion (some proxies and local servers)."""
+    try:
+        payload = json.loads(raw)
+    except ValueError as exc:
+        raise ProviderError("bad_response", _("The provider sent a reply that could not be read.")) from exc
+    if isinstance(payload, dict) and "error" in payload:
+        raise error_in_stream(payload, model=model, secret=bearer.token)
+    deltas = _apply(raw.decode("utf-8", "replace"), "", completion, bearer, model)
+    if not deltas and completion.finish_reason is None:
+        raise ProviderError("bad_response", _("The provider's answer held no reply."))
+    completion.finish_reason = completion.finish_reason or "stop"
+    return deltas
+
+
+def _text(value: object, limit: int) -> str | None:
+    return value[:limit] if isinstance(value, str) else None
+
+
+async def _renew_default(bearer: Bearer, error: ProviderError, model: str) -> Bearer | None:
+    from asgiref.sync import sync_to_async
+
+    from tokens.services import bearer_rejected
+
+    return await sync_to_async(bearer_rejected)(bearer=bearer, status=error.status or 401, model=model)
+
+
+async def _report(bearer: Bearer, error: ProviderError, model: str) -> None:
+    from asgiref.sync import sync_to_async
+
+    from tokens.services import bearer_rejected
+
+    await sync_to_async(bearer_rejected)(bearer=bearer, status=error.status or 403, model=model)
+
+
+async def _forget_stream_options(bearer: Bearer) -> None:
+    from asgiref.sync import sync_to_async
+
+    from tokens.services import bearer_learned
+
+    await sync_to_async(bearer_learned)(bearer=bearer, stream_options=False)
+
+
+def trim_for_overflow(messages: list[dict], provider_message: str) -> tuple[list[dict], int]:
+    """Drop the oldest turns (keeping the system prompt and the last turn) after a context-length refusal.
+
+    When the provider names its limit and our count ("maximum context length is 8192 tokens ... resulted in
+    10500 tokens", OpenAI and vLLM wording), drop enough turns to fit that ratio with room to answer; otherwise
+    drop the older half.
+    """
+    system = messages[:1] if messages and messages[0].get("role") == "system" else []
+    turns = messages[len(system) :]
+    if len(turns) <= 1:
+        return messages, 0
+    numbers = [int(n) for n in re.findall(r"(\d{3,7}) tokens", provider_message)]
+    sizes = [len(json.dumps(turn)) for turn in turns]
+    keep_share = 0.5
+    if len(numbers) >= 2 and max(numbers[:2]) > 0:
+        keep_share = max(0.1, min(numbers[:2]) / max(numbers[:2]) * 0.75)
+    budget, kept_from, total = sum(sizes) * keep_share, len(turns) - 1, sizes[-1]
+    for index in range(len(turns) - 2, -1, -1):
+        if total + sizes[index] > budget:
+            break
+        total, kept_from = total + sizes[index], index
+    dropped = max(1, kept_from)
+    return system + turns[dropped:], dropped
