@@ -14,7 +14,20 @@ import time
 import django
 
 
+def proxy_options(allowed: list[str]) -> dict[str, object]:
+    """uvicorn options believing X-Forwarded-For/-Proto only from the proxies in FORWARDED_ALLOW_IPS.
+
+    uvicorn on its own trusts 127.0.0.1 (or its own FORWARDED_ALLOW_IPS variable), so anything on the host
+    could pick its address for rate limits; with the setting empty, forwarded headers are ignored.
+    """
+    if not allowed:
+        return {"proxy_headers": False}
+    return {"proxy_headers": True, "forwarded_allow_ips": ",".join(allowed)}
+
+
 def _prepare() -> None:
+    # Files the three processes create (database, broker messages, beat schedule, mail) are theirs alone.
+    os.umask(0o077)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
     django.setup()
     from django.conf import settings
@@ -27,8 +40,14 @@ def _prepare() -> None:
         call_command("collectstatic", interactive=False, verbosity=0)
 
 
-def _commands(port: int) -> dict[str, list[str]]:
+def _commands(port: int, forwarded_allow_ips: list[str]) -> dict[str, list[str]]:
     python = sys.executable
+    proxy = proxy_options(forwarded_allow_ips)
+    proxy_flags = (
+        ["--proxy-headers", "--forwarded-allow-ips", str(proxy["forwarded_allow_ips"])]
+        if proxy["proxy_headers"]
+        else ["--no-proxy-headers"]
+    )
     return {
         "web": [
             python,
@@ -42,6 +61,7 @@ def _commands(port: int) -> dict[str, list[str]]:
             "--no-access-log",
             "--timeout-graceful-shutdown",
             "5",
+            *proxy_flags,
         ],
         "worker": [python, "-m", "celery", "-A", "project", "worker", "--loglevel", "INFO", "--concurrency", "2"],
         "beat": [python, "-m", "celery", "-A", "project", "beat", "--loglevel", "INFO"],
@@ -64,7 +84,8 @@ def main() -> int:
     _prepare()
     from django.conf import settings
 
-    children = {name: subprocess.Popen(cmd) for name, cmd in _commands(settings.PORT).items()}  # noqa: S603
+    commands = _commands(settings.PORT, settings.FORWARDED_ALLOW_IPS)
+    children = {name: subprocess.Popen(cmd) for name, cmd in commands.items()}  # noqa: S603
     print(f"BYOK Chat is running on http://127.0.0.1:{settings.PORT}/  (Ctrl-C stops web, worker and beat)", flush=True)
     stopping = False
 

@@ -10,13 +10,19 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from project.private_files import private_dir, private_file
+
 BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = BASE_DIR / "var"
 
 env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env")
+# An empty `NAME=` (as in a copied .env.example) means "use the default", never "set to nothing".
+env.ENVIRON = {name: value for name, value in os.environ.items() if value.strip()}
 
-DEBUG = env.bool("DEBUG", default=True)
+# Off unless asked for: `make run` writes DEBUG=true into the .env it creates on a fresh clone.
+DEBUG = env.bool("DEBUG", default=False)
+# Database file, embedded broker, mail and static files; private to the account that runs the product.
+VAR_DIR = private_dir(Path(env.str("VAR_DIR", default=str(BASE_DIR / "var"))))
 
 
 def envsecret(name: str, dev_default: str) -> str:
@@ -56,6 +62,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "servestatic.middleware.ServeStaticMiddleware",
+    "project.middleware.no_store",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -92,6 +99,8 @@ DATABASES = {
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # Threads (live server, Celery test worker) need a shared file, not :memory:; one per test process.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-{os.getpid()}.sqlite3")}
+    if DATABASES["default"]["NAME"] not in ("", ":memory:"):
+        private_file(Path(DATABASES["default"]["NAME"]))
     DATABASES["default"]["OPTIONS"] = {
         "timeout": 20,
         "transaction_mode": "IMMEDIATE",
@@ -152,14 +161,25 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_RATE_LIMIT = env.str("LOGIN_RATE_LIMIT", default="10/5m")
 SIGNUP_RATE_LIMIT = env.str("SIGNUP_RATE_LIMIT", default="5/h")
 
-# Email
-vars().update(env.email_url("EMAIL_URL", default="consolemail://"))
+# Email: by default each message is a file under var/mail/ (0700), never a log line, since it may hold a live link.
+vars().update(env.email_url("EMAIL_URL", default="filemail://"))
+EMAIL_FILE_PATH = str(private_dir(Path(env.str("EMAIL_FILE_PATH", default=str(VAR_DIR / "mail")))))
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="BYOK Chat <noreply@localhost>")
 
 # Security
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = not DEBUG
 CSRF_COOKIE_SECURE = not DEBUG
+# A TLS proxy in front: list its addresses in FORWARDED_ALLOW_IPS so the scheme and client address it forwards are
+# believed (uvicorn applies it; `make run` passes it on), or let the proxy redirect and set SECURE_SSL_REDIRECT=false.
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
+FORWARDED_ALLOW_IPS = env.list("FORWARDED_ALLOW_IPS", default=[])
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 365 * 86400)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=True)
+# Debug pages, error emails and logs never show secrets, frame variables, POST values or cookies.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "project.errors.SecretSafeReporterFilter"
+DEFAULT_EXCEPTION_REPORTER = "project.errors.SecretSafeExceptionReporter"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
@@ -222,7 +242,7 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
     }
     # Every process (web, worker, beat, tests) may be first to touch the broker.
     for folder in ("queue", "control", "processed"):
-        (BROKER_DIR / folder).mkdir(parents=True, exist_ok=True)
+        private_dir(BROKER_DIR / folder)
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_RESULT_BACKEND = None
@@ -257,9 +277,8 @@ CELERY_BEAT_SCHEDULE = {
 
 # Static files
 STATIC_URL = "static/"
-STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT = private_dir(VAR_DIR / "static")
 STATICFILES_DIRS = [BASE_DIR / "project" / "static"]
-STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 # Decided at start-up, so the test runner turning DEBUG off still serves app static files.
 SERVESTATIC_USE_FINDERS = DEBUG
 SERVESTATIC_AUTOREFRESH = DEBUG
@@ -281,7 +300,8 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"redact": {"()": "project.errors.RedactSecrets"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact"]}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {
         # These libraries log request bodies and tokens at DEBUG.

@@ -7,7 +7,10 @@ import socket
 import threading
 
 import uvicorn
+from django.conf import settings
 from django.core.asgi import get_asgi_application
+
+from project.run import proxy_options
 
 
 class AsgiLiveServer:
@@ -17,7 +20,13 @@ class AsgiLiveServer:
         self._socket.bind(("127.0.0.1", 0))
         self.port = self._socket.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(get_asgi_application(), log_level="warning", lifespan="off", access_log=False)
+        config = uvicorn.Config(
+            get_asgi_application(),
+            log_level="warning",
+            lifespan="off",
+            access_log=False,
+            **proxy_options(settings.FORWARDED_ALLOW_IPS),  # as `make run` serves it
+        )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._serve, daemon=True)
 

@@ -58,7 +58,10 @@ class _SealedDescriptor:
 
     def __set__(self, instance: models.Model, value: Any) -> None:
         if isinstance(value, Secret):
-            value = value.reveal()
+            # Reloading a row (refresh_from_db) keeps its ciphertext sealed, so one that cannot be opened can still
+            # be loaded and marked; a secret from another row is opened here and sealed again for this one.
+            same_row = value._plain is None and value._aad == self.field.aad(instance)
+            value = Ciphertext(value._sealed) if same_row else value.reveal()
         instance.__dict__[self.field.attname] = value if value is not None else ""
 
 

@@ -27,6 +27,7 @@ from tokens.transport import guarded_adapter
 logger = logging.getLogger(__name__)
 
 # A token response without expires_in is treated as living this long, so it is still renewed now and then.
+MAX_LIFETIME_SECONDS = 366 * 86400
 DEFAULT_LIFETIME_SECONDS = 3600
 # Error codes that mean "this configuration will never work" (RFC 6749 5.2); no retry helps.
 PERMANENT_ERRORS = {
@@ -155,8 +156,10 @@ def _grant(token: dict) -> TokenGrant:
         raise TokenRejected("The token endpoint's answer held no access token.", "bad_response")
     try:
         lifetime = int(token.get("expires_in") or DEFAULT_LIFETIME_SECONDS)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # "soon", [3600], Infinity
         lifetime = DEFAULT_LIFETIME_SECONDS
+    # RFC 6749 5.1 gives no upper bound; a year is past any real token's life and fits any date arithmetic.
+    lifetime = min(lifetime, MAX_LIFETIME_SECONDS)
     refresh_token = token.get("refresh_token")
     return TokenGrant(
         access_token=access_token,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import random
+import uuid
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -13,6 +14,7 @@ from django.utils.translation import gettext as _
 
 from accounts.models import User
 from tokens import oauth, provider
+from tokens.keyring import SealError
 from tokens.lifecycle import (
     CredentialError,
     access_token_for,
@@ -271,7 +273,10 @@ def credential_for_user(*, user: User, credential_id: str | None = None) -> Cred
     """Pick the credential a chat should use: the one asked for, else the default, else any usable."""
     credentials = user.credentials.all()
     if credential_id:
-        return credentials.filter(pk=credential_id).first()
+        try:
+            return credentials.filter(pk=uuid.UUID(str(credential_id))).first()
+        except ValueError:  # a malformed id is just not one of theirs
+            return None
     return credentials.filter(is_default=True).first() or credentials.usable().order_by("created_at").first()
 
 
@@ -292,7 +297,13 @@ def credential_bearer(*, credential: Credential) -> Bearer:
     """Return base URL and bearer ready to use, refreshing an OAuth2 token inline if it has expired."""
     if credential.status == Status.EXPIRED:
         raise CredentialError(f"“{credential.name}” has expired. Add a new credential on the keys page.")
-    token = credential.api_key.reveal() if credential.kind in KEY_KINDS else access_token_for(credential)
+    try:
+        token = credential.api_key.reveal() if credential.kind in KEY_KINDS else access_token_for(credential)
+    except SealError:
+        # Moved between rows, tampered with, or sealed under a master key no longer configured.
+        detail = _("Its stored secret could not be opened; paste it again.")
+        credential_change_status(credential, Status.NEEDS_ATTENTION, detail)
+        raise CredentialError(_("“%(name)s” cannot be used: %(detail)s") % {"name": credential.name, "detail": detail}) from None
     return bearer_of(credential, token)
 
 

@@ -1,0 +1,97 @@
+"""Error reports and log lines that cannot carry a secret, with DEBUG on or off.
+
+Django's SafeExceptionReporterFilter cleanses only what is marked (`sensitive_variables`,
+`sensitive_post_parameters`) and only while DEBUG is off; a credential can sit in any frame's locals
+(a `Bearer`, a token response, a request body). This filter is always on and shows frame variables only
+when they are plain numbers, booleans, dates or None.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import re
+import uuid
+from decimal import Decimal
+from typing import Any
+
+from django.http import HttpRequest
+from django.views.debug import ExceptionReporter, SafeExceptionReporterFilter
+
+_HARMLESS = (type(None), bool, int, float, Decimal, datetime.date, datetime.time, datetime.timedelta, uuid.UUID)
+_SECRET_SHAPES = re.compile(
+    r"""(?ix)
+    (?P<bearer>bearer\s+)[^\s"',]+                                          # Authorization: Bearer ...
+    | (?P<name>(?:api[_-]?key|client[_-]?secret|(?:refresh|access|id)[_-]?token|password\d?|secret|[?&]code)
+        ["']?\s*[:=]\s*["']?)[^\s"'&,;}]+                                  # name=value, "name": "value"
+    | \bsk-[\w-]{12,}                                                       # OpenAI-style keys
+    | (?P<path>/password/reset/key/)[^\s/"']+                               # live reset links
+    | (?P<scheme>\w+://)[^\s/@:]*:[^\s/@]+@                                 # passwords in URLs
+    """
+)
+
+
+def redact(text: str) -> str:
+    """Replace the secret-shaped parts of text (bearer tokens, name=value pairs, sk- keys, reset keys) with ***."""
+
+    def keep_prefix(match: re.Match) -> str:
+        prefix = next((group for group in match.group("bearer", "name", "path", "scheme") if group), "")
+        return f"{prefix}***" + ("@" if match.group("scheme") else "")
+
+    return _SECRET_SHAPES.sub(keep_prefix, text)
+
+
+class RedactSecrets(logging.Filter):
+    """Logging filter: the message and any traceback text go out redacted (see `redact`)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, ()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+        return True
+
+
+class SecretSafeReporterFilter(SafeExceptionReporterFilter):
+    hidden_settings = re.compile(
+        "API|AUTH|TOKEN|KEY|SECRET|PASS|SIGNATURE|COOKIE|SESSION|URL|LOCATION|DSN|DATABASES|CACHES", re.I
+    )
+
+    def is_active(self, request: HttpRequest | None) -> bool:
+        return True
+
+    def get_post_parameters(self, request: HttpRequest | None) -> dict[str, str]:
+        if request is None:
+            return {}
+        return dict.fromkeys(request.POST, self.cleansed_substitute)
+
+    def get_safe_cookies(self, request: HttpRequest) -> dict[str, str]:
+        return dict.fromkeys(getattr(request, "COOKIES", {}), self.cleansed_substitute)
+
+    def get_safe_request_meta(self, request: HttpRequest) -> dict[str, Any]:
+        meta = super().get_safe_request_meta(request)
+        for name in ("QUERY_STRING", "REQUEST_URI", "RAW_URI"):
+            if meta.get(name):
+                meta[name] = self.cleansed_substitute
+        return meta
+
+    def get_traceback_frame_variables(self, request: HttpRequest | None, tb_frame: Any) -> list[tuple[str, Any]]:
+        return [(name, self._shown(value)) for name, value in tb_frame.f_locals.items()]
+
+    def _shown(self, value: Any) -> Any:
+        if isinstance(value, _HARMLESS):
+            return value
+        return f"<{type(value).__qualname__}: hidden>"
+
+
+class SecretSafeExceptionReporter(ExceptionReporter):
+    """Also hides query strings (an OIDC `code`, a `token`), which Django shows unfiltered."""
+
+    def get_traceback_data(self) -> dict[str, Any]:
+        data = super().get_traceback_data()
+        if self.request is not None:
+            data["request_GET_items"] = [(name, self.filter.cleansed_substitute) for name in self.request.GET]
+            data["request_insecure_uri"] = self.request.path
+        return data

@@ -1,0 +1,86 @@
+"""No debug page, error email or log line carries a secret, even with DEBUG on."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import pytest
+from django.core import mail
+from django.test import Client
+
+from project.errors import RedactSecrets, redact
+from tests.conftest import ALICE_KEY, credential_create
+
+pytestmark = pytest.mark.django_db
+
+SESSION_MARK = "sessionid"
+
+
+@pytest.fixture
+def failing_site(settings, alice):
+    settings.ROOT_URLCONF = "tests.project.failing_urls"
+    credential_create(alice, ALICE_KEY)
+    client = Client(raise_request_exception=False)
+    client.force_login(alice)
+    return client
+
+
+def test_it_hides_secrets_on_the_debug_page(failing_site, settings):
+    settings.DEBUG = True
+    response = failing_site.post(
+        "/fail/?access_token=query-secret-123456",
+        {"api_key": "sk-posted-secret-0000000000001", "client_secret": "posted-client-secret-1"},
+        HTTP_AUTHORIZATION="Bearer header-secret-000000000001",
+    )
+    page = response.content.decode()
+    assert response.status_code == 500
+    assert "RuntimeError" in page and "fail_holding_a_key" in page  # still a useful debug page
+    for secret in (
+        ALICE_KEY,
+        ALICE_KEY[3:20],
+        "sk-posted-secret",
+        "posted-client-secret",
+        "query-secret",
+        "header-secret",
+        failing_site.cookies[SESSION_MARK].value,
+    ):
+        assert secret not in page, secret
+
+
+def test_it_hides_secrets_in_error_emails(failing_site, settings):
+    settings.DEBUG = False
+    settings.ADMINS = [("Ops", "ops@example.com")]  # Django's default logging mails them a report of each 500
+    assert failing_site.get("/fail/?code=oidc-code-secret-1").status_code == 500
+    assert len(mail.outbox) == 1
+    message = mail.outbox[0]
+    text = message.body + "".join(str(alt[0]) for alt in message.alternatives)
+    assert "RuntimeError" in text
+    assert ALICE_KEY not in text and ALICE_KEY[3:20] not in text
+    assert "oidc-code-secret" not in text
+
+
+def test_it_redacts_secret_shapes_from_log_lines():
+    try:
+        raise ValueError(f"bad grant: refresh_token={ALICE_KEY} at https://user:hunter2@idp.example/token")
+    except ValueError:
+        args = ("Bearer abc.def.ghi", "/accounts/password/reset/key/3-abc/")
+        record = logging.LogRecord("x", logging.ERROR, __file__, 1, "sent %s to %s", args, sys.exc_info())
+    assert RedactSecrets().filter(record)
+    line = logging.Formatter().format(record)
+    for secret in ("abc.def.ghi", "3-abc", ALICE_KEY, "hunter2"):
+        assert secret not in line, secret
+    assert "sent Bearer ***" in line and "ValueError" in line
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('{"api_key": "sk-abc123456789012345"}', '{"api_key": "***"}'),
+        ("status code=401 for model gpt-4o", "status code=401 for model gpt-4o"),
+        ("GET /callback?state=s&code=xyz", "GET /callback?state=s&code=***"),
+        ("password1=hunter2&username=bob", "password1=***&username=bob"),
+    ],
+)
+def test_it_redacts_only_the_secret_parts(text, expected):
+    assert redact(text) == expected
