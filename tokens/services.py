@@ -303,7 +303,9 @@ def credential_bearer(*, credential: Credential) -> Bearer:
         # Moved between rows, tampered with, or sealed under a master key no longer configured.
         detail = _("Its stored secret could not be opened; paste it again.")
         credential_change_status(credential, Status.NEEDS_ATTENTION, detail)
-        raise CredentialError(_("“%(name)s” cannot be used: %(detail)s") % {"name": credential.name, "detail": detail}) from None
+        raise CredentialError(
+            _("“%(name)s” cannot be used: %(detail)s") % {"name": credential.name, "detail": detail}
+        ) from None
     return bearer_of(credential, token)
 
 
