@@ -73,7 +73,7 @@ def test_it_keeps_no_cookies_from_a_stream(local):
 def test_it_stops_reading_an_endless_event(local, settings):
     settings.UPSTREAM_MAX_EVENT_BYTES = 256 * 1024
     with FakeProvider("hostile", hostile="endless_line") as fake:
-        content, reasoning, completion, error = run_stream(bearer_for_fake(fake))
+        _content, _reasoning, _completion, error = run_stream(bearer_for_fake(fake))
         assert fake.client_left.wait(10)  # we hung up; the upstream did not get to stop us
         fake.release.set()
     assert error.kind == "too_large"
@@ -84,7 +84,7 @@ def test_it_stops_reading_an_endless_event(local, settings):
 def test_it_stops_a_reply_past_the_size_cap_and_keeps_what_came(mode, local, settings):
     settings.UPSTREAM_MAX_REPLY_BYTES = 1024 * 1024
     with FakeProvider("hostile", hostile=mode) as fake:
-        content, reasoning, completion, error = run_stream(bearer_for_fake(fake))
+        content, reasoning, _completion, error = run_stream(bearer_for_fake(fake))
         assert fake.client_left.wait(10)
         fake.release.set()
     assert error.kind == "cut" and error.__cause__.kind == "too_large"

@@ -34,7 +34,7 @@ def test_it_streams_a_reply_from_every_personality(name, local):
 def test_it_counts_reasoning_tokens_in_usage(local):
     with FakeProvider("deepseek") as fake:
         fake.then(text="Four.", reasoning="two plus two is four")
-        content, reasoning, completion, error = run_stream(bearer_for_fake(fake), "deepseek-reasoner")
+        content, reasoning, completion, _error = run_stream(bearer_for_fake(fake), "deepseek-reasoner")
     assert (content, reasoning.strip()) == ("Four.", "two plus two is four")
     assert completion.usage["reasoning_tokens"] == 5
 
@@ -43,7 +43,7 @@ def test_it_waits_for_a_slow_thinker_without_sending_twice(local, settings):
     settings.UPSTREAM_READ_TIMEOUT = 0.2  # the idle gap once a reply runs; the first token may take longer
     settings.UPSTREAM_FIRST_TOKEN_TIMEOUT = 30
     with FakeProvider("slow_thinker") as fake:
-        content, reasoning, completion, error = run_stream(bearer_for_fake(fake), "o3")
+        content, reasoning, _completion, error = run_stream(bearer_for_fake(fake), "o3")
     assert error is None and content == "Hello there." and reasoning
     assert len(fake.chat_requests) == 1
 
@@ -51,7 +51,7 @@ def test_it_waits_for_a_slow_thinker_without_sending_twice(local, settings):
 def test_it_gives_up_on_a_silent_provider_after_the_first_token_wait_only_once(local, settings):
     settings.UPSTREAM_FIRST_TOKEN_TIMEOUT = 1.5
     with FakeProvider("slow_thinker", think_seconds=10) as fake:
-        content, reasoning, completion, error = run_stream(bearer_for_fake(fake), "o3")
+        _content, _reasoning, _completion, error = run_stream(bearer_for_fake(fake), "o3")
     assert error.kind == "timeout"
     assert len(fake.chat_requests) == 1  # never re-sent after a timeout: it may be generating (and billing)
 
@@ -59,7 +59,7 @@ def test_it_gives_up_on_a_silent_provider_after_the_first_token_wait_only_once(l
 def test_it_keeps_comments_from_counting_as_a_reply(local, settings):
     settings.UPSTREAM_FIRST_TOKEN_TIMEOUT = 30
     with FakeProvider("openrouter", think_seconds=0.6) as fake:
-        content, reasoning, completion, error = run_stream(bearer_for_fake(fake), "openai/gpt-4o")
+        content, _reasoning, _completion, error = run_stream(bearer_for_fake(fake), "openai/gpt-4o")
     assert error is None and content == "Hello there."
 
 
@@ -67,7 +67,7 @@ def test_it_keeps_comments_from_counting_as_a_reply(local, settings):
 def test_it_reports_the_finish_reason(finish, local):
     with FakeProvider("openai") as fake:
         fake.then(text="Cut short", finish=finish)
-        content, _, completion, error = run_stream(bearer_for_fake(fake))
+        _content, _, completion, error = run_stream(bearer_for_fake(fake))
     assert error is None and completion.finish_reason == finish
 
 
@@ -82,7 +82,7 @@ def test_it_shows_a_json_completion_sent_to_a_stream_request(local):
 def test_it_ends_at_done_even_if_the_socket_stays_open(local):
     with FakeProvider("openai") as fake:
         fake.then(text="Done here.", hold_after_done=True)
-        content, _, completion, error = run_stream(bearer_for_fake(fake))
+        content, _, _completion, error = run_stream(bearer_for_fake(fake))
         assert fake.release.is_set() is False  # the provider still holds the connection open
         fake.release.set()
     assert (content, error) == ("Done here.", None)
@@ -96,7 +96,7 @@ def test_it_classifies_an_error_inside_a_200_stream_and_keeps_the_text(code, kin
     with FakeProvider("openrouter") as fake:
         error = {"code": code, "message": "Insufficient credits. Add more using https://openrouter.ai/credits"}
         fake.then(text="Partial answer here", error={"error": error})
-        content, _, completion, exc = run_stream(bearer_for_fake(fake), "openai/gpt-4o")
+        content, _, _completion, exc = run_stream(bearer_for_fake(fake), "openai/gpt-4o")
     assert content == "Partial answer "  # everything before the error, including the same read
     assert exc.kind == kind
     assert "Insufficient credits" in exc.message  # the provider's own words, as plain text
@@ -116,7 +116,7 @@ def test_it_caps_the_providers_words_and_masks_secrets(local):
 
 def test_it_retries_once_without_stream_options_for_a_strict_provider(local):
     with FakeProvider("strict") as fake:
-        content, _, completion, error = run_stream(bearer_for_fake(fake))
+        content, _, completion, _error = run_stream(bearer_for_fake(fake))
     assert content == "Hello there." and completion.dropped_stream_options
     first, second = (r.json() for r in fake.chat_requests)
     assert "stream_options" in first and "stream_options" not in second
@@ -124,7 +124,7 @@ def test_it_retries_once_without_stream_options_for_a_strict_provider(local):
 
 def test_it_does_not_send_stream_options_once_refused(local):
     with FakeProvider("strict") as fake:
-        content, _, completion, error = run_stream(bearer_for_fake(fake, stream_options=False))
+        content, _, _completion, _error = run_stream(bearer_for_fake(fake, stream_options=False))
     assert content == "Hello there." and len(fake.chat_requests) == 1
 
 
@@ -132,7 +132,7 @@ def test_it_does_not_send_stream_options_once_refused(local):
 def test_it_resends_when_the_provider_certainly_did_not_start(status, local):
     with FakeProvider("openai") as fake:
         fake.then(status=status, error={"error": {"message": "upstream unavailable"}})
-        content, _, completion, error = run_stream(bearer_for_fake(fake))
+        content, _, _completion, _error = run_stream(bearer_for_fake(fake))
     assert content == "Hello there." and len(fake.chat_requests) == 2
 
 
@@ -155,7 +155,7 @@ def test_it_retries_a_401_once_with_a_renewed_bearer(local):
         async def renew(bearer, error, model):
             return bearer_for_fake(fake)
 
-        content, _, completion, error = run_stream(stale, renew=renew)
+        content, _, completion, _error = run_stream(stale, renew=renew)
     assert content == "Hello there." and completion.renewed_bearer
     assert [r.bearer for r in fake.chat_requests] == ["stale-token-0001", "fresh-token-0002"]
 
@@ -168,7 +168,7 @@ def test_it_trims_and_retries_once_after_a_context_length_error(local):
     message = "This model's maximum context length is 1000 tokens. However, your messages resulted in 2000 tokens."
     with FakeProvider("openai") as fake:
         fake.then(status=400, error={"error": {"message": message, "code": "context_length_exceeded"}})
-        content, _, completion, error = run_stream(bearer_for_fake(fake), messages=long_history, trim_on_overflow=True)
+        content, _, completion, _error = run_stream(bearer_for_fake(fake), messages=long_history, trim_on_overflow=True)
     assert content == "Hello there." and completion.trimmed_turns > 0 and completion.notes
     sent = fake.chat_requests[-1].json()["messages"]
     assert sent[0] == long_history[0] and sent[-1] == long_history[-1]
