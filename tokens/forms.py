@@ -5,8 +5,10 @@ from datetime import datetime, time, timedelta
 
 from django import forms
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from tokens.models import ClientAuth, Kind
+from tokens.pasted import secret_problem
 
 AZURE_TOKEN_URL = "https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token"
 AZURE_SCOPE = "https://cognitiveservices.azure.com/.default"
@@ -15,7 +17,8 @@ TENANT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,253}$")
 OAUTH = (Kind.CLIENT_CREDENTIALS, Kind.REFRESH_TOKEN)
 # Which kinds each field belongs to; keys.js shows only the current kind's fields.
 KIND_FIELDS = {
-    "api_key": (Kind.API_KEY,),
+    "api_key": (Kind.API_KEY, Kind.AZURE_OPENAI),
+    "api_version": (Kind.AZURE_OPENAI, Kind.CLIENT_CREDENTIALS),
     "preset": (Kind.CLIENT_CREDENTIALS,),
     "tenant_id": (Kind.CLIENT_CREDENTIALS,),
     "token_url": OAUTH,
@@ -94,16 +97,40 @@ class CredentialForm(ExpiryForm):
     )
     scope = forms.CharField(label="Scope", required=False, max_length=300)
     refresh_token = forms.CharField(label="Refresh token", required=False, strip=True, widget=_secret_input())
-    base_url = forms.URLField(
-        label="Base URL",
+    base_url = forms.CharField(
+        label=_("Base URL"),
         required=False,
-        assume_scheme="https",
-        help_text="Leave empty for the site's default provider. Any OpenAI-compatible https:// API works.",
-        widget=forms.URLInput(attrs={"placeholder": "https://api.openai.com/v1"}),
+        max_length=500,
+        help_text=_(
+            "Leave empty for the site's default provider. Paste what your provider's documentation shows: "
+            "https://api.deepseek.com, http://localhost:11434 (Ollama), https://openrouter.ai/api/v1, or your "
+            "Azure OpenAI endpoint (a full deployment URL with ?api-version= works too)."
+        ),
+        widget=forms.URLInput(attrs={"placeholder": "https://api.openai.com/v1", "spellcheck": "false"}),
+    )
+    api_version = forms.CharField(
+        label=_("Azure api-version"),
+        required=False,
+        max_length=40,
+        help_text=_("Only for classic Azure deployments, e.g. 2024-10-21. Empty: the v1 API."),
+    )
+    default_model = forms.CharField(
+        label=_("Default model"),
+        required=False,
+        max_length=200,
+        help_text=_("The model (for Azure: the deployment name) new chats start with. Empty: the site's default."),
+    )
+    context_window = forms.IntegerField(
+        label=_("Context window (tokens)"),
+        required=False,
+        min_value=1024,
+        max_value=10_000_000,
+        help_text=_("Only if your models take more or less than we know; empty lets us and the provider decide."),
     )
 
     field_order = ["kind", "name", "api_key", "preset", "tenant_id", "token_url", "client_id", "client_secret"]
-    field_order += ["client_auth", "scope", "refresh_token", "base_url", "expiry", "expires_on"]
+    field_order += ["client_auth", "scope", "refresh_token", "base_url", "api_version", "default_model"]
+    field_order += ["context_window", "expiry", "expires_on"]
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -112,6 +139,15 @@ class CredentialForm(ExpiryForm):
         self.fields["tenant_id"].widget.attrs["data-tenant"] = ""
         for name, kinds in KIND_FIELDS.items():
             self.fields[name].widget.attrs["data-kinds"] = " ".join(kinds)
+
+    def clean_api_key(self) -> str:
+        return _clean_secret(self.cleaned_data.get("api_key") or "")
+
+    def clean_client_secret(self) -> str:
+        return _clean_secret(self.cleaned_data.get("client_secret") or "")
+
+    def clean_refresh_token(self) -> str:
+        return _clean_secret(self.cleaned_data.get("refresh_token") or "")
 
     def clean(self) -> dict:
         data = super().clean()
@@ -127,11 +163,53 @@ class CredentialForm(ExpiryForm):
     def credential_fields(self) -> dict:
         """The cleaned values, named as credential_create takes them."""
         names = ["kind", "name", "api_key", "base_url", "token_url", "client_id", "client_secret", "scope"]
-        fields = {name: self.cleaned_data.get(name) or "" for name in [*names, "refresh_token"]}
+        fields = {name: self.cleaned_data.get(name) or "" for name in [*names, "refresh_token", "api_version"]}
+        fields["default_model"] = (self.cleaned_data.get("default_model") or "").strip()
+        fields["context_window"] = self.cleaned_data.get("context_window")
         fields["client_auth"] = self.cleaned_data.get("client_auth") or ClientAuth.BASIC
         fields["expires_at"] = self.cleaned_data.get("expires_at")
         return fields
 
 
+def _clean_secret(value: str) -> str:
+    problem = secret_problem(value)
+    if problem:
+        raise forms.ValidationError(problem)
+    return value
+
+
 class ReplaceKeyForm(forms.Form):
     api_key = forms.CharField(label="New API key", strip=True, widget=_secret_input("sk-…"))
+
+    def clean_api_key(self) -> str:
+        return _clean_secret(self.cleaned_data.get("api_key") or "")
+
+
+class CredentialEditForm(CredentialForm):
+    """Change a saved credential in place: every field of its kind; an empty secret keeps the stored one."""
+
+    def __init__(self, *args, credential, **kwargs) -> None:
+        initial = {
+            "kind": credential.kind,
+            "name": credential.name,
+            "base_url": credential.base_url,
+            "api_version": credential.api_version,
+            "default_model": credential.default_model,
+            "context_window": credential.context_window,
+            "token_url": credential.token_url,
+            "client_id": credential.client_id,
+            "client_auth": credential.client_auth,
+            "scope": credential.scope,
+        }
+        super().__init__(*args, initial=initial, **kwargs)
+        for name in ("expiry", "expires_on", "preset", "tenant_id"):
+            del self.fields[name]
+        self.fields["kind"].disabled = True
+        self.fields["kind"].required = False
+        for name in ("api_key", "client_secret", "refresh_token"):
+            self.fields[name].help_text = _("Leave empty to keep the stored one.")
+
+    def clean(self) -> dict:
+        data = forms.Form.clean(self)
+        data["kind"] = self.initial["kind"]
+        return data

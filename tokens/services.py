@@ -24,6 +24,7 @@ from tokens.lifecycle import (
     grant_fetch,
 )
 from tokens.models import KEY_KINDS, ClientAuth, Credential, EventKind, Kind, Status
+from tokens.pasted import secret_problem
 from tokens.provider import Bearer
 from tokens.ssrf import UnsafeURL, check_url
 
@@ -52,6 +53,29 @@ def _guarded_url(url: str, field: str, label: str) -> str:
         raise CredentialError(f"{label} refused: {exc}", field=field) from exc
 
 
+def _configure_endpoint(credential: Credential, base_url: str, api_version: str, default_model: str) -> None:
+    """Normalise the pasted base URL (see provider.normalise_base_url) onto the credential; an Azure URL
+    pasted as a plain API key makes it an Azure OpenAI credential, whose keys go in an api-key header."""
+    base_url = base_url.strip()
+    if base_url and "://" not in base_url:
+        base_url = f"https://{base_url}"
+    try:
+        pasted = (
+            provider.normalise_base_url(base_url, kind=credential.kind, api_version=api_version) if base_url else None
+        )
+    except ValueError as exc:
+        raise CredentialError(str(exc), field="api_version") from exc
+    if credential.kind == Kind.AZURE_OPENAI and pasted is None:
+        raise CredentialError(
+            _("Enter your Azure OpenAI endpoint, e.g. https://YOUR-RESOURCE.openai.azure.com."), field="base_url"
+        )
+    if pasted and pasted.is_azure and credential.kind == Kind.API_KEY:
+        credential.kind = Kind.AZURE_OPENAI
+    credential.base_url = _guarded_url(pasted.base_url if pasted else "", "base_url", _("Base URL"))
+    credential.api_version = pasted.api_version if pasted else ""
+    credential.default_model = (default_model or (pasted.deployment if pasted else "")).strip()[:200]
+
+
 def credential_create(
     *,
     user: User,
@@ -66,6 +90,9 @@ def credential_create(
     scope: str = "",
     refresh_token: str = "",
     expires_at: datetime | None = None,
+    api_version: str = "",
+    default_model: str = "",
+    context_window: int | None = None,
 ) -> Credential:
     """Check a new credential against its provider and store it sealed; refuse what the provider rejects.
 
@@ -79,15 +106,13 @@ def credential_create(
         user=user,
         name=name.strip() or Kind(kind).label,
         kind=kind,
-        base_url=_guarded_url(base_url.strip(), "base_url", "Base URL"),
         expires_at=expires_at,
+        context_window=context_window,
     )
-    if kind == Kind.API_KEY:
-        bearer = _api_key_configure(credential, api_key.strip())
-    else:
-        oauth_fields = {"client_secret": client_secret.strip(), "refresh_token": refresh_token.strip()}
-        _oauth_configure(credential, token_url.strip(), client_id.strip(), client_auth, scope.strip(), **oauth_fields)
-        bearer = _oauth_first_token(credential)
+    _configure_endpoint(credential, base_url, api_version, default_model)
+    bearer = _secrets_configure(
+        credential, api_key, token_url, client_id, client_auth, scope, client_secret, refresh_token
+    )
     _verify_new(credential, bearer)
     with transaction.atomic():
         credential.is_default = not user.credentials.filter(is_default=True).exists()
@@ -96,9 +121,72 @@ def credential_create(
     return credential
 
 
+def _secrets_configure(
+    credential: Credential,
+    api_key: str,
+    token_url: str,
+    client_id: str,
+    client_auth: str,
+    scope: str,
+    client_secret: str,
+    refresh_token: str,
+) -> str:
+    """Put the kind's secrets on the credential; return the token to check it with (OAuth2: run the grant)."""
+    if credential.kind in KEY_KINDS:
+        return _api_key_configure(credential, api_key.strip())
+    secrets = {"client_secret": client_secret.strip(), "refresh_token": refresh_token.strip()}
+    _oauth_configure(credential, token_url.strip(), client_id.strip(), client_auth, scope.strip(), **secrets)
+    return _oauth_first_token(credential)
+
+
+def credential_update(
+    *,
+    credential: Credential,
+    actor: str,
+    name: str = "",
+    base_url: str = "",
+    api_version: str = "",
+    default_model: str = "",
+    context_window: int | None = None,
+    api_key: str = "",
+    token_url: str = "",
+    client_id: str = "",
+    client_secret: str = "",
+    client_auth: str = "",
+    scope: str = "",
+    refresh_token: str = "",
+    **_: object,
+) -> Credential:
+    """Change a saved credential of any kind in place, checked like a new one before anything is stored.
+
+    An empty secret keeps the stored one; OAuth2 kinds run their grant again with the new settings.
+    A refusal raises CredentialError and leaves the stored row as it was.
+    """
+    changed = Credential.objects.get(pk=credential.pk)
+    changed.name = (name.strip() or changed.name)[:80]
+    changed.context_window = context_window
+    _configure_endpoint(changed, base_url, api_version, default_model)
+    if changed.kind in KEY_KINDS:
+        api_key = api_key.strip() or changed.api_key.reveal()
+    else:
+        client_secret = client_secret.strip() or changed.client_secret.reveal()
+        refresh_token = refresh_token.strip() or changed.refresh_token.reveal()
+    client_auth = client_auth or changed.client_auth
+    token = _secrets_configure(changed, api_key, token_url, client_id, client_auth, scope, client_secret, refresh_token)
+    _verify_new(changed, token)
+    changed.sends_stream_options = True  # a new endpoint deserves a fresh look
+    changed.failure_count, changed.notified_at, changed.retry_at = 0, None, None
+    changed.save()
+    event_record(changed, EventKind.UPDATED, actor=actor, detail="Settings changed. " + changed.status_detail)
+    return changed
+
+
 def _api_key_configure(credential: Credential, api_key: str) -> str:
     if not api_key:
         raise CredentialError("Paste your API key.", field="api_key")
+    problem = secret_problem(api_key)
+    if problem:
+        raise CredentialError(problem, field="api_key")
     credential.api_key = api_key
     credential.hint = mask(api_key)
     return api_key
@@ -164,7 +252,7 @@ def _verify_new(credential: Credential, token: str) -> None:
     now = timezone.now()
     release_db_connection()
     try:
-        provider.list_models(bearer_of(credential, token))
+        _list_probing_v1(credential, token)
     except provider.ProviderError as exc:
         if exc.kind in REJECTING_KINDS:
             raise CredentialError(
@@ -186,6 +274,22 @@ def _verify_new(credential: Credential, token: str) -> None:
         credential.set_status(Status.ACTIVE, "")
         credential.last_checked_at = now
         credential.next_check_at = _next_check_at(now)
+
+
+def _list_probing_v1(credential: Credential, token: str) -> list[str]:
+    """List models; if nothing answers at the typed base URL, try it once with /v1 added (OpenRouter's /api)."""
+    try:
+        return provider.list_models(bearer_of(credential, token))
+    except provider.ProviderError as exc:
+        base = credential.base_url
+        if exc.kind != "not_found" or not base or base.endswith("/v1") or credential.api_version:
+            raise
+        credential.base_url = f"{base}/v1"
+        try:
+            return provider.list_models(bearer_of(credential, token))
+        except provider.ProviderError:
+            credential.base_url = base
+            raise exc from None
 
 
 def credential_replace_key(*, credential: Credential, api_key: str, actor: str) -> Credential:

@@ -7,11 +7,12 @@ from django.contrib import messages
 from django.forms import Form
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_POST
 
 from tokens import services
-from tokens.forms import CredentialForm, ExpiryForm, ReplaceKeyForm
+from tokens.forms import CredentialEditForm, CredentialForm, ExpiryForm, ReplaceKeyForm
 from tokens.models import Credential, CredentialEvent, Status
 
 SECRET_FIELDS = ("api_key", "client_secret", "refresh_token")
@@ -53,20 +54,38 @@ def credential_list(request: HttpRequest) -> HttpResponse:
     return _render_list(request, form, status=400)
 
 
-def _render_detail(
-    request: HttpRequest, credential: Credential, status: int = 200, **bound: ExpiryForm | ReplaceKeyForm
-) -> HttpResponse:
+def _render_detail(request: HttpRequest, credential: Credential, status: int = 200, **bound: Form) -> HttpResponse:
     ctx = {
         "credential": credential,
         "events": CredentialEvent.objects.filter(credential_id=credential.pk)[:100],
         "replace_form": bound.get("replace_form") or ReplaceKeyForm(),
         "expiry_form": bound.get("expiry_form") or ExpiryForm(initial={"expiry": "never"}),
+        "edit_form": bound.get("edit_form") or CredentialEditForm(credential=credential),
     }
     return render(request, "tokens/credential_detail.html", ctx, status=status)
 
 
+@sensitive_post_parameters(*SECRET_FIELDS)
 def credential_detail(request: HttpRequest, pk: str) -> HttpResponse:
-    return _render_detail(request, _get_credential(request, pk))
+    """Show a credential; a POST edits it in place (every kind), checked before anything is stored."""
+    credential = _get_credential(request, pk)
+    if request.method != "POST":
+        return _render_detail(request, credential)
+
+    def edit(credential: Credential, **fields: object) -> str:
+        updated = services.credential_update(credential=credential, actor=request.user.username, **fields)
+        return _("Saved “%(name)s”. %(detail)s") % {"name": updated.name, "detail": updated.status_detail}
+
+    form = CredentialEditForm(request.POST, credential=credential)
+    if form.is_valid():
+        try:
+            success = edit(credential, **form.credential_fields())
+        except services.CredentialError as exc:
+            form.add_error(exc.field if exc.field in form.fields else None, str(exc))
+        else:
+            messages.success(request, success)
+            return redirect("tokens:credential-detail", pk=credential.pk)
+    return _render_detail(request, credential, status=400, edit_form=form)
 
 
 def _change(request: HttpRequest, pk: str, form: Form, change: Callable, form_name: str) -> HttpResponse:

@@ -12,6 +12,8 @@ import re
 from dataclasses import dataclass
 from urllib.parse import parse_qs, quote, urlsplit, urlunsplit
 
+from django.utils.translation import gettext as _
+
 AZURE_HOSTS = re.compile(r"\.(openai\.azure\.com|cognitiveservices\.azure\.com|services\.ai\.azure\.com)$")
 # Endpoints people paste when the docs show a full request: cut back to the API's base.
 _ENDPOINT_SUFFIXES = re.compile(r"/(chat/completions|completions|models|responses|embeddings)/?$")
@@ -80,13 +82,17 @@ def normalise_base_url(url: str, *, kind: str = "api_key", api_version: str = ""
     parts = urlsplit(url.strip())
     path = _ENDPOINT_SUFFIXES.sub("", parts.path.rstrip("/")).rstrip("/")
     query = parse_qs(parts.query)
-    is_azure = kind == AZURE_KIND or is_azure_host(url)
+    # Azure by kind, by host name, or by its URL shapes (custom domains and private endpoints exist).
+    shaped = "api-version" in query or "/openai/deployments/" in path
+    is_azure = kind == AZURE_KIND or is_azure_host(url) or shaped
     if not is_azure:
         path = path or "/v1"  # Ollama, vLLM, LM Studio, llama.cpp and LiteLLM all serve under /v1
         return PastedURL(urlunsplit((parts.scheme, parts.netloc, path, "", "")))
     version = (api_version or (query.get("api-version") or [""])[0]).strip()
     if version and not _API_VERSION.match(version):
-        raise ValueError(f"“{version}” is not an Azure api-version; it looks like 2024-10-21.")
+        raise ValueError(
+            _("“%(version)s” is not an Azure api-version; it looks like 2024-10-21.") % {"version": version}
+        )
     deployment = ""
     match = _AZURE_DEPLOYMENT.match(path)
     if match:
