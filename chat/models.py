@@ -8,7 +8,7 @@ from django.db.models import Avg, Count, Q, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from tokens.models import Credential
+from tokens.models import ApiKey, Credential
 
 
 class ConversationQuerySet(models.QuerySet):
@@ -125,6 +125,14 @@ class UsageRecord(models.Model):
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="usage_records")
     credential_id = models.UUIDField(null=True, blank=True)
     conversation = models.ForeignKey(Conversation, on_delete=models.SET_NULL, null=True, blank=True)
+    api_key = models.ForeignKey(
+        ApiKey,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="usage_records",
+        help_text="The personal API key of an API call; empty for the web chat.",
+    )
     model = models.CharField(max_length=100)
     status_code = models.PositiveSmallIntegerField(null=True, blank=True, help_text="Upstream HTTP status.")
     prompt_tokens = models.PositiveIntegerField(default=0)

@@ -229,6 +229,11 @@ CHAT_RATE_LIMIT_PER_MINUTE = env.int("CHAT_RATE_LIMIT_PER_MINUTE", default=20)
 CHAT_MAX_MESSAGE_CHARS = env.int("CHAT_MAX_MESSAGE_CHARS", default=32000)
 USAGE_RETENTION_DAYS = env.int("USAGE_RETENTION_DAYS", default=90)
 
+# API for programs (/v1/)
+API_ACCESS_TOKEN_LIFETIME = env.int("API_ACCESS_TOKEN_LIFETIME", default=3600)
+API_TOKEN_RATE_LIMIT = env.str("API_TOKEN_RATE_LIMIT", default="30/m")
+API_AUTH_FAILURE_RATE_LIMIT = env.str("API_AUTH_FAILURE_RATE_LIMIT", default="20/5m")
+
 # Celery
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL or "filesystem://")
 if CELERY_BROKER_URL.startswith("filesystem://"):

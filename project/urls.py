@@ -11,6 +11,8 @@ urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("accounts/", include("accounts.urls")),
     path("settings/keys/", include("tokens.urls")),
+    path("settings/api-keys/", include("tokens.api_key_urls")),
+    path("v1/", include("chat.api_urls")),
     path("chat/", include("chat.urls")),
     path("usage/", include("chat.usage_urls")),
     path("admin/", admin.site.urls),

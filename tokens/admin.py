@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from tokens.models import Credential, CredentialEvent
+from tokens.models import ApiKey, Credential, CredentialEvent
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -50,3 +50,14 @@ class CredentialEventAdmin(ReadOnlyAdmin):
     list_filter = ("kind", "status")
     search_fields = ("credential_name", "user__username", "actor")
     date_hierarchy = "created_at"
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(ReadOnlyAdmin):
+    # Metadata only: the hash is left out too, it is of no use to a person.
+    list_display = ("name", "user", "prefix", "created_at", "last_used_at", "expires_at", "revoked_at")
+    list_filter = ("revoked_at",)
+    search_fields = ("name", "prefix", "user__username")
+    fields = ("user", "name", "prefix", "credential", "allowed_models", "created_at", "last_used_at", "expires_at")
+    fields += ("revoked_at", "revoked_by")
+    readonly_fields = fields

@@ -7,6 +7,7 @@ from django import forms
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from tokens.api_keys import clean_model_list
 from tokens.models import ClientAuth, Kind
 from tokens.pasted import secret_problem
 
@@ -213,3 +214,34 @@ class CredentialEditForm(CredentialForm):
         data = forms.Form.clean(self)
         data["kind"] = self.initial["kind"]
         return data
+
+
+class ApiKeyForm(ExpiryForm):
+    """A new personal API key: name, expiry, optional model allowlist and credential."""
+
+    name = forms.CharField(label=_("Name"), max_length=80, help_text=_("Where you will use it, e.g. “laptop script”."))
+    allowed_models = forms.CharField(
+        label=_("Allowed models"),
+        required=False,
+        max_length=2000,
+        help_text=_("Model ids separated by commas or spaces. Empty allows every model."),
+        widget=forms.TextInput(attrs={"placeholder": "gpt-4o-mini, gpt-4.1", "spellcheck": "false"}),
+    )
+    credential = forms.ModelChoiceField(
+        label=_("Credential"),
+        queryset=None,
+        required=False,
+        empty_label=_("My default credential"),
+        help_text=_("Calls made with this key are paid for with this credential."),
+    )
+
+    field_order = ["name", "expiry", "expires_on", "allowed_models", "credential"]
+
+    def __init__(self, *args, user, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["credential"].queryset = user.credentials.all()
+        self.fields["expiry"].label = _("Expires")
+        self.fields["expires_on"].help_text = _("The key stops working at 00:00 on this day.")
+
+    def clean_allowed_models(self) -> list[str]:
+        return clean_model_list(self.cleaned_data.get("allowed_models") or "")

@@ -7,6 +7,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from tokens.fields import SealedField
 
@@ -184,3 +185,78 @@ class CredentialEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.credential_name}: {self.get_kind_display()}"
+
+
+class ApiKeyQuerySet(models.QuerySet):
+    def live(self, now: datetime) -> ApiKeyQuerySet:
+        """Keys that still authenticate: not revoked, not past their expiry."""
+        return self.filter(revoked_at__isnull=True).filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
+
+
+class ApiKey(models.Model):
+    """A personal API key for programs calling /v1/. Only its public prefix and a SHA-256 of it are stored."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(_("name"), max_length=80)
+    prefix = models.CharField(max_length=16, unique=True, help_text=_("Public id: the part of the key after byok_."))
+    secret_hash = models.CharField(max_length=64, help_text=_("SHA-256 of the whole key, hex."))
+    credential = models.ForeignKey(
+        Credential,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="api_keys",
+        help_text=_("Empty means the owner's default credential."),
+    )
+    allowed_models = models.JSONField(default=list, blank=True, help_text=_("Model ids; empty allows every model."))
+    created_at = models.DateTimeField(default=timezone.now)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_by = models.CharField(max_length=150, blank=True)
+
+    objects = ApiKeyQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = _("personal API key")
+
+    def __str__(self) -> str:
+        return f"{self.name} (byok_{self.prefix}…)"
+
+    @property
+    def is_revoked(self) -> bool:
+        return self.revoked_at is not None
+
+    def allows(self, model: str) -> bool:
+        return not self.allowed_models or model in self.allowed_models
+
+    @property
+    def state(self) -> str:
+        """One of "active", "expired", "revoked"."""
+        if self.revoked_at is not None:
+            return "revoked"
+        return "active" if self.expires_at is None or self.expires_at > timezone.now() else "expired"
+
+    def get_state_display(self) -> str:
+        return {"active": _("Active"), "expired": _("Expired"), "revoked": _("Revoked")}[self.state]
+
+
+class AccessToken(models.Model):
+    """A short-lived bearer issued for a personal API key; dies with it. Stored as prefix plus SHA-256."""
+
+    api_key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="access_tokens")
+    prefix = models.CharField(max_length=16, unique=True)
+    secret_hash = models.CharField(max_length=64)
+    allowed_models = models.JSONField(default=list, blank=True, help_text=_("Model ids; empty allows every model."))
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"access token byokat_{self.prefix}…"
+
+    def allows(self, model: str) -> bool:
+        return not self.allowed_models or model in self.allowed_models

@@ -1,0 +1,563 @@
+"""The OpenAI-compatible API for programs: /v1/tokens, /v1/models and /v1/chat/completions.
+
+Only a bearer authenticates here (a personal API key or an access token from /v1/tokens); session cookies never
+do, so CSRF does not apply. Every call is relayed with the person's own credential, under the same rate limit as
+the web chat, and leaves one usage row. Errors take OpenAI's shape ``{"error": {"message", "type", "param",
+"code"}}`` and status codes, so the openai SDK raises its usual exception classes; ``x-should-retry: false`` tells
+it not to retry what a retry cannot fix.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.contrib.auth.decorators import login_not_required
+from django.db import IntegrityError, transaction
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.utils.translation import gettext as _
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_POST
+
+from accounts import ratelimit
+from chat.catalog import cost_usd
+from chat.models import State, UsageRecord
+from chat.services import in_own_thread, models_for
+from chat.tokencount import count_message_tokens, count_text_tokens
+from tokens.api_keys import ApiAuthError, ApiGrant, access_token_issue, api_bearer_verify, clean_model_list
+from tokens.models import Credential
+from tokens.provider import Bearer, Completion, Delta, ProviderError, stream_chat
+from tokens.services import CredentialError, bearer_for, credential_for_user
+
+logger = logging.getLogger(__name__)
+
+# Request fields the relay cannot honour: it forwards text (and reasoning) only, for one choice.
+UNSUPPORTED = ("tools", "tool_choice", "functions", "function_call", "audio", "logprobs", "top_logprobs")
+# Ours to set, or names stream_chat takes as arguments: never taken from the request body.
+RESERVED = ("model", "messages", "stream", "stream_options", "n", "bearer", "completion", "trim_on_overflow", "renew")
+_UNREAD = object()
+SSE_HEADERS = {"Cache-Control": "no-cache, no-transform", "X-Accel-Buffering": "no"}
+
+
+class ApiError(Exception):
+    """An answer in OpenAI's error shape; `retry` sets x-should-retry for the SDK's retry logic."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        type: str = "invalid_request_error",
+        code: str | None = None,
+        param: str | None = None,
+        retry_after: int | None = None,
+        retry: bool | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status, self.message, self.type, self.code, self.param = status, message, type, code, param
+        self.retry_after, self.retry = retry_after, retry
+
+    def payload(self) -> dict:
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
+
+def error_response(error: ApiError) -> JsonResponse:
+    response = JsonResponse(error.payload(), status=error.status)
+    if error.retry_after:
+        response["Retry-After"] = str(error.retry_after)
+    if error.retry is not None:
+        response["x-should-retry"] = "true" if error.retry else "false"
+    if error.status == 401:
+        response["WWW-Authenticate"] = 'Bearer realm="byok", error="invalid_token"'  # RFC 6750 §3
+    return response
+
+
+def _bearer_of(request: HttpRequest) -> str:
+    scheme, _sep, token = request.headers.get("Authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
+def _throttled(key: str, rate: str) -> ratelimit.Verdict:
+    limit, window = ratelimit.parse_rate(rate)
+    return ratelimit.hit(key, limit=limit, window=window)
+
+
+def authenticate(bearer: str, ip: str) -> ApiGrant:
+    """Verify the bearer; count failures per client address, refusing with 429 past API_AUTH_FAILURE_RATE_LIMIT."""
+    if not bearer:
+        raise ApiError(
+            401,
+            _("You didn't provide an API key. Send it in an Authorization header: Bearer YOUR_KEY."),
+            code="invalid_api_key",
+        )
+    try:
+        return api_bearer_verify(bearer)
+    except ApiAuthError as exc:
+        verdict = _throttled(f"api-auth-fail:{ip}", settings.API_AUTH_FAILURE_RATE_LIMIT)
+        if not verdict.allowed:
+            raise _too_many_failures(verdict) from exc
+        raise ApiError(401, exc.message, code=exc.code) from exc
+
+
+def _too_many_failures(verdict: ratelimit.Verdict) -> ApiError:
+    return ApiError(
+        429,
+        _("Too many failed attempts from your address. Try again in %(seconds)s s.") % {"seconds": verdict.retry_after},
+        type="requests",
+        code="rate_limit_exceeded",
+        retry_after=verdict.retry_after,
+    )
+
+
+# /v1/tokens
+
+
+def _basic_credentials(request: HttpRequest) -> tuple[str, str] | None:
+    scheme, _sep, value = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        client_id, _sep, secret = base64.b64decode(value.strip(), validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return "", ""
+    return client_id, secret
+
+
+def _oauth_error(status: int, error: str, description: str, *, basic: bool = False) -> JsonResponse:
+    """An error response of RFC 6749 §5.2."""
+    response = JsonResponse({"error": error, "error_description": description}, status=status)
+    response["Cache-Control"], response["Pragma"] = "no-store", "no-cache"
+    if basic:
+        response["WWW-Authenticate"] = 'Basic realm="byok"'
+    return response
+
+
+def _token_response(grant: ApiGrant, scope: list[str] | None, *, oauth: bool) -> JsonResponse:
+    _row, token, lifetime = access_token_issue(grant=grant, scope=scope)
+    body = {"access_token": token, "token_type": "Bearer", "expires_in": lifetime}
+    if oauth and (scope or grant.allowed_models):
+        body["scope"] = " ".join(scope or grant.allowed_models)
+    response = JsonResponse(body)
+    response["Cache-Control"], response["Pragma"] = "no-store", "no-cache"  # RFC 6749 §5.1
+    return response
+
+
+@csrf_exempt
+@login_not_required
+@require_POST
+def token_create(request: HttpRequest) -> HttpResponse:
+    """Exchange a personal API key for an access token.
+
+    Two forms: ``Authorization: Bearer <key>`` (errors in OpenAI's shape), or OAuth2's client-credentials grant
+    (RFC 6749 §4.4: form field ``grant_type=client_credentials``, the key as client secret by HTTP Basic or in the
+    body, ``client_id`` its ``byok_<prefix>``; errors per §5.2). Each address may try API_TOKEN_RATE_LIMIT times.
+    """
+    ip = ratelimit.client_ip(request)
+    verdict = _throttled(f"api-token:{ip}", settings.API_TOKEN_RATE_LIMIT)
+    is_oauth = "grant_type" in request.POST
+    if not verdict.allowed:
+        error = _too_many_failures(verdict)
+        if is_oauth:
+            response = _oauth_error(429, "slow_down", error.message)
+            response["Retry-After"] = str(verdict.retry_after)
+            return response
+        return error_response(error)
+    if is_oauth:
+        return _oauth_token(request, ip)
+    try:
+        grant = authenticate(_bearer_of(request), ip)
+        return _token_response(grant, None, oauth=False)
+    except ApiError as exc:
+        return error_response(exc)
+    except ApiAuthError as exc:
+        return error_response(ApiError(400, exc.message, code=exc.code))
+
+
+def _oauth_token(request: HttpRequest, ip: str) -> JsonResponse:
+    if request.POST["grant_type"] != "client_credentials":
+        return _oauth_error(400, "unsupported_grant_type", _("Only grant_type=client_credentials is supported."))
+    basic = _basic_credentials(request)
+    if basic is not None and "client_secret" in request.POST:
+        return _oauth_error(400, "invalid_request", _("Authenticate the client one way only."))
+    client_id, secret = basic or (request.POST.get("client_id", ""), request.POST.get("client_secret", ""))
+    if not secret or not secret.startswith(f"{client_id}_"):
+        # The client id is the key's public part, so a mismatch is as wrong as a bad secret.
+        return _oauth_error(401, "invalid_client", _("Unknown client or wrong secret."), basic=basic is not None)
+    try:
+        grant = authenticate(secret, ip)
+        return _token_response(grant, clean_model_list(request.POST.get("scope", "")), oauth=True)
+    except ApiError as exc:
+        if exc.status == 429:
+            return _oauth_error(429, "slow_down", exc.message)
+        return _oauth_error(401, "invalid_client", exc.message, basic=basic is not None)
+    except ApiAuthError as exc:
+        return _oauth_error(400, "invalid_scope" if exc.code == "invalid_scope" else "invalid_request", exc.message)
+
+
+# /v1/models
+
+
+def _credential_for(grant: ApiGrant) -> Credential:
+    credential = grant.api_key.credential or credential_for_user(user=grant.user)
+    if credential is None:
+        raise ApiError(
+            409,
+            _("Add a provider credential at /settings/keys/ first: calls are paid for with your own key."),
+            code="credential_missing",
+            retry=False,
+        )
+    if not credential.is_usable:
+        raise ApiError(
+            409,
+            _("Your credential “%(name)s” is %(status)s. Fix or replace it at /settings/keys/.")
+            % {"name": credential.name, "status": credential.get_status_display().lower()},
+            code="credential_unusable",
+            retry=False,
+        )
+    return credential
+
+
+@csrf_exempt
+@login_not_required
+@require_GET
+def model_list(request: HttpRequest) -> JsonResponse:
+    """List the models the bearer's credential can use, narrowed to the key's allowlist (OpenAI's list shape)."""
+    try:
+        grant = authenticate(_bearer_of(request), ratelimit.client_ip(request))
+        credential = _credential_for(grant)
+        try:
+            models = models_for(credential=credential)
+        except CredentialError as exc:
+            raise ApiError(409, str(exc), code="credential_unusable", retry=False) from exc
+        except ProviderError as exc:
+            raise _from_upstream(exc) from exc
+    except ApiError as exc:
+        return error_response(exc)
+    owner = credential.name
+    data = [{"id": m, "object": "model", "created": 0, "owned_by": owner} for m in models if grant.allows(m)]
+    return JsonResponse({"object": "list", "data": data})
+
+
+# /v1/chat/completions
+
+
+@dataclass
+class ApiCall:
+    """A checked chat request, ready to send upstream."""
+
+    grant: ApiGrant
+    bearer: Bearer
+    model: str
+    messages: list[dict]
+    options: dict
+    stream: bool
+    include_usage: bool
+    id: str = field(default_factory=lambda: f"chatcmpl-{secrets.token_hex(12)}")
+    created: int = field(default_factory=lambda: int(time.time()))
+
+
+def _parse_body(request: HttpRequest) -> dict:
+    try:
+        body = json.loads(request.body or b"null")
+    except ValueError as exc:
+        raise ApiError(400, _("The request body is not valid JSON."), code="invalid_json") from exc
+    if not isinstance(body, dict):
+        raise ApiError(400, _("The request body must be a JSON object."), code="invalid_json")
+    model = body.get("model")
+    if not isinstance(model, str) or not model.strip() or len(model) > 100:
+        raise ApiError(400, _("You must provide a model parameter."), param="model", code="missing_required_parameter")
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise ApiError(400, _("messages must be a non-empty array."), param="messages", code="invalid_value")
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict) or not isinstance(message.get("role"), str):
+            raise ApiError(
+                400, _("Each message needs a role and content."), param=f"messages[{i}]", code="invalid_value"
+            )
+    for name in UNSUPPORTED:
+        if body.get(name) not in (None, False, [], {}):
+            raise ApiError(
+                400,
+                _("%(param)s is not supported by this relay yet.") % {"param": name},
+                param=name,
+                code="unsupported_parameter",
+            )
+    if body.get("n") not in (None, 1):
+        raise ApiError(400, _("Only n=1 is supported."), param="n", code="unsupported_value")
+    return body
+
+
+def _call_plan(bearer: str, ip: str, body: dict) -> ApiCall:
+    """Authenticate, check scope and the rate limit, and get the owner's provider bearer; write nothing."""
+    grant = authenticate(bearer, ip)
+    model = body["model"].strip()
+    if not grant.allows(model):
+        raise ApiError(
+            403,
+            _("This key may not use the model “%(model)s”.") % {"model": model},
+            param="model",
+            code="model_not_allowed",
+            retry=False,
+        )
+    user = grant.user
+    limit = user.chat_rate_limit or settings.CHAT_RATE_LIMIT_PER_MINUTE
+    verdict = ratelimit.hit(f"chat:{user.pk}", limit=limit, window=60)  # one allowance shared with the web chat
+    if not verdict.allowed:
+        raise ApiError(
+            429,
+            _("Rate limit reached: %(limit)s requests per minute. Try again in %(seconds)s s.")
+            % {"limit": limit, "seconds": verdict.retry_after},
+            type="requests",
+            code="rate_limit_exceeded",
+            retry_after=verdict.retry_after,
+        )
+    credential = _credential_for(grant)
+    try:
+        provider_bearer = bearer_for(user=user, credential=credential)
+    except CredentialError as exc:
+        raise ApiError(409, str(exc), code="credential_unusable", retry=False) from exc
+    stream_options = body.get("stream_options") or {}
+    return ApiCall(
+        grant=grant,
+        bearer=provider_bearer,
+        model=model,
+        messages=body["messages"],
+        options={k: v for k, v in body.items() if k not in RESERVED and k not in UNSUPPORTED},
+        stream=body.get("stream") is True,
+        include_usage=isinstance(stream_options, dict) and stream_options.get("include_usage") is True,
+    )
+
+
+_ERROR_STATUS = {
+    # kind: (status, type, code, whether a retry may help)
+    "rate_limit": (429, "requests", "rate_limit_exceeded", True),
+    "payment": (429, "insufficient_quota", "insufficient_quota", False),
+    "quota": (429, "insufficient_quota", "insufficient_quota", False),
+    "not_found": (404, "invalid_request_error", "model_not_found", False),
+    "forbidden": (403, "invalid_request_error", "upstream_forbidden", False),
+    "context_length": (400, "invalid_request_error", "context_length_exceeded", False),
+    "unsupported_param": (400, "invalid_request_error", "unsupported_parameter", False),
+    "bad_request": (400, "invalid_request_error", "upstream_bad_request", False),
+    # The person's provider credential failed, not their key for us: not a 401 from our side.
+    "auth": (502, "server_error", "upstream_credential_rejected", False),
+    "unsafe_url": (502, "server_error", "upstream_refused", False),
+    "timeout": (504, "server_error", "upstream_timeout", True),
+}
+
+
+def _from_upstream(exc: ProviderError) -> ApiError:
+    """Map a provider failure to the status and code an OpenAI client expects (openai SDK's status table)."""
+    status, type_, code, retry = _ERROR_STATUS.get(exc.kind, (502, "server_error", "upstream_error", True))
+    if exc.kind in ("bad_request", "unsupported_param") and exc.code:
+        code = exc.code
+    return ApiError(
+        status,
+        exc.message,
+        type=type_,
+        code=code,
+        param=exc.param or None,
+        retry_after=(exc.retry_after or 1) if exc.kind == "rate_limit" else None,
+        retry=retry,
+    )
+
+
+def _plain_text(content: object) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(p.get("text", "") for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
+    return ""
+
+
+def _usage_numbers(call: ApiCall, completion: Completion, content: str) -> tuple[int, int, bool]:
+    """Return (prompt tokens, completion tokens, estimated): the provider's counts, else our own estimate."""
+    usage = completion.usage or {}
+    if usage.get("prompt_tokens") is not None or usage.get("completion_tokens") is not None:
+        return int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0), False
+    messages = [{"role": m.get("role"), "content": _plain_text(m.get("content"))} for m in call.messages]
+    return count_message_tokens(messages, call.model), count_text_tokens(content, call.model), True
+
+
+def _usage_payload(call: ApiCall, completion: Completion, content: str) -> dict:
+    prompt, completion_tokens, _estimated = _usage_numbers(call, completion, content)
+    usage = {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt + completion_tokens,
+    }
+    reasoning = (completion.usage or {}).get("reasoning_tokens")
+    if reasoning is not None:
+        usage["completion_tokens_details"] = {"reasoning_tokens": reasoning}
+    return usage
+
+
+def usage_save(
+    call: ApiCall, completion: Completion, *, content: str, state: str, error: ProviderError | None
+) -> UsageRecord | None:
+    """Record the call once, whatever happened; a failure to save is logged, never raised at the client."""
+    try:
+        prompt, completion_tokens, estimated = _usage_numbers(call, completion, content)
+        if error and not content:
+            prompt, completion_tokens, estimated = 0, 0, False  # nothing was generated or billed
+        record = UsageRecord(
+            user=call.grant.user,
+            api_key=call.grant.api_key,
+            credential_id=call.bearer.credential_id or None,
+            model=call.model,
+            status_code=completion.status_code or (error.status if error else None),
+            prompt_tokens=prompt,
+            completion_tokens=completion_tokens,
+            total_tokens=prompt + completion_tokens,
+            cost_usd=cost_usd(call.model, prompt, completion_tokens),
+            is_estimated=estimated,
+            latency_ms=int((time.perf_counter() - completion.started) * 1000),
+            first_token_ms=int((completion.first_token_at - completion.started) * 1000)
+            if completion.first_token_at
+            else None,
+            request_id=completion.request_id,
+            response_id=completion.response_id,
+            error_type=error.kind if error else "",
+            outcome=state,
+        )
+        try:
+            with transaction.atomic():
+                record.save()
+        except IntegrityError:  # the same upstream response recorded already
+            return None
+        return record
+    except Exception:
+        logger.exception("could not record API usage for key %s", call.grant.api_key.pk)
+        return None
+
+
+async def _relayed(call: ApiCall, stream: AsyncIterator[Delta], completion: Completion, first=_UNREAD):
+    """Yield the reply's deltas; record the call once when the stream ends, fails or is dropped."""
+    parts: list[str] = []
+    state, error = State.STREAMING, None
+    try:
+        async with aclosing(stream):
+            delta = await anext(stream, None) if first is _UNREAD else first
+            while delta is not None:
+                if delta.kind == "content":
+                    parts.append(delta.text)
+                yield delta
+                delta = await anext(stream, None)
+        state = State.COMPLETE
+    except ProviderError as exc:
+        error, state = exc, State.INCOMPLETE if parts else State.ERROR
+        raise
+    finally:
+        if state == State.STREAMING:  # cancelled, or closed by the client
+            state = State.STOPPED
+        saving = asyncio.ensure_future(
+            in_own_thread(usage_save)(call, completion, content="".join(parts), state=state, error=error)
+        )
+        await asyncio.shield(saving)
+
+
+class _ChunkWriter:
+    """Encode chat.completion.chunk events as OpenAI sends them, with the constant part of each event pre-built."""
+
+    def __init__(self, call: ApiCall) -> None:
+        head = {"id": call.id, "object": "chat.completion.chunk", "created": call.created, "model": call.model}
+        self.head = b"data: " + json.dumps(head).encode()[:-1] + b',"choices":[{"index":0,"delta":'
+        self.tail = b',"usage":null}\n\n' if call.include_usage else b"}\n\n"
+        self.usage_head = b"data: " + json.dumps(head).encode()[:-1] + b',"choices":[],"usage":'
+
+    def event(self, delta: dict, finish_reason: str | None = None) -> bytes:
+        finish = json.dumps(finish_reason).encode()
+        return (
+            self.head + json.dumps(delta).encode() + b',"logprobs":null,"finish_reason":' + finish + b"}]" + self.tail
+        )
+
+    def delta(self, delta: Delta) -> bytes:
+        # A thinking model's reasoning goes where DeepSeek, vLLM and OpenRouter clients look for it.
+        name = b'{"content":' if delta.kind == "content" else b'{"reasoning_content":'
+        return (
+            self.head + name + json.dumps(delta.text).encode() + b'},"logprobs":null,"finish_reason":null}]' + self.tail
+        )
+
+    def usage(self, usage: dict) -> bytes:
+        return self.usage_head + json.dumps(usage).encode() + b"}\n\n"
+
+
+async def _sse(call: ApiCall, stream: AsyncIterator[Delta], first: Delta | None, completion: Completion):
+    writer = _ChunkWriter(call)
+    parts: list[str] = []
+    yield writer.event({"role": "assistant", "content": ""})
+    try:
+        async for delta in _relayed(call, stream, completion, first):
+            if delta.kind == "content":
+                parts.append(delta.text)
+            yield writer.delta(delta)
+    except ProviderError as exc:
+        # OpenAI ends a failed stream with an error event; the SDK raises APIError on it.
+        yield b"data: " + json.dumps(_from_upstream(exc).payload()).encode() + b"\n\n"
+        return
+    yield writer.event({}, completion.finish_reason or "stop")
+    if call.include_usage:
+        yield writer.usage(_usage_payload(call, completion, "".join(parts)))
+    yield b"data: [DONE]\n\n"
+
+
+async def _complete(call: ApiCall, stream: AsyncIterator[Delta], completion: Completion) -> JsonResponse:
+    content: list[str] = []
+    reasoning: list[str] = []
+    try:
+        async for delta in _relayed(call, stream, completion):
+            (content if delta.kind == "content" else reasoning).append(delta.text)
+    except ProviderError as exc:
+        return error_response(_from_upstream(exc))
+    message = {"role": "assistant", "content": "".join(content), "refusal": None, "annotations": []}
+    if reasoning:
+        message["reasoning_content"] = "".join(reasoning)
+    body = {
+        "id": call.id,
+        "object": "chat.completion",
+        "created": call.created,
+        "model": call.model,
+        "choices": [
+            {"index": 0, "message": message, "logprobs": None, "finish_reason": completion.finish_reason or "stop"}
+        ],
+        "usage": _usage_payload(call, completion, message["content"]),
+    }
+    return JsonResponse(body)
+
+
+@csrf_exempt
+@login_not_required
+@require_POST
+async def chat_completions(request: HttpRequest) -> HttpResponse:
+    """Create a chat completion with the bearer owner's credential, streamed (SSE) or whole, as OpenAI does."""
+    try:
+        body = _parse_body(request)
+        call = await in_own_thread(_call_plan)(_bearer_of(request), ratelimit.client_ip(request), body)
+    except ApiError as exc:
+        return error_response(exc)
+    completion = Completion(model=call.model)
+    stream = stream_chat(call.bearer, model=call.model, messages=call.messages, completion=completion, **call.options)
+    if not call.stream:
+        return await _complete(call, stream, completion)
+    # Wait for the first piece, so a provider that refuses at once gets its own status code, not a 200 stream.
+    try:
+        first = await anext(stream, None)
+    except (ProviderError, asyncio.CancelledError) as exc:
+        await stream.aclose()
+        error = exc if isinstance(exc, ProviderError) else None
+        state = State.ERROR if error else State.STOPPED
+        await asyncio.shield(in_own_thread(usage_save)(call, completion, content="", state=state, error=error))
+        if error is None:
+            raise
+        return error_response(_from_upstream(error))
+    return StreamingHttpResponse(
+        _sse(call, stream, first, completion), content_type="text/event-stream", headers=SSE_HEADERS
+    )

@@ -1,0 +1,61 @@
+"""The /settings/api-keys/ page: create, list and revoke personal API keys (staff see and revoke everyone's)."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_POST
+
+from tokens import api_keys
+from tokens.forms import ApiKeyForm
+from tokens.models import ApiKey
+
+
+def _render_list(request: HttpRequest, form: ApiKeyForm, *, new_key: str = "", status: int = 200) -> HttpResponse:
+    ctx = {
+        "form": form,
+        "api_keys": request.user.api_keys.select_related("credential"),
+        "new_key": new_key,
+        "has_credentials": request.user.credentials.exists(),
+    }
+    if request.user.is_staff:
+        ctx["others_keys"] = ApiKey.objects.select_related("user", "credential").exclude(user=request.user)[:500]
+    return render(request, "tokens/api_key_list.html", ctx, status=status)
+
+
+@never_cache
+def api_key_list(request: HttpRequest) -> HttpResponse:
+    if request.method != "POST":
+        return _render_list(request, ApiKeyForm(user=request.user, initial={"expiry": "never"}))
+    form = ApiKeyForm(request.POST, user=request.user)
+    if form.is_valid():
+        data = form.cleaned_data
+        try:
+            _row, key = api_keys.api_key_create(
+                user=request.user,
+                name=data["name"],
+                expires_at=data["expires_at"],
+                allowed_models=data["allowed_models"],
+                credential=data["credential"],
+            )
+        except api_keys.ApiKeyError as exc:
+            form.add_error(exc.field if exc.field in form.fields else None, exc.message)
+        else:
+            # Shown in this response only: it is never stored, so it cannot be shown again.
+            return _render_list(request, ApiKeyForm(user=request.user, initial={"expiry": "never"}), new_key=key)
+    return _render_list(request, form, status=400)
+
+
+@require_POST
+def api_key_revoke(request: HttpRequest, pk: int) -> HttpResponse:
+    keys = ApiKey.objects.all() if request.user.is_staff else request.user.api_keys.all()
+    api_key = keys.filter(pk=pk).first()
+    if api_key is None:
+        raise Http404(_("No such API key."))
+    api_keys.api_key_revoke(api_key=api_key, actor=request.user.username)
+    done = _("Revoked “%(name)s”. It and its access tokens no longer work.") % {"name": api_key.name}
+    messages.success(request, done)
+    return redirect("api_keys:api-key-list")
