@@ -278,6 +278,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "chat.tasks.prune_usage",
         "schedule": 3600.0,
     },
+    "prune-access-tokens": {
+        "task": "tokens.tasks.prune_access_tokens",
+        "schedule": 3600.0,
+    },
 }
 
 # Static files

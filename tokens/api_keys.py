@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import string
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -28,6 +29,8 @@ from tokens.models import AccessToken, ApiKey, Credential
 
 KEY_PREFIX, TOKEN_PREFIX = "byok_", "byokat_"
 PREFIX_LENGTH = 12
+# Letters and digits only: 43 of them carry 256 bits, and a double click selects the whole key.
+SECRET_ALPHABET, SECRET_LENGTH = string.ascii_letters + string.digits, 43
 # Writing last_used_at on every call would make each request a write; a minute's precision is enough.
 LAST_USED_PRECISION = timedelta(seconds=60)
 
@@ -69,7 +72,8 @@ def _digest(value: str) -> str:
 def _new_secret(kind: str) -> tuple[str, str]:
     """Return (prefix, whole bearer) for a fresh key or token."""
     prefix = secrets.token_hex(PREFIX_LENGTH // 2)
-    return prefix, f"{kind}{prefix}_{secrets.token_urlsafe(32)}"
+    secret = "".join(secrets.choice(SECRET_ALPHABET) for _position in range(SECRET_LENGTH))
+    return prefix, f"{kind}{prefix}_{secret}"
 
 
 def _split(bearer: str) -> tuple[str, str] | None:
@@ -168,14 +172,14 @@ def api_bearer_verify(bearer: str) -> ApiGrant:
     kind, prefix = parts
     now = timezone.now()
     if kind == TOKEN_PREFIX:
-        token = AccessToken.objects.select_related("api_key__user").filter(prefix=prefix).first()
+        token = AccessToken.objects.select_related("api_key__user", "api_key__credential").filter(prefix=prefix).first()
         if token is None or not hmac.compare_digest(token.secret_hash, _digest(bearer.strip())):
             raise ApiAuthError(_("Incorrect or revoked access token provided."))
         if token.expires_at <= now:
             raise ApiAuthError(_("This access token has expired; exchange your key for a new one."), code="expired")
         api_key, allowed, expires_at = token.api_key, token.allowed_models, token.expires_at
     else:
-        api_key = ApiKey.objects.select_related("user").filter(prefix=prefix).first()
+        api_key = ApiKey.objects.select_related("user", "credential").filter(prefix=prefix).first()
         if api_key is None or not hmac.compare_digest(api_key.secret_hash, _digest(bearer.strip())):
             raise ApiAuthError(_("Incorrect API key provided. Create one at /settings/api-keys/."))
         allowed, expires_at = api_key.allowed_models, api_key.expires_at

@@ -7,7 +7,7 @@ from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
 
-from tokens import lifecycle, services
+from tokens import api_keys, lifecycle, services
 from tokens.models import KEY_KINDS, Credential
 
 logger = logging.getLogger(__name__)
@@ -73,3 +73,9 @@ def expire_credentials() -> int:
     now = timezone.now()
     ids = list(Credential.objects.past_expiry(now).values_list("pk", flat=True)[:EXPIRE_BATCH])
     return sum(lifecycle.credential_expire(credential_id=pk, now=now) for pk in ids)
+
+
+@shared_task
+def prune_access_tokens() -> int:
+    """Delete expired access tokens; they no longer authenticate, so the rows are only clutter."""
+    return api_keys.access_tokens_prune()

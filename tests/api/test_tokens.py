@@ -14,6 +14,7 @@ from tests.api.conftest import key_issue
 from tests.conftest import BOB_KEY, credential_create, user_create
 from tokens.api_keys import ApiAuthError, access_token_issue, api_bearer_verify, api_key_revoke
 from tokens.models import AccessToken
+from tokens.tasks import prune_access_tokens
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -206,3 +207,14 @@ def test_a_key_only_ever_acts_for_its_owner(api, fake_openai, alice):
     )
 
     assert fake_openai.chat_requests[-1].bearer == BOB_KEY
+
+
+def test_beat_prunes_expired_access_tokens(alice):
+    grant = api_bearer_verify(key_issue(alice).key)
+    _expired, _token, lifetime = access_token_issue(grant=grant)
+    with time_machine.travel(timezone.now() + timedelta(seconds=lifetime + 1)):
+        fresh, _token, _lifetime = access_token_issue(grant=grant)
+
+        assert prune_access_tokens() == 1
+
+    assert list(AccessToken.objects.all()) == [fresh]

@@ -1,0 +1,99 @@
+"""The relay behind /v1/chat/completions: reasoning, failures mid-stream, clients that leave, token refresh."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import openai
+import pytest
+import requests
+
+from chat.models import UsageRecord
+from tests.api.conftest import key_issue
+from tests.browser.conftest import eventually
+from tests.conftest import credential_create
+from tests.fakes.providers import FakeProvider
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+HI = [{"role": "user", "content": "Hi"}]
+
+
+def _client(api: str, key) -> openai.OpenAI:
+    return openai.OpenAI(base_url=api, api_key=key, max_retries=0, timeout=20)
+
+
+@pytest.fixture
+def deepseek(local_upstreams):
+    with FakeProvider("deepseek") as fake:
+        yield fake
+
+
+def test_it_relays_a_thinking_models_reasoning(asgi_server, deepseek, alice):
+    credential_create(alice, deepseek.key, base_url=deepseek.base_url)
+    client = _client(f"{asgi_server.url}/v1", key_issue(alice).key)
+    deepseek.then(text="It is 42.", reasoning="Six times seven.").then(text="It is 42.", reasoning="Six times seven.")
+
+    chunks = list(client.chat.completions.create(model="deepseek-reasoner", messages=HI, stream=True))
+    whole = client.chat.completions.create(model="deepseek-reasoner", messages=HI)
+
+    deltas = [c.choices[0].delta for c in chunks if c.choices]
+    assert "".join(getattr(d, "reasoning_content", None) or "" for d in deltas).strip() == "Six times seven."
+    assert "".join(d.content or "" for d in deltas).strip() == "It is 42."
+    assert whole.choices[0].message.content.strip() == "It is 42."
+    assert whole.choices[0].message.reasoning_content.strip() == "Six times seven."
+    assert deepseek.chat_requests[-1].headers["authorization"] == f"Bearer {deepseek.key}"
+
+
+def test_a_reply_cut_upstream_ends_with_an_error_event(api, fake_openai, alice):
+    fake_openai.cut("one two three four five", after_chunks=2)
+    stream = _client(api, key_issue(alice).key).chat.completions.create(model="gpt-4o-mini", messages=HI, stream=True)
+
+    received = []
+    with pytest.raises(openai.APIError):
+        for chunk in stream:
+            received.append(chunk.choices[0].delta.content or "")
+
+    assert "".join(received) == "one two "
+    row = UsageRecord.objects.get()
+    assert (row.outcome, row.error_type) == ("incomplete", "cut")
+    assert row.completion_tokens > 0  # what was generated is counted
+
+
+def test_a_client_that_leaves_stops_the_upstream_call_and_leaves_one_row(api, fake_openai, alice):
+    fake_openai.tokens(400, delay=0.02)
+    response = requests.post(
+        f"{api}/chat/completions",
+        headers={"Authorization": f"Bearer {key_issue(alice).key}"},
+        json={"model": "gpt-4o-mini", "messages": HI, "stream": True},
+        stream=True,
+        timeout=20,
+    )
+    lines = response.iter_lines()
+    first = [next(lines) for _ in range(6)]
+    response.close()
+
+    assert first[0].startswith(b"data: ")
+    assert fake_openai.disconnected.wait(10), "the upstream call went on after the client left"
+    row = eventually(lambda: UsageRecord.objects.first(), message="no usage row")
+    assert row.outcome == "stopped" and row.completion_tokens > 0
+
+
+def test_the_sdk_refreshes_an_access_token_before_it_expires(api, fake_openai, alice, settings):
+    settings.API_ACCESS_TOKEN_LIFETIME = 61  # a minute's margin: every request exchanges again
+    key = key_issue(alice).key
+    exchanged = []
+
+    def access_token() -> str:
+        body = requests.post(f"{api}/tokens", headers={"Authorization": f"Bearer {key}"}, timeout=10).json()
+        exchanged.append((time.time(), body["expires_in"]))
+        return body["access_token"]
+
+    client = _client(api, access_token)
+    client.chat.completions.create(model="gpt-4o-mini", messages=HI)
+    client.models.list()
+
+    assert len(exchanged) == 2
+    assert {r.bearer for r in fake_openai.chat_requests} == {fake_openai.chat_requests[0].bearer}
+    assert json.loads(fake_openai.chat_requests[0].body)["model"] == "gpt-4o-mini"
