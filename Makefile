@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: run test bench lint format clean
+.PHONY: run test bench lint format clean messages
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,14 @@ bench: $(DEV_STAMP)
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+# Refresh the zh-Hans catalogues from the code, then compile them (the .mo files are committed, so a
+# fresh clone needs no gettext tools). Needs GNU gettext (xgettext, msgfmt).
+MESSAGES_IGNORE := --ignore=.venv --ignore=var --ignore=tests --ignore=bench --ignore=screenshots --no-location
+messages: $(DEV_STAMP)
+	DEBUG=true $(BIN)/python manage.py makemessages -l zh_Hans $(MESSAGES_IGNORE)
+	DEBUG=true $(BIN)/python manage.py makemessages -d djangojs -l zh_Hans $(MESSAGES_IGNORE)
+	DEBUG=true $(BIN)/python manage.py compilemessages -l zh_Hans --ignore=.venv --ignore=var
 
 clean:
 	rm -rf $(VENV) var

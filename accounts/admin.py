@@ -2,10 +2,11 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
+from django.utils.translation import gettext_lazy as _
 
 from accounts.models import User
 
 
 @admin.register(User)
 class UserAdmin(BaseUserAdmin):
-    fieldsets = (*BaseUserAdmin.fieldsets, ("Limits", {"fields": ("chat_rate_limit",)}))
+    fieldsets = (*BaseUserAdmin.fieldsets, (_("Limits"), {"fields": ("chat_rate_limit",)}))

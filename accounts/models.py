@@ -2,12 +2,13 @@ from __future__ import annotations
 
 from django.contrib.auth.models import AbstractUser
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 
 class User(AbstractUser):
-    email = models.EmailField("email address", blank=True)
+    email = models.EmailField(_("email address"), blank=True)
     chat_rate_limit = models.PositiveIntegerField(
         null=True,
         blank=True,
-        help_text="Chat requests per minute for this user; empty uses the site default.",
+        help_text=_("Chat requests per minute for this user; empty uses the site default."),
     )

@@ -8,6 +8,7 @@ from django.contrib.auth.decorators import login_not_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.decorators import method_decorator
+from django.utils.translation import gettext as _
 from django.views.decorators.debug import sensitive_post_parameters
 
 from accounts.forms import SignupForm
@@ -27,7 +28,7 @@ def signup(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         user = form.save()
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-        messages.success(request, "Welcome! Add your API key to start chatting.")
+        messages.success(request, _("Welcome! Add your API key to start chatting."))
         return redirect("tokens:credential-list")
     return render(request, "accounts/signup.html", {"form": form}, status=400 if form.errors else 200)
 

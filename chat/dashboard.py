@@ -13,6 +13,7 @@ from django.db.models import Avg, Count, Q, Sum
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from chat.forms import UsageFilterForm
 from chat.models import State, UsageQuerySet, UsageRecord
@@ -100,7 +101,7 @@ def staff_required(view: Callable) -> Callable:
     @wraps(view)
     def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
         if not request.user.is_staff:
-            raise PermissionDenied("The usage dashboard is for staff.")
+            raise PermissionDenied(_("The usage dashboard is for staff."))
         return view(request, *args, **kwargs)
 
     return wrapper

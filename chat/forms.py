@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django import forms
+from django.utils.translation import gettext_lazy as _
 
 from chat.models import Conversation
 
@@ -13,7 +14,7 @@ class RenameForm(forms.ModelForm):
     def clean_title(self) -> str:
         title = self.cleaned_data["title"].strip()
         if not title:
-            raise forms.ValidationError("Give the conversation a title.")
+            raise forms.ValidationError(_("Give the conversation a title."))
         return title
 
 
@@ -23,22 +24,22 @@ class SystemPromptForm(forms.ModelForm):
         fields = ("system_prompt",)
         widgets = {
             "system_prompt": forms.Textarea(
-                attrs={"rows": 3, "placeholder": "e.g. Answer briefly, in British English."}
+                attrs={"rows": 3, "placeholder": _("e.g. Answer briefly, in British English.")}
             )
         }
 
 
 class UsageFilterForm(forms.Form):
-    STATUS_CHOICES = [("", "Any outcome"), ("ok", "Succeeded"), ("error", "Failed"), ("stopped", "Stopped")]
+    STATUS_CHOICES = [("", _("Any outcome")), ("ok", _("Succeeded")), ("error", _("Failed")), ("stopped", _("Stopped"))]
 
-    user = forms.CharField(required=False, max_length=150)
-    model = forms.CharField(required=False, max_length=100)
-    status = forms.ChoiceField(required=False, choices=STATUS_CHOICES)
-    since = forms.DateField(required=False, label="From", widget=forms.DateInput(attrs={"type": "date"}))
-    until = forms.DateField(required=False, label="To", widget=forms.DateInput(attrs={"type": "date"}))
+    user = forms.CharField(label=_("User"), required=False, max_length=150)
+    model = forms.CharField(label=_("Model"), required=False, max_length=100)
+    status = forms.ChoiceField(label=_("Outcome"), required=False, choices=STATUS_CHOICES)
+    since = forms.DateField(required=False, label=_("From"), widget=forms.DateInput(attrs={"type": "date"}))
+    until = forms.DateField(required=False, label=_("To"), widget=forms.DateInput(attrs={"type": "date"}))
 
     def clean(self) -> dict:
         data = super().clean()
         if data.get("since") and data.get("until") and data["since"] > data["until"]:
-            raise forms.ValidationError("The “From” date is after the “To” date.")
+            raise forms.ValidationError(_("The “From” date is after the “To” date."))
         return data

@@ -7,6 +7,7 @@ from django.db import models
 from django.db.models import Avg, Count, Q, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from tokens.models import ApiKey, Credential
 
@@ -37,7 +38,7 @@ class Conversation(models.Model):
         ordering = ["-updated_at", "-id"]
 
     def __str__(self) -> str:
-        return self.title or "New chat"
+        return self.title or str(_("New chat"))
 
     def title_from(self, text: str) -> str:
         first_line = " ".join(text.split())
@@ -45,16 +46,16 @@ class Conversation(models.Model):
 
 
 class Role(models.TextChoices):
-    USER = "user", "User"
-    ASSISTANT = "assistant", "Assistant"
+    USER = "user", _("User")
+    ASSISTANT = "assistant", _("Assistant")
 
 
 class State(models.TextChoices):
-    STREAMING = "streaming", "Streaming"
-    COMPLETE = "complete", "Complete"
-    STOPPED = "stopped", "Stopped"
-    INCOMPLETE = "incomplete", "Incomplete"
-    ERROR = "error", "Error"
+    STREAMING = "streaming", _("Streaming")
+    COMPLETE = "complete", _("Complete")
+    STOPPED = "stopped", _("Stopped")
+    INCOMPLETE = "incomplete", _("Incomplete")
+    ERROR = "error", _("Error")
 
 
 class MessageQuerySet(models.QuerySet):
@@ -67,10 +68,10 @@ class Message(models.Model):
     role = models.CharField(max_length=10, choices=Role.choices)
     content = models.TextField(blank=True)
     state = models.CharField(max_length=12, choices=State.choices, default=State.COMPLETE)
-    error = models.CharField(max_length=300, blank=True, help_text="What went wrong, in words for the user.")
+    error = models.CharField(max_length=300, blank=True, help_text=_("What went wrong, in words for the user."))
     model = models.CharField(max_length=100, blank=True)
     trimmed_turns = models.PositiveIntegerField(
-        default=0, help_text="Earlier messages left out to fit the model's context window."
+        default=0, help_text=_("Earlier messages left out to fit the model's context window.")
     )
     created_at = models.DateTimeField(default=timezone.now)
 
@@ -134,17 +135,17 @@ class UsageRecord(models.Model):
         help_text="The personal API key of an API call; empty for the web chat.",
     )
     model = models.CharField(max_length=100)
-    status_code = models.PositiveSmallIntegerField(null=True, blank=True, help_text="Upstream HTTP status.")
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True, help_text=_("Upstream HTTP status."))
     prompt_tokens = models.PositiveIntegerField(default=0)
     completion_tokens = models.PositiveIntegerField(default=0)
     total_tokens = models.PositiveIntegerField(default=0)
     cost_usd = models.DecimalField(
-        max_digits=12, decimal_places=6, null=True, blank=True, help_text="From the price list; empty if unknown."
+        max_digits=12, decimal_places=6, null=True, blank=True, help_text=_("From the price list; empty if unknown.")
     )
-    is_estimated = models.BooleanField(default=False, help_text="Counted locally: upstream sent no usage.")
+    is_estimated = models.BooleanField(default=False, help_text=_("Counted locally: upstream sent no usage."))
     latency_ms = models.PositiveIntegerField(default=0)
     first_token_ms = models.PositiveIntegerField(null=True, blank=True)
-    request_id = models.CharField(max_length=100, blank=True, help_text="Upstream x-request-id.")
+    request_id = models.CharField(max_length=100, blank=True, help_text=_("Upstream x-request-id."))
     response_id = models.CharField(max_length=100, null=True, blank=True, unique=True)
     error_type = models.CharField(max_length=40, blank=True)
     outcome = models.CharField(max_length=12, choices=State.choices, default=State.COMPLETE)

@@ -13,10 +13,13 @@ from functools import wraps
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.contrib.humanize.templatetags.humanize import intcomma
 from django.core.cache import cache
 from django.db import IntegrityError, close_old_connections, transaction
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from accounts import ratelimit
 from accounts.models import User
@@ -73,7 +76,12 @@ def _check_rate(user: User) -> None:
     verdict = ratelimit.hit(f"chat:{user.pk}", limit=limit, window=60)
     if not verdict.allowed:
         raise ChatRefusal(
-            f"You have sent {limit} messages this minute. Try again in {verdict.retry_after} s.",
+            ngettext(
+                "You have sent %(limit)d message this minute. Try again in %(seconds)d s.",
+                "You have sent %(limit)d messages this minute. Try again in %(seconds)d s.",
+                limit,
+            )
+            % {"limit": limit, "seconds": verdict.retry_after},
             status=429,
             retry_after=verdict.retry_after,
         )
@@ -105,12 +113,12 @@ def _pick_credential(user: User, credential_id: str | None) -> Credential:
     keys_url = reverse("tokens:credential-list") + "?next=chat"
     if credential is None:
         raise ChatRefusal(
-            "Add an API key before you chat: replies are paid for with your own key.", status=409, redirect=keys_url
+            _("Add an API key before you chat: replies are paid for with your own key."), status=409, redirect=keys_url
         )
     if not credential.is_usable:
         raise ChatRefusal(
-            f"Your credential “{credential.name}” is {credential.get_status_display().lower()}. "
-            "Fix or replace it on the keys page.",
+            _("Your credential “%(name)s” is %(status)s. Fix or replace it on the keys page.")
+            % {"name": credential.name, "status": credential.get_status_display().lower()},
             status=409,
             redirect=keys_url,
         )
@@ -133,7 +141,7 @@ def _turns_for(plan_mode: str, messages: list[dict], text: str) -> list[dict]:
         return [*messages, {"role": Role.USER, "content": text}]
     last_user = max((i for i, m in enumerate(messages) if m["role"] == Role.USER), default=None)
     if last_user is None:
-        raise ChatRefusal("There is no message to answer again yet.", status=409)
+        raise ChatRefusal(_("There is no message to answer again yet."), status=409)
     kept = messages[: last_user + 1]
     if plan_mode == "edit":
         kept[-1] = {"role": Role.USER, "content": text}
@@ -161,17 +169,19 @@ def trim_history(messages: list[dict], model: str) -> tuple[list[dict], int]:
 def _validate_text(text: str, model: str) -> str:
     text = text.strip()
     if not text:
-        raise ChatRefusal("Type a message first.")
+        raise ChatRefusal(_("Type a message first."))
     if len(text) > settings.CHAT_MAX_MESSAGE_CHARS:
         raise ChatRefusal(
-            f"That message is {len(text):,} characters; the limit is "
-            f"{settings.CHAT_MAX_MESSAGE_CHARS:,}. Shorten it or split it up.",
+            _("That message is %(length)s characters; the limit is %(limit)s. Shorten it or split it up.")
+            % {"length": intcomma(len(text)), "limit": intcomma(settings.CHAT_MAX_MESSAGE_CHARS)},
             status=413,
         )
     tokens, budget = count_text_tokens(text), context_window(model) - _reply_reserve(model)
     if tokens > budget:
         raise ChatRefusal(
-            f"That message is about {tokens:,} tokens; {model} can take about {budget:,}. Shorten it.", status=413
+            _("That message is about %(tokens)s tokens; %(model)s can take about %(budget)s. Shorten it.")
+            % {"tokens": intcomma(tokens), "model": model, "budget": intcomma(budget)},
+            status=413,
         )
     return text
 
@@ -181,7 +191,7 @@ def _owned_conversation(user: User, conversation_id: int | None) -> Conversation
         return None
     conversation = Conversation.objects.filter(pk=conversation_id, user=user).first()
     if conversation is None:
-        raise ChatRefusal("No such conversation.", status=404)
+        raise ChatRefusal(_("No such conversation."), status=404)
     return conversation
 
 
@@ -217,7 +227,7 @@ def reply_plan(
         raise ChatRefusal(str(exc), status=409, redirect=reverse("tokens:credential-list")) from exc
     # Locked last, so no refusal above has a lock to give back.
     if conversation is not None and not generation_lock_acquire(conversation.pk):
-        raise ChatRefusal("A reply is still being written in this conversation. Stop it or wait for it.", status=409)
+        raise ChatRefusal(_("A reply is still being written in this conversation. Stop it or wait for it."), status=409)
     return ReplyPlan(user, conversation, credential, bearer, model, mode, text, system_prompt, history, trimmed)
 
 
@@ -314,7 +324,7 @@ async def conversation_reply(plan: ReplyPlan) -> AsyncIterator[bytes]:
         await stream.aclose()
         if plan.conversation is not None:
             generation_lock_release(plan.conversation.pk)
-        message = "We could not save your message, so nothing was sent. It is still in the box; try again."
+        message = _("We could not save your message, so nothing was sent. It is still in the box; try again.")
         yield _sse("done", {"state": State.ERROR, "html": "", "error": message, "redirect": ""})
         return
     async for event in _relay(prepared, stream, first, completion):
@@ -355,7 +365,7 @@ async def _relay(
         state = State.INCOMPLETE if parts else State.ERROR
     except Exception:
         logger.exception("reply %s failed", assistant.pk)
-        error = ProviderError("internal", "Something went wrong on our side. Your message is saved; retry.")
+        error = ProviderError("internal", _("Something went wrong on our side. Your message is saved; retry."))
         state = State.INCOMPLETE if parts else State.ERROR
     finally:
         if state == State.STREAMING:  # closed by the client (aclose) rather than cancelled

@@ -5,6 +5,7 @@ from datetime import timedelta
 from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from chat.models import Message, State, UsageRecord
 
@@ -24,5 +25,5 @@ def close_abandoned_replies() -> int:
     """Mark replies left 'streaming' by a web process that died as incomplete, keeping their text."""
     cutoff = timezone.now() - timedelta(minutes=15)
     return Message.objects.abandoned(cutoff).update(
-        state=State.INCOMPLETE, error="The server restarted while this reply was being written."
+        state=State.INCOMPLETE, error=_("The server restarted while this reply was being written.")
     )

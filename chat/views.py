@@ -4,6 +4,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
 from chat import services
@@ -16,7 +17,7 @@ from tokens.services import CredentialError, credential_for_user
 def _get_conversation(request: HttpRequest, pk: int) -> Conversation:
     conversation = Conversation.objects.filter(pk=pk, user=request.user).first()
     if conversation is None:
-        raise Http404("No such conversation.")
+        raise Http404(_("No such conversation."))
     return conversation
 
 
@@ -91,11 +92,13 @@ async def conversation_regenerate(request: HttpRequest, pk: int) -> HttpResponse
 def model_list(request: HttpRequest) -> JsonResponse:
     credential = credential_for_user(user=request.user, credential_id=request.GET.get("credential") or None)
     if credential is None:
-        return JsonResponse({"models": [settings.DEFAULT_MODEL], "error": "Add an API key to list models."})
+        return JsonResponse({"models": [settings.DEFAULT_MODEL], "error": _("Add an API key to list models.")})
     try:
         models = services.models_for(credential=credential)
     except (ProviderError, CredentialError) as exc:
-        return JsonResponse({"models": [settings.DEFAULT_MODEL], "error": f"Could not list models: {exc}"})
+        return JsonResponse(
+            {"models": [settings.DEFAULT_MODEL], "error": _("Could not list models: %(error)s") % {"error": exc}}
+        )
     return JsonResponse({"models": models, "error": ""})
 
 
@@ -104,7 +107,7 @@ def _update(request: HttpRequest, pk: int, form_class: type[RenameForm | SystemP
     form = form_class(request.POST, instance=conversation)
     if form.is_valid():
         form.save()
-        messages.success(request, "Conversation updated.")
+        messages.success(request, _("Conversation updated."))
     else:
         messages.error(request, " ".join(e for errors in form.errors.values() for e in errors))
     return redirect("chat:conversation-detail", pk=conversation.pk)
@@ -124,5 +127,5 @@ def conversation_system_prompt(request: HttpRequest, pk: int) -> HttpResponse:
 def conversation_delete(request: HttpRequest, pk: int) -> HttpResponse:
     conversation = _get_conversation(request, pk)
     conversation.delete()
-    messages.success(request, f"Deleted “{conversation}”.")
+    messages.success(request, _("Deleted “%(title)s”.") % {"title": conversation})
     return redirect("chat:index")

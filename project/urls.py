@@ -1,14 +1,18 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.contrib.auth.decorators import login_not_required
 from django.urls import include, path
 from django.views.generic import RedirectView
+from django.views.i18n import JavaScriptCatalog, set_language
 
 from project import views
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="chat:index", permanent=False)),
     path("healthz", views.healthz, name="healthz"),
+    path("i18n/setlang/", login_not_required(set_language), name="set_language"),
+    path("i18n/js/", login_not_required(JavaScriptCatalog.as_view()), name="javascript-catalog"),
     path("accounts/", include("accounts.urls")),
     path("settings/keys/", include("tokens.urls")),
     path("settings/api-keys/", include("tokens.api_key_urls")),

@@ -30,11 +30,11 @@ KIND_FIELDS = {
     "refresh_token": (Kind.REFRESH_TOKEN,),
 }
 EXPIRY_CHOICES = [
-    ("never", "Never"),
-    ("1", "In 1 day"),
-    ("7", "In 7 days"),
-    ("30", "In 30 days"),
-    ("date", "On a date…"),
+    ("never", _("Never")),
+    ("1", _("In 1 day")),
+    ("7", _("In 7 days")),
+    ("30", _("In 30 days")),
+    ("date", _("On a date…")),
 ]
 
 
@@ -44,11 +44,11 @@ def _secret_input(placeholder: str = "") -> forms.PasswordInput:
 
 
 class ExpiryForm(forms.Form):
-    expiry = forms.ChoiceField(label="Expires", choices=EXPIRY_CHOICES, required=False, initial="never")
+    expiry = forms.ChoiceField(label=_("Expires"), choices=EXPIRY_CHOICES, required=False, initial="never")
     expires_on = forms.DateField(
-        label="Expiry date",
+        label=_("Expiry date"),
         required=False,
-        help_text="At 00:00 UTC on this day its secrets are deleted.",
+        help_text=_("At 00:00 UTC on this day its secrets are deleted."),
         widget=forms.DateInput(attrs={"type": "date", "data-expiry-date": ""}),
     )
 
@@ -58,9 +58,9 @@ class ExpiryForm(forms.Form):
         now = timezone.now()
         if choice == "date":
             if day is None:
-                self.add_error("expires_on", "Pick the day it should expire.")
+                self.add_error("expires_on", _("Pick the day it should expire."))
             elif day <= now.date():
-                self.add_error("expires_on", "Pick a day after today.")
+                self.add_error("expires_on", _("Pick a day after today."))
             else:
                 data["expires_at"] = datetime.combine(day, time.min, tzinfo=timezone.get_current_timezone())
         elif choice.isdigit():
@@ -70,34 +70,34 @@ class ExpiryForm(forms.Form):
 
 
 class CredentialForm(ExpiryForm):
-    kind = forms.ChoiceField(label="Kind", choices=Kind.choices, initial=Kind.API_KEY)
-    name = forms.CharField(max_length=80, required=False, initial="OpenAI")
-    api_key = forms.CharField(label="API key", required=False, strip=True, widget=_secret_input("sk-…"))
+    kind = forms.ChoiceField(label=_("Kind"), choices=Kind.choices, initial=Kind.API_KEY)
+    name = forms.CharField(label=_("Name"), max_length=80, required=False, initial="OpenAI")
+    api_key = forms.CharField(label=_("API key"), required=False, strip=True, widget=_secret_input("sk-…"))
     preset = forms.ChoiceField(
-        label="Preset",
+        label=_("Preset"),
         required=False,
-        choices=[("", "None: I will enter the token URL"), ("azure", "Azure OpenAI (Entra ID)")],
-        help_text="Azure fills in the token URL and scope from your tenant ID.",
+        choices=[("", _("None: I will enter the token URL")), ("azure", _("Azure OpenAI (Entra ID)"))],
+        help_text=_("Azure fills in the token URL and scope from your tenant ID."),
     )
     tenant_id = forms.CharField(
-        label="Directory (tenant) ID",
+        label=_("Directory (tenant) ID"),
         required=False,
         max_length=254,
         widget=forms.TextInput(attrs={"placeholder": "00000000-0000-0000-0000-000000000000", "spellcheck": "false"}),
     )
     token_url = forms.URLField(
-        label="Token URL",
+        label=_("Token URL"),
         required=False,
         assume_scheme="https",
         widget=forms.URLInput(attrs={"placeholder": "https://login.example.com/oauth2/token"}),
     )
-    client_id = forms.CharField(label="Client ID", required=False, max_length=200)
-    client_secret = forms.CharField(label="Client secret", required=False, strip=True, widget=_secret_input())
+    client_id = forms.CharField(label=_("Client ID"), required=False, max_length=200)
+    client_secret = forms.CharField(label=_("Client secret"), required=False, strip=True, widget=_secret_input())
     client_auth = forms.ChoiceField(
-        label="Client authentication", choices=ClientAuth.choices, initial=ClientAuth.BASIC, required=False
+        label=_("Client authentication"), choices=ClientAuth.choices, initial=ClientAuth.BASIC, required=False
     )
-    scope = forms.CharField(label="Scope", required=False, max_length=300)
-    refresh_token = forms.CharField(label="Refresh token", required=False, strip=True, widget=_secret_input())
+    scope = forms.CharField(label=_("Scope"), required=False, max_length=300)
+    refresh_token = forms.CharField(label=_("Refresh token"), required=False, strip=True, widget=_secret_input())
     base_url = forms.CharField(
         label=_("Base URL"),
         required=False,
@@ -155,7 +155,7 @@ class CredentialForm(ExpiryForm):
         if data.get("kind") == Kind.CLIENT_CREDENTIALS and data.get("preset") == "azure":
             tenant = (data.get("tenant_id") or "").strip()
             if not TENANT_RE.match(tenant):
-                self.add_error("tenant_id", "Enter your Microsoft Entra tenant ID (a GUID or a domain).")
+                self.add_error("tenant_id", _("Enter your Microsoft Entra tenant ID (a GUID or a domain)."))
             else:
                 data["token_url"] = data.get("token_url") or AZURE_TOKEN_URL.format(tenant=tenant)
                 data["scope"] = data.get("scope") or AZURE_SCOPE
@@ -180,7 +180,7 @@ def _clean_secret(value: str) -> str:
 
 
 class ReplaceKeyForm(forms.Form):
-    api_key = forms.CharField(label="New API key", strip=True, widget=_secret_input("sk-…"))
+    api_key = forms.CharField(label=_("New API key"), strip=True, widget=_secret_input("sk-…"))
 
     def clean_api_key(self) -> str:
         return _clean_secret(self.cleaned_data.get("api_key") or "")

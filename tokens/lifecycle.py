@@ -21,7 +21,9 @@ from django.core.mail import send_mail
 from django.db import DatabaseError, transaction
 from django.db.models import Q
 from django.template.loader import render_to_string
+from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from tokens import keyring, oauth
 from tokens.keyring import SealError
@@ -88,7 +90,8 @@ def credential_notify_owner(*, credential: Credential) -> bool:
     claimed = Credential.objects.filter(pk=credential.pk, notified_at__isnull=True).update(notified_at=timezone.now())
     if not claimed or not credential.user.email:
         return False
-    ctx = {"credential": credential, "user": credential.user, "site_url": settings.SITE_URL}
+    url = settings.SITE_URL + reverse("tokens:credential-detail", args=[credential.pk])
+    ctx = {"credential": credential, "user": credential.user, "site_url": settings.SITE_URL, "credential_url": url}
     subject = render_to_string("emails/credential_problem-subject.txt", ctx).strip()
     send_mail(
         subject,
@@ -98,7 +101,7 @@ def credential_notify_owner(*, credential: Credential) -> bool:
         html_message=render_to_string("emails/credential_problem-body.html", ctx),
         fail_silently=True,
     )
-    event_record(credential, EventKind.NOTIFIED, detail=f"Emailed {credential.user.email}")
+    event_record(credential, EventKind.NOTIFIED, detail=_("Emailed %(email)s") % {"email": credential.user.email})
     return True
 
 
@@ -144,7 +147,7 @@ def credential_refresh(
     except oauth.TokenError as exc:
         return _refresh_failed(credential, exc, actor=actor)
     except SealError:
-        error = oauth.TokenRejected("Its stored secret could not be opened; paste it again.", "sealed")
+        error = oauth.TokenRejected(_("Its stored secret could not be opened; paste it again."), "sealed")
         return _refresh_failed(credential, error, actor=actor)
     _refresh_store(credential, grant, actor=actor)
     return RefreshResult("refreshed")
@@ -192,13 +195,13 @@ def _refresh_store(credential: Credential, grant: oauth.TokenGrant, *, actor: st
         if credential.set_status(Status.ACTIVE, ""):
             credential.notified_at = None
         credential.save(update_fields=fields)
-        until = f"New access token valid until {grant.expires_at:%Y-%m-%d %H:%M} UTC."
+        until = _("New access token valid until %(moment)s UTC.") % {"moment": f"{grant.expires_at:%Y-%m-%d %H:%M}"}
         events = [_event_fields(credential, EventKind.REFRESHED, actor, until)]
         if rotated:
-            detail = "The provider issued a new refresh token; the old one is discarded."
+            detail = _("The provider issued a new refresh token; the old one is discarded.")
             events.append(_event_fields(credential, EventKind.ROTATED, actor, detail))
         if was != Status.ACTIVE:
-            events.append(_event_fields(credential, EventKind.STATUS_CHANGED, actor, "Token refreshed."))
+            events.append(_event_fields(credential, EventKind.STATUS_CHANGED, actor, _("Token refreshed.")))
         CredentialEvent.objects.bulk_create([CredentialEvent(**event) for event in events])
     return True
 
@@ -215,10 +218,14 @@ def _refresh_failed(credential: Credential, error: oauth.TokenError, *, actor: s
         credential.save(update_fields=["failure_count", "retry_at", "refresh_claimed_until"])
     except DatabaseError:
         return RefreshResult("skipped")  # deleted meanwhile
-    event_record(credential, EventKind.REFRESH_FAILED, actor=actor, detail=f"{error} (failure {failures})")
+    detail = _("%(error)s (failure %(count)d)") % {"error": error, "count": failures}
+    event_record(credential, EventKind.REFRESH_FAILED, actor=actor, detail=detail)
     if not give_up:
         return RefreshResult("retry", str(error), delay)
-    detail = str(error) if isinstance(error, oauth.TokenRejected) else f"Refreshing failed {failures} times: {error}"
+    if isinstance(error, oauth.TokenRejected):
+        detail = str(error)
+    else:
+        detail = _("Refreshing failed %(count)d times: %(error)s") % {"count": failures, "error": error}
     credential_change_status(credential, Status.NEEDS_ATTENTION, detail, actor=actor)
     return RefreshResult("failed", detail)
 
@@ -231,8 +238,12 @@ def access_token_for(credential: Credential) -> str:
             return credential.access_token.reveal()
         if credential.status not in (Status.ACTIVE, Status.UNVERIFIED):
             raise CredentialError(
-                f"Your credential “{credential.name}” is {credential.get_status_display().lower()}: "
-                f"{credential.status_detail} Fix or replace it on the keys page."
+                _("Your credential “%(name)s” is %(status)s: %(detail)s Fix or replace it on the keys page.")
+                % {
+                    "name": credential.name,
+                    "status": credential.get_status_display().lower(),
+                    "detail": credential.status_detail,
+                }
             )
         result = credential_refresh(credential_id=credential.pk, inline=True)
         credential.refresh_from_db()
@@ -240,11 +251,14 @@ def access_token_for(credential: Credential) -> str:
             return credential.access_token.reveal()
         if result.outcome == "retry":
             raise CredentialError(
-                f"Could not get a fresh access token for “{credential.name}”: {result.message} Try again in a minute."
+                _("Could not get a fresh access token for “%(name)s”: %(error)s Try again in a minute.")
+                % {"name": credential.name, "error": result.message}
             )
         if result.outcome == "skipped":
             if time.monotonic() > deadline:
-                raise CredentialError(f"“{credential.name}” is still being refreshed. Try again in a moment.")
+                raise CredentialError(
+                    _("“%(name)s” is still being refreshed. Try again in a moment.") % {"name": credential.name}
+                )
             # Another process holds the claim and is refreshing right now: wait for its result.
             threading.Event().wait(0.05)
 
@@ -261,7 +275,9 @@ def credential_expire(*, credential_id: str, now: datetime | None = None) -> boo
             return False
         credential.wipe_secrets()
         credential.refresh_claimed_until = credential.retry_at = credential.notified_at = None
-        detail = f"Expired on {credential.expires_at:%Y-%m-%d %H:%M} UTC as set by its owner; secrets deleted."
+        detail = _("Expired on %(moment)s UTC as set by its owner; secrets deleted.") % {
+            "moment": f"{credential.expires_at:%Y-%m-%d %H:%M}"
+        }
         credential.set_status(Status.EXPIRED, detail)
         credential.save()
         event_record(credential, EventKind.EXPIRED, detail=detail)
@@ -290,7 +306,7 @@ def credentials_reseal(*, batch_size: int, skip: set | frozenset = frozenset()) 
                 broken.add(credential.pk)
                 continue
             credential.save(update_fields=fields)
-            detail = f"Re-sealed {', '.join(fields)} under master key {key_id}."
+            detail = _("Re-sealed %(fields)s under master key %(key)s.") % {"fields": ", ".join(fields), "key": key_id}
             events.append(CredentialEvent(**_event_fields(credential, EventKind.RESEALED, "system", detail)))
         CredentialEvent.objects.bulk_create(events)
     return len(rows) - len(broken), broken

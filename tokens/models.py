@@ -13,23 +13,23 @@ from tokens.fields import SealedField
 
 
 class Kind(models.TextChoices):
-    API_KEY = "api_key", "API key"
-    CLIENT_CREDENTIALS = "oauth2_client_credentials", "OAuth2 client credentials"
-    REFRESH_TOKEN = "oauth2_refresh_token", "OAuth2 refresh token"
+    API_KEY = "api_key", _("API key")
+    CLIENT_CREDENTIALS = "oauth2_client_credentials", _("OAuth2 client credentials")
+    REFRESH_TOKEN = "oauth2_refresh_token", _("OAuth2 refresh token")
     AZURE_OPENAI = "azure_openai", "Azure OpenAI"
 
 
 class Status(models.TextChoices):
-    ACTIVE = "active", "Active"
-    UNVERIFIED = "unverified", "Unverified"
-    INVALID = "invalid", "Invalid"
-    NEEDS_ATTENTION = "needs_attention", "Needs attention"
-    EXPIRED = "expired", "Expired"
+    ACTIVE = "active", _("Active")
+    UNVERIFIED = "unverified", _("Unverified")
+    INVALID = "invalid", _("Invalid")
+    NEEDS_ATTENTION = "needs_attention", _("Needs attention")
+    EXPIRED = "expired", _("Expired")
 
 
 class ClientAuth(models.TextChoices):
-    BASIC = "client_secret_basic", "HTTP Basic (client_secret_basic)"
-    POST = "client_secret_post", "Form body (client_secret_post)"
+    BASIC = "client_secret_basic", _("HTTP Basic (client_secret_basic)")
+    POST = "client_secret_post", _("Form body (client_secret_post)")
 
 
 # Kinds whose secret is a static key sent as is (no token endpoint).
@@ -75,18 +75,20 @@ class Credential(models.Model):
     name = models.CharField(max_length=80)
     kind = models.CharField(max_length=32, choices=Kind.choices, default=Kind.API_KEY)
     is_default = models.BooleanField(default=False)
-    base_url = models.URLField(max_length=300, blank=True, help_text="Empty means the site's default API.")
-    api_version = models.CharField(max_length=40, blank=True, help_text="Azure OpenAI classic api-version.")
-    default_model = models.CharField(max_length=200, blank=True, help_text="Model (Azure: deployment) to start with.")
+    base_url = models.URLField(max_length=300, blank=True, help_text=_("Empty means the site's default API."))
+    api_version = models.CharField(max_length=40, blank=True, help_text=_("Azure OpenAI classic api-version."))
+    default_model = models.CharField(
+        max_length=200, blank=True, help_text=_("Model (Azure: deployment) to start with.")
+    )
     context_window = models.PositiveIntegerField(
-        null=True, blank=True, help_text="Tokens the model takes; overrides the catalogue. Empty: catalogue."
+        null=True, blank=True, help_text=_("Tokens the model takes; overrides the catalogue. Empty: catalogue.")
     )
     sends_stream_options = models.BooleanField(
-        default=True, help_text="False once the provider refused stream_options; usage is then counted locally."
+        default=True, help_text=_("False once the provider refused stream_options; usage is then counted locally.")
     )
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.UNVERIFIED)
     status_detail = models.CharField(max_length=300, blank=True)
-    hint = models.CharField(max_length=24, blank=True, help_text="Masked form of the secret, e.g. sk-…abcd.")
+    hint = models.CharField(max_length=24, blank=True, help_text=_("Masked form of the secret, e.g. sk-…abcd."))
 
     api_key = SealedField()
     token_url = models.URLField(max_length=300, blank=True)
@@ -98,14 +100,14 @@ class Credential(models.Model):
     access_token = SealedField()
     access_token_expires_at = models.DateTimeField(null=True, blank=True)
 
-    expires_at = models.DateTimeField(null=True, blank=True, help_text="Owner-set expiry of the credential.")
+    expires_at = models.DateTimeField(null=True, blank=True, help_text=_("Owner-set expiry of the credential."))
     created_at = models.DateTimeField(auto_now_add=True)
     last_checked_at = models.DateTimeField(null=True, blank=True)
     next_check_at = models.DateTimeField(null=True, blank=True)
     last_refreshed_at = models.DateTimeField(null=True, blank=True)
     retry_at = models.DateTimeField(null=True, blank=True)
     refresh_claimed_until = models.DateTimeField(
-        null=True, blank=True, help_text="A worker is refreshing this token until then; others keep off."
+        null=True, blank=True, help_text=_("A worker is refreshing this token until then; others keep off.")
     )
     failure_count = models.PositiveIntegerField(default=0)
     notified_at = models.DateTimeField(null=True, blank=True)
@@ -155,17 +157,17 @@ class Credential(models.Model):
 
 
 class EventKind(models.TextChoices):
-    CREATED = "created", "Created"
-    UPDATED = "updated", "Updated"
-    CHECKED = "checked", "Checked"
-    STATUS_CHANGED = "status_changed", "Status changed"
-    REFRESHED = "refreshed", "Token refreshed"
-    REFRESH_FAILED = "refresh_failed", "Refresh failed"
-    ROTATED = "rotated", "Refresh token rotated"
-    RESEALED = "resealed", "Re-sealed under new master key"
-    EXPIRED = "expired", "Expired"
-    NOTIFIED = "notified", "Owner notified"
-    DELETED = "deleted", "Deleted"
+    CREATED = "created", _("Created")
+    UPDATED = "updated", _("Updated")
+    CHECKED = "checked", _("Checked")
+    STATUS_CHANGED = "status_changed", _("Status changed")
+    REFRESHED = "refreshed", _("Token refreshed")
+    REFRESH_FAILED = "refresh_failed", _("Refresh failed")
+    ROTATED = "rotated", _("Refresh token rotated")
+    RESEALED = "resealed", _("Re-sealed under new master key")
+    EXPIRED = "expired", _("Expired")
+    NOTIFIED = "notified", _("Owner notified")
+    DELETED = "deleted", _("Deleted")
 
 
 class CredentialEvent(models.Model):
@@ -174,7 +176,7 @@ class CredentialEvent(models.Model):
     credential_id = models.UUIDField(db_index=True)
     credential_name = models.CharField(max_length=80)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="credential_events")
-    actor = models.CharField(max_length=150, help_text="Username, or 'system' for beat and workers.")
+    actor = models.CharField(max_length=150, help_text=_("Username, or 'system' for beat and workers."))
     kind = models.CharField(max_length=20, choices=EventKind.choices)
     status = models.CharField(max_length=20, choices=Status.choices, blank=True)
     detail = models.CharField(max_length=300, blank=True)

@@ -20,6 +20,8 @@ from authlib.integrations.requests_client import OAuth2Session
 from authlib.integrations.requests_client import OAuthError as AuthlibError
 from django.conf import settings
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from tokens.ssrf import UnsafeURL
 from tokens.transport import guarded_adapter
@@ -40,14 +42,18 @@ PERMANENT_ERRORS = {
     "access_denied",
 }
 MESSAGES = {
-    "invalid_client": "The token endpoint did not accept the client ID and secret (invalid_client).",
-    "invalid_grant": "The token endpoint refused the refresh token: it is expired, revoked or already used "
-    "(invalid_grant). Sign in with the provider again and paste a new one.",
-    "unauthorized_client": "This client may not use this grant type (unauthorized_client).",
-    "unsupported_grant_type": "The token endpoint does not support this grant type (unsupported_grant_type).",
-    "invalid_scope": "The token endpoint refused the scope (invalid_scope).",
-    "invalid_request": "The token endpoint said the request was malformed (invalid_request).",
-    "access_denied": "The token endpoint denied access (access_denied).",
+    "invalid_client": gettext_lazy("The token endpoint did not accept the client ID and secret (invalid_client)."),
+    "invalid_grant": gettext_lazy(
+        "The token endpoint refused the refresh token: it is expired, revoked or already used "
+        "(invalid_grant). Sign in with the provider again and paste a new one."
+    ),
+    "unauthorized_client": gettext_lazy("This client may not use this grant type (unauthorized_client)."),
+    "unsupported_grant_type": gettext_lazy(
+        "The token endpoint does not support this grant type (unsupported_grant_type)."
+    ),
+    "invalid_scope": gettext_lazy("The token endpoint refused the scope (invalid_scope)."),
+    "invalid_request": gettext_lazy("The token endpoint said the request was malformed (invalid_request)."),
+    "access_denied": gettext_lazy("The token endpoint denied access (access_denied)."),
 }
 
 
@@ -127,25 +133,31 @@ def _call(request: Callable[[], dict]) -> TokenGrant:
     try:
         token = request()
     except UnsafeURL as exc:
-        raise TokenRejected(f"Token URL refused: {exc}", "unsafe_url") from exc
+        raise TokenRejected(_("Token URL refused: %(reason)s") % {"reason": exc}, "unsafe_url") from exc
     except AuthlibError as exc:
         code = str(exc.error or "")[:60]
         if code in PERMANENT_ERRORS:
-            raise TokenRejected(MESSAGES[code], code) from None
-        raise TokenUnavailable(f"The token endpoint could not issue a token right now ({code}).", code) from None
+            raise TokenRejected(str(MESSAGES[code]), code) from None
+        raise TokenUnavailable(
+            _("The token endpoint could not issue a token right now (%(code)s).") % {"code": code}, code
+        ) from None
     except requests.Timeout:
-        raise TokenUnavailable("The token endpoint did not answer in time.", "timeout") from None
+        raise TokenUnavailable(_("The token endpoint did not answer in time."), "timeout") from None
     except requests.HTTPError as exc:
         status = exc.response.status_code if exc.response is not None else 0
         if status >= 500 or status == 429:
-            raise TokenUnavailable(f"The token endpoint answered with an error ({status}).", str(status)) from None
-        raise TokenRejected(f"The token endpoint refused the request ({status}).", str(status)) from None
+            raise TokenUnavailable(
+                _("The token endpoint answered with an error (%(status)s).") % {"status": status}, str(status)
+            ) from None
+        raise TokenRejected(
+            _("The token endpoint refused the request (%(status)s).") % {"status": status}, str(status)
+        ) from None
     except requests.RequestException as exc:
         logger.info("token endpoint could not connect: %s", type(exc).__name__)
-        raise TokenUnavailable("Could not connect to the token endpoint.", "connect") from None
+        raise TokenUnavailable(_("Could not connect to the token endpoint."), "connect") from None
     except ValueError:
         raise TokenRejected(
-            "The token endpoint's answer was not an OAuth 2.0 token response.", "bad_response"
+            _("The token endpoint's answer was not an OAuth 2.0 token response."), "bad_response"
         ) from None
     return _grant(token)
 
@@ -153,7 +165,7 @@ def _call(request: Callable[[], dict]) -> TokenGrant:
 def _grant(token: dict) -> TokenGrant:
     access_token = token.get("access_token")
     if not isinstance(access_token, str) or not access_token:
-        raise TokenRejected("The token endpoint's answer held no access token.", "bad_response")
+        raise TokenRejected(_("The token endpoint's answer held no access token."), "bad_response")
     try:
         lifetime = int(token.get("expires_in") or DEFAULT_LIFETIME_SECONDS)
     except (TypeError, ValueError, OverflowError):  # "soon", [3600], Infinity

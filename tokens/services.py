@@ -50,7 +50,9 @@ def _guarded_url(url: str, field: str, label: str) -> str:
     try:
         return check_url(url)
     except UnsafeURL as exc:
-        raise CredentialError(f"{label} refused: {exc}", field=field) from exc
+        raise CredentialError(
+            _("%(field)s refused: %(reason)s") % {"field": label, "reason": exc}, field=field
+        ) from exc
 
 
 def _configure_endpoint(credential: Credential, base_url: str, api_version: str, default_model: str) -> None:
@@ -99,9 +101,9 @@ def credential_create(
     OAuth2 kinds first get an access token from the token endpoint, then list models with it.
     """
     if kind not in Kind.values:
-        raise CredentialError("Choose what kind of credential this is.", field="kind")
+        raise CredentialError(_("Choose what kind of credential this is."), field="kind")
     if expires_at is not None and expires_at <= timezone.now():
-        raise CredentialError("Choose an expiry in the future.")
+        raise CredentialError(_("Choose an expiry in the future."))
     credential = Credential(
         user=user,
         name=name.strip() or Kind(kind).label,
@@ -177,13 +179,14 @@ def credential_update(
     changed.sends_stream_options = True  # a new endpoint deserves a fresh look
     changed.failure_count, changed.notified_at, changed.retry_at = 0, None, None
     changed.save()
-    event_record(changed, EventKind.UPDATED, actor=actor, detail="Settings changed. " + changed.status_detail)
+    detail = _("Settings changed. %(detail)s") % {"detail": changed.status_detail}
+    event_record(changed, EventKind.UPDATED, actor=actor, detail=detail)
     return changed
 
 
 def _api_key_configure(credential: Credential, api_key: str) -> str:
     if not api_key:
-        raise CredentialError("Paste your API key.", field="api_key")
+        raise CredentialError(_("Paste your API key."), field="api_key")
     problem = secret_problem(api_key)
     if problem:
         raise CredentialError(problem, field="api_key")
@@ -203,16 +206,16 @@ def _oauth_configure(
     refresh_token: str,
 ) -> None:
     if not token_url:
-        raise CredentialError("Enter the token URL.", field="token_url")
+        raise CredentialError(_("Enter the token URL."), field="token_url")
     if not client_id:
-        raise CredentialError("Enter the client ID.", field="client_id")
+        raise CredentialError(_("Enter the client ID."), field="client_id")
     if credential.kind == Kind.CLIENT_CREDENTIALS and not client_secret:
-        raise CredentialError("Paste the client secret.", field="client_secret")
+        raise CredentialError(_("Paste the client secret."), field="client_secret")
     if credential.kind == Kind.REFRESH_TOKEN and not refresh_token:
-        raise CredentialError("Paste the refresh token.", field="refresh_token")
+        raise CredentialError(_("Paste the refresh token."), field="refresh_token")
     if client_auth not in ClientAuth.values:
-        raise CredentialError("Choose how the client authenticates.", field="client_auth")
-    credential.token_url = _guarded_url(token_url, "token_url", "Token URL")
+        raise CredentialError(_("Choose how the client authenticates."), field="client_auth")
+    credential.token_url = _guarded_url(token_url, "token_url", _("Token URL"))
     credential.client_id, credential.client_auth, credential.scope = client_id, client_auth, scope
     credential.client_secret = client_secret
     credential.refresh_token = refresh_token
@@ -224,7 +227,7 @@ def _oauth_first_token(credential: Credential) -> str:
     try:
         grant = grant_fetch(credential)
     except oauth.TokenError as exc:
-        raise CredentialError(f"{exc} Nothing was saved.") from exc
+        raise CredentialError(_("%(error)s Nothing was saved.") % {"error": exc}) from exc
     credential.access_token = grant.access_token
     credential.access_token_expires_at = grant.expires_at
     credential.last_refreshed_at = timezone.now()
@@ -296,23 +299,32 @@ def credential_replace_key(*, credential: Credential, api_key: str, actor: str) 
     """Swap in a new API key for an existing credential, checked like a new one."""
     api_key = api_key.strip()
     if not api_key:
-        raise CredentialError("Paste the new API key.")
+        raise CredentialError(_("Paste the new API key."))
     credential.api_key = api_key
     credential.hint = mask(api_key)
     _verify_new(credential, api_key)
     credential.failure_count, credential.notified_at = 0, None
     credential.save()
-    event_record(credential, EventKind.UPDATED, actor=actor, detail="Key replaced. " + credential.status_detail)
+    event_record(
+        credential,
+        EventKind.UPDATED,
+        actor=actor,
+        detail=_("Key replaced. %(detail)s") % {"detail": credential.status_detail},
+    )
     return credential
 
 
 def credential_set_expiry(*, credential: Credential, expires_at: datetime | None, actor: str) -> Credential:
     """Set or clear the owner's expiry; when it passes, beat wipes the secrets."""
     if expires_at is not None and expires_at <= timezone.now():
-        raise CredentialError("Choose an expiry in the future.")
+        raise CredentialError(_("Choose an expiry in the future."))
     credential.expires_at = expires_at
     credential.save(update_fields=["expires_at"])
-    detail = f"Expiry set to {expires_at:%Y-%m-%d %H:%M} UTC." if expires_at else "Expiry removed."
+    detail = (
+        _("Expiry set to %(moment)s UTC.") % {"moment": f"{expires_at:%Y-%m-%d %H:%M}"}
+        if expires_at
+        else _("Expiry removed.")
+    )
     event_record(credential, EventKind.UPDATED, actor=actor, detail=detail)
     return credential
 
@@ -352,7 +364,9 @@ def credential_check(*, credential: Credential, actor: str = "system") -> Creden
             # Not the credential's fault: keep its status and look again soon.
             credential.next_check_at = now + timedelta(minutes=15)
             credential.save(update_fields=["next_check_at"])
-            event_record(credential, EventKind.CHECKED, actor=actor, detail=f"Check postponed: {exc}")
+            event_record(
+                credential, EventKind.CHECKED, actor=actor, detail=_("Check postponed: %(error)s") % {"error": exc}
+            )
             return credential
         # A token fresh from the grant yet refused needs its owner (scope, audience); a refused key is dead.
         status, detail = (Status.NEEDS_ATTENTION if credential.is_oauth else Status.INVALID), str(exc)
@@ -363,7 +377,7 @@ def credential_check(*, credential: Credential, actor: str = "system") -> Creden
     credential.last_checked_at = now
     credential.next_check_at = _next_check_at(now)
     credential.save(update_fields=["last_checked_at", "next_check_at", "notified_at"])
-    event_record(credential, EventKind.CHECKED, actor=actor, detail=detail or "Provider accepted it.")
+    event_record(credential, EventKind.CHECKED, actor=actor, detail=detail or _("Provider accepted it."))
     credential_change_status(credential, status, detail, actor=actor)
     return credential
 
@@ -400,7 +414,9 @@ def bearer_of(credential: Credential, token: str) -> Bearer:
 def credential_bearer(*, credential: Credential) -> Bearer:
     """Return base URL and bearer ready to use, refreshing an OAuth2 token inline if it has expired."""
     if credential.status == Status.EXPIRED:
-        raise CredentialError(f"“{credential.name}” has expired. Add a new credential on the keys page.")
+        raise CredentialError(
+            _("“%(name)s” has expired. Add a new credential on the keys page.") % {"name": credential.name}
+        )
     try:
         token = credential.api_key.reveal() if credential.kind in KEY_KINDS else access_token_for(credential)
     except SealError:
@@ -434,7 +450,8 @@ def bearer_rejected(*, bearer: Bearer, status: int, model: str = "") -> Bearer |
         credential_mark_invalid(credential=credential, detail=_("The provider rejected this key (401)."))
         return None
     Credential.objects.filter(pk=credential.pk).update(access_token="", access_token_expires_at=None)
-    event_record(credential, EventKind.CHECKED, detail=f"The provider refused the access token (401) for {model}.")
+    detail = _("The provider refused the access token (401) for %(model)s.") % {"model": model}
+    event_record(credential, EventKind.CHECKED, detail=detail)
     result = credential_refresh(credential_id=credential.pk, inline=True)
     credential.refresh_from_db()
     if result.outcome != "refreshed" or not credential.access_token:
@@ -449,4 +466,4 @@ def bearer_learned(*, bearer: Bearer, stream_options: bool) -> None:
     )
     if changed:
         credential = Credential.objects.get(pk=bearer.credential_id)
-        event_record(credential, EventKind.UPDATED, detail="The provider refused stream_options; no longer sent.")
+        event_record(credential, EventKind.UPDATED, detail=_("The provider refused stream_options; no longer sent."))

@@ -12,6 +12,7 @@ import socket
 from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.utils.translation import gettext as _
 
 METADATA_HOSTS = {"metadata.google.internal", "metadata", "instance-data"}
 
@@ -56,7 +57,10 @@ def check_address(host: str, address: str) -> None:
     if settings.ALLOW_INSECURE_UPSTREAMS or _allowlisted(host):
         return
     if not address_is_public(address):
-        raise UnsafeURL(f"{host} resolves to a private or reserved address ({address}); that is not allowed.")
+        raise UnsafeURL(
+            _("%(host)s resolves to a private or reserved address (%(address)s); that is not allowed.")
+            % {"host": host, "address": address}
+        )
 
 
 def _checked(host: str, infos: list) -> list[str]:
@@ -92,18 +96,18 @@ def check_url(url: str) -> str:
     parts = urlsplit(url.strip())
     host = (parts.hostname or "").rstrip(".").lower()
     if parts.scheme not in ("https", "http") or not host:
-        raise UnsafeURL("Enter a full URL starting with https://.")
+        raise UnsafeURL(_("Enter a full URL starting with https://."))
     if parts.username or parts.password:
-        raise UnsafeURL("Leave user names and passwords out of the URL.")
+        raise UnsafeURL(_("Leave user names and passwords out of the URL."))
     insecure_ok = settings.ALLOW_INSECURE_UPSTREAMS or _allowlisted(host)
     if parts.scheme != "https" and not insecure_ok:
-        raise UnsafeURL("Only https:// URLs are allowed.")
+        raise UnsafeURL(_("Only https:// URLs are allowed."))
     if host in METADATA_HOSTS and not insecure_ok:
-        raise UnsafeURL("Cloud metadata addresses are not allowed.")
+        raise UnsafeURL(_("Cloud metadata addresses are not allowed."))
     try:
         infos = socket.getaddrinfo(host, parts.port or 443, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
-        raise UnsafeURL(f"Could not find the host {host}.") from exc
+        raise UnsafeURL(_("Could not find the host %(host)s.") % {"host": host}) from exc
     for info in infos:
         check_address(host, info[4][0])
     return url.strip().rstrip("/")

@@ -21,7 +21,7 @@ SECRET_FIELDS = ("api_key", "client_secret", "refresh_token")
 def _get_credential(request: HttpRequest, pk: str) -> Credential:
     credential = Credential.objects.filter(pk=pk, user=request.user).first()
     if credential is None:
-        raise Http404("No such credential.")
+        raise Http404(_("No such credential."))
     return credential
 
 
@@ -47,9 +47,17 @@ def credential_list(request: HttpRequest) -> HttpResponse:
             form.add_error(exc.field if exc.field in form.fields else None, str(exc))
         else:
             if credential.status == Status.ACTIVE:
-                messages.success(request, f"Saved “{credential.name}” ({credential.hint}). The provider accepted it.")
+                messages.success(
+                    request,
+                    _("Saved “%(name)s” (%(hint)s). The provider accepted it.")
+                    % {"name": credential.name, "hint": credential.hint},
+                )
             else:
-                messages.warning(request, f"Saved “{credential.name}” ({credential.hint}). {credential.status_detail}")
+                messages.warning(
+                    request,
+                    _("Saved “%(name)s” (%(hint)s). %(detail)s")
+                    % {"name": credential.name, "hint": credential.hint, "detail": credential.status_detail},
+                )
             return redirect("tokens:credential-list")
     return _render_list(request, form, status=400)
 
@@ -108,16 +116,16 @@ def _change(request: HttpRequest, pk: str, form: Form, change: Callable, form_na
 def credential_replace(request: HttpRequest, pk: str) -> HttpResponse:
     def replace(credential: Credential, api_key: str) -> str:
         services.credential_replace_key(credential=credential, api_key=api_key, actor=request.user.username)
-        return f"Key replaced; now showing {credential.hint}."
+        return _("Key replaced; now showing %(hint)s.") % {"hint": credential.hint}
 
     return _change(request, pk, ReplaceKeyForm(request.POST), replace, "replace_form")
 
 
 @require_POST
 def credential_expiry(request: HttpRequest, pk: str) -> HttpResponse:
-    def set_expiry(credential: Credential, expires_at: datetime | None, **_: object) -> str:
+    def set_expiry(credential: Credential, expires_at: datetime | None, **_ignored: object) -> str:
         services.credential_set_expiry(credential=credential, expires_at=expires_at, actor=request.user.username)
-        return f"Expiry of “{credential.name}” updated."
+        return _("Expiry of “%(name)s” updated.") % {"name": credential.name}
 
     return _change(request, pk, ExpiryForm(request.POST), set_expiry, "expiry_form")
 
@@ -126,7 +134,11 @@ def credential_expiry(request: HttpRequest, pk: str) -> HttpResponse:
 def credential_check(request: HttpRequest, pk: str) -> HttpResponse:
     credential = _get_credential(request, pk)
     services.credential_check(credential=credential, actor=request.user.username)
-    messages.info(request, f"Checked “{credential.name}”: {credential.get_status_display().lower()}.")
+    messages.info(
+        request,
+        _("Checked “%(name)s”: %(status)s.")
+        % {"name": credential.name, "status": credential.get_status_display().lower()},
+    )
     return redirect("tokens:credential-detail", pk=credential.pk)
 
 
@@ -134,7 +146,7 @@ def credential_check(request: HttpRequest, pk: str) -> HttpResponse:
 def credential_default(request: HttpRequest, pk: str) -> HttpResponse:
     credential = _get_credential(request, pk)
     services.credential_make_default(credential=credential)
-    messages.success(request, f"“{credential.name}” is now your default.")
+    messages.success(request, _("“%(name)s” is now your default.") % {"name": credential.name})
     return redirect("tokens:credential-list")
 
 
@@ -142,5 +154,7 @@ def credential_default(request: HttpRequest, pk: str) -> HttpResponse:
 def credential_delete(request: HttpRequest, pk: str) -> HttpResponse:
     credential = _get_credential(request, pk)
     services.credential_delete(credential=credential, actor=request.user.username)
-    messages.success(request, f"Deleted “{credential.name}”. Its secret is gone from our database.")
+    messages.success(
+        request, _("Deleted “%(name)s”. Its secret is gone from our database.") % {"name": credential.name}
+    )
     return redirect("tokens:credential-list")

@@ -4,6 +4,7 @@ from datetime import datetime
 
 from django import template
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 register = template.Library()
 
@@ -13,11 +14,11 @@ def age_group(moment: datetime) -> str:
     """Sidebar heading for a conversation last active at moment: Today, Yesterday, Previous 7 days, ..."""
     days = (timezone.localdate() - timezone.localtime(moment).date()).days
     if days <= 0:
-        return "Today"
+        return _("Today")
     if days == 1:
-        return "Yesterday"
+        return _("Yesterday")
     if days < 7:
-        return "Previous 7 days"
+        return _("Previous 7 days")
     if days < 30:
-        return "Previous 30 days"
-    return "Older"
+        return _("Previous 30 days")
+    return _("Older")

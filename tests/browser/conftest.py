@@ -135,6 +135,7 @@ def log_in(page: Page, username: str, password: str = PASSWORD) -> None:
 
 
 def send_message(page: Page, text: str) -> None:
+    page.wait_for_load_state()  # deferred scripts (translations, then chat.js) have run by "load"
     page.fill("textarea[name=message]", text)
     page.click("[data-action=send]")
 

@@ -21,7 +21,7 @@
     if (link) {
       const a = document.createElement("a");
       a.href = link;
-      a.textContent = "Open the API keys page";
+      a.textContent = gettext("Open the API keys page");
       errorBox.append(" ", a);
     }
     errorBox.hidden = !text;
@@ -33,11 +33,11 @@
       const button = document.createElement("button");
       button.type = "button";
       button.className = "copy";
-      button.textContent = "Copy";
+      button.textContent = gettext("Copy");
       button.addEventListener("click", async () => {
         await navigator.clipboard.writeText(pre.querySelector("code")?.innerText ?? pre.innerText);
-        button.textContent = "Copied";
-        setTimeout(() => { button.textContent = "Copy"; }, 1500);
+        button.textContent = gettext("Copied");
+        setTimeout(() => { button.textContent = gettext("Copy"); }, 1500);
       });
       pre.appendChild(button);
     });
@@ -68,7 +68,7 @@
   function setState(article, state, text) {
     article.dataset.state = state;
     article.querySelector(".msg-note:not(.note-trimmed)")?.remove();
-    const words = text || (state === "stopped" ? "Stopped." : "");
+    const words = text || (state === "stopped" ? gettext("Stopped.") : "");
     if (words) note(article, "note-" + state, words);
   }
 
@@ -89,8 +89,8 @@
     if (!conversationUrl) return;
     const users = list.querySelectorAll('[data-role="user"]');
     const last = list.lastElementChild;
-    if (users.length) actionButton(users[users.length - 1], "edit", "Edit");
-    if (last?.dataset.role === "assistant") actionButton(last, "regenerate", "↻ Regenerate");
+    if (users.length) actionButton(users[users.length - 1], "edit", gettext("Edit"));
+    if (last?.dataset.role === "assistant") actionButton(last, "regenerate", "↻ " + gettext("Regenerate"));
   }
 
   function busy(on) {
@@ -103,8 +103,9 @@
   function started(article, data) {
     article.dataset.messageId = data.assistant_message;
     if (data.trimmed) {
-      note(article, "note-trimmed", data.trimmed + " earlier message" + (data.trimmed === 1 ? "" : "s") +
-        " left out to fit the model’s context window.", true);
+      note(article, "note-trimmed", interpolate(ngettext(
+        "%s earlier message left out to fit the model’s context window.",
+        "%s earlier messages left out to fit the model’s context window.", data.trimmed), [data.trimmed]), true);
     }
     localStorage.removeItem(draftKey());
     conversationUrl = data.url;
@@ -119,10 +120,10 @@
       const sidebar = document.querySelector(".conversation-list");
       sidebar?.querySelector(".empty-note")?.remove();
       let today = sidebar?.querySelector(".sidebar-group");
-      if (sidebar && today?.textContent !== "Today") {
+      if (sidebar && today?.textContent !== gettext("Today")) {
         today = document.createElement("h3");
         today.className = "sidebar-group";
-        today.textContent = "Today";
+        today.textContent = gettext("Today");
         sidebar.prepend(today);
       }
       today?.after(link);
@@ -144,7 +145,7 @@
     if (data.redirect) {
       const link = document.createElement("a");
       link.href = data.redirect;
-      link.textContent = "Open the API keys page";
+      link.textContent = gettext("Open the API keys page");
       article.querySelector(".msg-note:not(.note-trimmed)")?.append(" ", link);
     }
   }
@@ -195,15 +196,15 @@
         undo();
         const data = await response.json().catch(() => ({}));
         if (data.redirect && !list.querySelector(".msg")) { location.assign(data.redirect); return; }
-        showError(data.error || "The server could not take your message (" + response.status + "). Nothing was lost.",
+        showError(data.error || interpolate(gettext("The server could not take your message (%s). Nothing was lost."), [response.status]),
           data.redirect);
         return;
       }
       await readEvents(response, article, fromBox);
-      if (article.dataset.state === "streaming") setState(article, "incomplete", "The connection ended before the reply was finished.");
+      if (article.dataset.state === "streaming") setState(article, "incomplete", gettext("The connection ended before the reply was finished."));
     } catch (error) {
       if (error.name === "AbortError") setState(article, "stopped", "");
-      else setState(article, "error", "The connection to the server was lost. Reload to see what was saved.");
+      else setState(article, "error", gettext("The connection to the server was lost. Reload to see what was saved."));
     } finally {
       controller = null;
       busy(false);
@@ -233,8 +234,10 @@
     const editor = document.createElement("form");
     editor.className = "edit-form";
     editor.innerHTML = '<textarea name="message" rows="3"></textarea><div class="edit-bar">' +
-      '<button type="submit" class="button small primary">Save &amp; send</button>' +
-      '<button type="button" class="button small" data-action="cancel-edit">Cancel</button></div>';
+      '<button type="submit" class="button small primary"></button>' +
+      '<button type="button" class="button small" data-action="cancel-edit"></button></div>';
+    editor.querySelector("[type=submit]").textContent = gettext("Save & send");
+    editor.querySelector("[data-action=cancel-edit]").textContent = gettext("Cancel");
     editor.querySelector("textarea").value = original;
     body.hidden = true;
     article.querySelector(".msg-actions")?.remove();
@@ -274,7 +277,7 @@
       modelPicker.replaceChildren(...names.map((name) => new Option(name, name, false, name === current)));
       modelPicker.title = data.error || "";
     } catch {
-      modelPicker.title = "Could not load the model list.";
+      modelPicker.title = gettext("Could not load the model list.");
     }
   }
 
