@@ -157,7 +157,7 @@ def credential_update(
     client_auth: str = "",
     scope: str = "",
     refresh_token: str = "",
-    **_: object,
+    **_ignored: object,
 ) -> Credential:
     """Change a saved credential of any kind in place, checked like a new one before anything is stored.
 
