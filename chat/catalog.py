@@ -25,7 +25,6 @@ CONTEXT_WINDOWS: dict[str, int] = {
     "o4-mini": 200_000,
     "gpt-3.5-turbo": 16_385,
 }
-DEFAULT_CONTEXT_WINDOW = 8_192  # unknown models (local or other providers) get a cautious window
 
 _MILLION = Decimal(1_000_000)
 
@@ -38,8 +37,9 @@ def _lookup(table: dict, model: str):
     return table[family] if family else None
 
 
-def context_window(model: str) -> int:
-    return _lookup(CONTEXT_WINDOWS, model) or DEFAULT_CONTEXT_WINDOW
+def context_window(model: str) -> int | None:
+    """Tokens the model takes, or None when unknown: then the provider decides (see tokens.provider.stream_chat)."""
+    return _lookup(CONTEXT_WINDOWS, model)
 
 
 def cost_usd(model: str, prompt_tokens: int, completion_tokens: int) -> Decimal | None:

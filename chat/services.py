@@ -148,13 +148,20 @@ def _turns_for(plan_mode: str, messages: list[dict], text: str) -> list[dict]:
     return kept
 
 
-def _reply_reserve(model: str) -> int:
-    return min(4096, context_window(model) // 4)
+def _input_budget(window: int | None) -> int | None:
+    """Tokens the history may take in a window, leaving room for the reply; None when the window is unknown."""
+    return None if window is None else window - min(4096, window // 4)
 
 
-def trim_history(messages: list[dict], model: str) -> tuple[list[dict], int]:
-    """Drop the oldest turns until the history fits the model's window; keep the system prompt and last turn."""
-    budget = context_window(model) - _reply_reserve(model)
+def trim_history(messages: list[dict], window: int | None) -> tuple[list[dict], int]:
+    """Drop the oldest turns until the history fits the model's window; keep the system prompt and last turn.
+
+    With an unknown window nothing is dropped here: the provider says if it is too long and
+    tokens.provider.stream_chat trims and retries once (trim_on_overflow).
+    """
+    budget = _input_budget(window)
+    if budget is None:
+        return messages, 0
     system = messages[:1] if messages and messages[0]["role"] == "system" else []
     turns = messages[len(system) :]
     sizes = [count_message_tokens([turn]) for turn in turns]
@@ -166,7 +173,7 @@ def trim_history(messages: list[dict], model: str) -> tuple[list[dict], int]:
     return system + turns[dropped:], dropped
 
 
-def _validate_text(text: str, model: str) -> str:
+def _validate_text(text: str, model: str, window: int | None) -> str:
     text = text.strip()
     if not text:
         raise ChatRefusal(_("Type a message first."))
@@ -176,8 +183,8 @@ def _validate_text(text: str, model: str) -> str:
             % {"length": intcomma(len(text)), "limit": intcomma(settings.CHAT_MAX_MESSAGE_CHARS)},
             status=413,
         )
-    tokens, budget = count_text_tokens(text), context_window(model) - _reply_reserve(model)
-    if tokens > budget:
+    tokens, budget = count_text_tokens(text), _input_budget(window)
+    if budget is not None and tokens > budget:
         raise ChatRefusal(
             _("That message is about %(tokens)s tokens; %(model)s can take about %(budget)s. Shorten it.")
             % {"tokens": intcomma(tokens), "model": model, "budget": intcomma(budget)},
@@ -213,13 +220,15 @@ def reply_plan(
     `reply_record` saves the user's turn.
     """
     conversation = _owned_conversation(user, conversation_id)
-    model = model or (conversation.model if conversation else "") or settings.DEFAULT_MODEL
-    if mode != "regenerate":
-        text = _validate_text(text, model)
     credential = _pick_credential(user, credential_id or (conversation and conversation.credential_id))
+    model = model or (conversation.model if conversation else "") or credential.default_model or settings.DEFAULT_MODEL
+    model = model.strip()[:200]
+    window = credential.context_window or context_window(model)
+    if mode != "regenerate":
+        text = _validate_text(text, model, window)
     system_prompt = system_prompt.strip()
     turns = _turns_for(mode, history_for(conversation, system_prompt=system_prompt), text)
-    history, trimmed = trim_history(turns, model)
+    history, trimmed = trim_history(turns, window)
     _check_rate(user)
     try:
         bearer = credential_bearer(credential=credential)
@@ -382,6 +391,7 @@ async def _relay(
             "state": state,
             "html": render_markdown("".join(parts)),
             "error": error.message if error else "",
+            "notes": completion.notes,
             "redirect": reverse("tokens:credential-list") if error and error.kind == "auth" else "",
         },
     )

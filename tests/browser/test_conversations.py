@@ -124,21 +124,27 @@ def test_it_hides_alices_conversation_from_bob(page: Page, alice, bob):
     expect(_sidebar(page)).to_have_count(0)
 
 
-def test_it_offers_the_credentials_models_and_sends_the_chosen_one(alice_page: Page, fake_openai):
+def test_it_suggests_the_credentials_models_and_sends_any_typed_one(alice_page: Page, fake_openai):
     fake_openai.models = ["gpt-4o", "gpt-4o-mini", "o4-mini"]
     cache.clear()  # logging in already listed (and cached) the fake's default models
     alice_page.goto("/chat/")
-    picker = alice_page.locator("select[name=model]")
-    expect(picker.locator("option")).to_have_text(["gpt-4o", "gpt-4o-mini", "o4-mini"])
-    expect(picker).to_have_value("gpt-4o-mini")  # DEFAULT_MODEL preselected
-    picker.select_option("o4-mini")
+    picker = alice_page.locator("input[name=model]")
+    expect(alice_page.locator("#model-suggestions option")).to_have_count(3)
+    values = alice_page.locator("#model-suggestions option").evaluate_all("(options) => options.map((o) => o.value)")
+    assert values == ["gpt-4o", "gpt-4o-mini", "o4-mini"]
+    expect(picker).to_have_value("gpt-4o-mini")  # DEFAULT_MODEL to start with
+    picker.fill("o4-mini")
 
     send_message(alice_page, "Which model are you?")
 
     expect(alice_page.locator("[data-role=assistant]")).to_have_attribute("data-state", "complete")
     assert fake_openai.chat_requests[-1].json()["model"] == "o4-mini"
     alice_page.reload()
-    expect(alice_page.locator("select[name=model]")).to_have_value("o4-mini")
+    expect(alice_page.locator("input[name=model]")).to_have_value("o4-mini")
+    alice_page.locator("input[name=model]").fill("my-lab/llama-3.3-70b:q4")  # not in the list: sent as typed
+    send_message(alice_page, "And now?")
+    expect(alice_page.locator("[data-role=assistant]").last).to_have_attribute("data-state", "complete")
+    assert fake_openai.chat_requests[-1].json()["model"] == "my-lab/llama-3.3-70b:q4"
 
 
 def test_it_regenerates_and_edits_in_the_page(alice_page: Page, fake_openai):

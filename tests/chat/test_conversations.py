@@ -100,13 +100,19 @@ def test_it_trims_the_oldest_turns_to_fit_the_context_window():
     messages = [{"role": "system", "content": "Be kind."}] + [
         {"role": "user" if n % 2 == 0 else "assistant", "content": "word " * 2000} for n in range(6)
     ]
-    trimmed, dropped = trim_history(messages, "unknown-local-model")  # 8,192-token window
+    trimmed, dropped = trim_history(messages, 8_192)
     assert dropped == 3
     assert trimmed[0] == {"role": "system", "content": "Be kind."}
     assert trimmed[1:] == messages[4:]
 
 
+def test_it_keeps_the_whole_history_when_the_window_is_unknown():
+    messages = [{"role": "user", "content": "word " * 20_000}] * 3
+    assert trim_history(messages, None) == (messages, 0)  # the provider decides; see tests/provider
+
+
 def test_it_says_on_the_page_when_history_was_trimmed(asgi_server, fake_openai, session, alice):
+    alice.credentials.update(context_window=8_192)  # the owner's override for a model we do not know
     conversation = Conversation.objects.create(user=alice, title="Long", model="unknown-local-model")
     for n in range(6):
         Message.objects.create(

@@ -89,6 +89,8 @@ def plain_text(value: object, *, secret: str = "", limit: int = PROVIDER_TEXT_CH
 def error_fields(payload: object) -> tuple[object, str, str, str]:
     """Pull (code, type-or-code text, message, param) out of any error shape providers send."""
     error = payload.get("error", payload) if isinstance(payload, dict) else payload
+    while isinstance(error, dict) and isinstance(error.get("error"), dict):
+        error = {**error, **error["error"], "error": None}  # OpenRouter sometimes nests {"error": {"error": ...}}
     if isinstance(error, str):
         return None, "", error, ""
     if not isinstance(error, dict):
@@ -188,9 +190,12 @@ def _kind_and_message(status: int, code: str, said: str, param: str, model: str)
 
 
 def retry_after_seconds(headers: Mapping[str, str] | None) -> int | None:
-    """Seconds to wait from Retry-After (RFC 9110 10.2.3, delta-seconds form) or x-ratelimit-reset-requests."""
+    """Seconds to wait (int, 1..86400) from retry-after-ms, Retry-After (RFC 9110 10.2.3, delta-seconds form)
+    or x-ratelimit-reset-requests ("1s", "20ms"); None when absent or in another form."""
     if not headers:
         return None
+    if headers.get("retry-after-ms"):  # what the openai SDK reads first
+        return retry_after_seconds({"retry-after": f"{headers['retry-after-ms']}ms"})
     value = headers.get("retry-after") or headers.get("x-ratelimit-reset-requests") or ""
     match = re.match(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s)?\s*$", value)
     if not match:

@@ -2,8 +2,8 @@
 
 Server-sent events (WHATWG HTML "Server-sent events" 9.2.6) are decoded line by line as bytes arrive,
 so a hostile upstream costs linear CPU; every read is bounded in time and every event, reply and
-error body in size. The stream ends where the protocol says: `data: [DONE]`, or a finish_reason
-whose usage has arrived (or not within UPSTREAM_TAIL_SECONDS), not only when the socket closes.
+error body in size. The stream ends where the protocol says: at `data: [DONE]`, or UPSTREAM_TAIL_SECONDS
+of silence after a finish_reason (some servers hold the connection open), not only when the socket closes.
 """
 
 from __future__ import annotations
@@ -266,8 +266,7 @@ async def _read_events(
                 for delta in _apply(data, event.event, completion, bearer, model):
                     yield delta
             if completion.finish_reason is not None:
-                if completion.usage is not None:
-                    return
+                # Done but for the usage chunk and [DONE]; some servers then hold the connection open.
                 deadline = min(end, loop.time() + tail)
             elif completion.first_token_at is not None:
                 deadline = min(end, loop.time() + idle)

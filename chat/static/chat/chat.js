@@ -272,12 +272,11 @@
     try {
       const response = await fetch(form.dataset.modelsUrl + "?" + params, { credentials: "same-origin" });
       const data = await response.json();
-      const current = modelPicker.value || modelPicker.dataset.current;
-      const names = data.models.includes(current) ? data.models : [current, ...data.models];
-      modelPicker.replaceChildren(...names.map((name) => new Option(name, name, false, name === current)));
+      // Suggestions only: any typed model id is sent as is.
+      modelPicker.list.replaceChildren(...data.models.map((name) => new Option(name, name)));
       modelPicker.title = data.error || "";
     } catch {
-      modelPicker.title = gettext("Could not load the model list.");
+      modelPicker.title = gettext("Could not load the model list; type a model id.");
     }
   }
 
