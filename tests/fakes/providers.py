@@ -45,6 +45,7 @@ class Personality:
     comments: bool = False
     think_seconds: float = 0.0
     hostile: str = ""
+    hostile_pause: float = 0.0  # between 64 KB pieces of a hostile stream; 0 = as fast as the socket takes
 
 
 PERSONALITIES = {
@@ -283,4 +284,6 @@ class FakeProvider(FakeServer):
                 return
             with self._lock:
                 self.sent_bytes += len(piece)
+            if self.personality.hostile_pause and not http.wait(self.personality.hostile_pause):
+                return
         http.write_raw(FakeHandler.LAST_CHUNK)

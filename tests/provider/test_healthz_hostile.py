@@ -1,0 +1,39 @@
+"""The web process stays responsive while a hostile upstream streams into a chat (the 100 ms figure is in bench)."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import requests
+
+from tests.conftest import ALICE_KEY, credential_create
+from tests.fakes.providers import FakeProvider
+from tests.streaming import logged_in_session, send
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_healthz_answers_while_a_hostile_upstream_streams(asgi_server, alice, settings):
+    settings.UPSTREAM_MAX_EVENT_BYTES = 256 * 1024 * 1024  # let the junk flow: the point is the loop stays free
+    with FakeProvider("hostile", hostile="endless_line", hostile_pause=0.005) as fake:
+        settings.OPENAI_BASE_URL = fake.base_url
+        credential_create(alice, ALICE_KEY)
+        session = logged_in_session(asgi_server.url, "alice")
+        done = {}
+
+        def chat() -> None:
+            done["events"] = send(session, asgi_server.url, "/chat/send/", "hi")
+
+        thread = threading.Thread(target=chat, daemon=True)
+        thread.start()
+        assert fake.wait_for_requests(1, timeout=20)
+        while fake.sent_bytes < 2 * 1024 * 1024 and thread.is_alive():
+            threading.Event().wait(0.01)  # the junk is flowing into the web process
+        health = requests.get(f"{asgi_server.url}/healthz", timeout=10)  # a guard, not a measurement
+        still_streaming = not fake.client_left.is_set() and not fake.release.is_set()
+        fake.release.set()
+        thread.join(30)
+    assert health.status_code == 200 and health.json()["status"] == "ok"
+    assert still_streaming  # answered while the hostile upstream was still sending
+    assert done["events"].done["state"] in ("error", "incomplete")  # the junk never became a reply
