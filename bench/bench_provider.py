@@ -146,11 +146,23 @@ def _stats(latencies: list[float]) -> dict:
     }
 
 
-def _hostile_run(env: Env, base: str, model: str, streams: int = 10) -> dict:
+class _Env(Env):
+    def web_env(self) -> dict[str, str]:
+        return {**super().web_env(), "SECURE_SSL_REDIRECT": "false"}  # plain http on 127.0.0.1
+
+
+def _chats(base: str, login: dict, model: str, until: float, sizes: list[int]) -> None:
+    while time.perf_counter() < until:
+        sizes.append(_chat(base, login, model))
+
+
+def _hostile_run(env: Env, base: str, model: str, streams: int = 10, seconds: float = 10) -> dict:
+    """`streams` chats in a loop for `seconds` against the hostile upstream, /healthz sampled all along."""
     sampler = _Sampler(f"{base}/healthz")
     sampler.start()
+    until, sizes = time.perf_counter() + seconds, []
     threads = [
-        threading.Thread(target=_chat, args=(base, env.logins[i % len(env.logins)], model), daemon=True)
+        threading.Thread(target=_chats, args=(base, env.logins[i % len(env.logins)], model, until, sizes), daemon=True)
         for i in range(streams)
     ]
     started = time.perf_counter()
@@ -163,6 +175,7 @@ def _hostile_run(env: Env, base: str, model: str, streams: int = 10) -> dict:
     sampler.join()
     return {
         "streams": streams,
+        "chats": len(sizes),
         "seconds": round(seconds, 1),
         **_stats(sampler.latencies),
         "healthz_failures": sampler.failures,
@@ -171,11 +184,15 @@ def _hostile_run(env: Env, base: str, model: str, streams: int = 10) -> dict:
 
 
 def main() -> dict:
+    import django
+
+    os.environ.setdefault("DEBUG", "true")  # this process only parses; the web process gets its own settings
+    django.setup()
     result = {"parse": asyncio.run(_parse_costs())}
     # Its own database and Redis, so it can run beside the chat benchmark (BENCH_REDIS_URL: a Redis db it may flush).
     bench_chat.PG_DB = os.environ.get("BENCH_PROVIDER_PG_DB", "byok_bench_provider")
     bench_chat.REDIS_URL = os.environ.get("BENCH_REDIS_URL", bench_chat.REDIS_URL)
-    env = Env()
+    env = _Env()
     hostile = subprocess.Popen([PYTHON, "-m", "bench.hostile_upstream"], cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:
         env.fake_port = int(hostile.stdout.readline())
@@ -193,8 +210,13 @@ def main() -> dict:
         cookies = {"sessionid": env.logins[0]["sessionid"]}
         started = time.perf_counter()
         with httpx.Client(timeout=120, cookies=cookies) as http:
-            answer = http.get(f"{base}/chat/models/").json()
-        result["trickled_models"] = {"seconds": round(time.perf_counter() - started, 1), "error": answer["error"][:120]}
+            answer = http.get(f"{base}/chat/models/")
+        said = answer.json().get("error", "") if answer.status_code == 200 else answer.text[:120]
+        result["trickled_models"] = {
+            "seconds": round(time.perf_counter() - started, 1),
+            "status": answer.status_code,
+            "error": said[:160],
+        }
         result["rss_mb_after"] = _memory_mb(env.web.pid)
         result["web_errors"] = env.stop_web()
         result["database"] = env.database

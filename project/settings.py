@@ -215,7 +215,9 @@ UPSTREAM_READ_TIMEOUT = env.float("UPSTREAM_READ_TIMEOUT", default=60.0)
 UPSTREAM_TAIL_SECONDS = env.float("UPSTREAM_TAIL_SECONDS", default=5.0)
 UPSTREAM_MAX_SECONDS = env.float("UPSTREAM_MAX_SECONDS", default=1800.0)
 UPSTREAM_MAX_EVENT_BYTES = env.int("UPSTREAM_MAX_EVENT_BYTES", default=1024 * 1024)
-UPSTREAM_MAX_REPLY_BYTES = env.int("UPSTREAM_MAX_REPLY_BYTES", default=16 * 1024 * 1024)
+UPSTREAM_MAX_REPLY_BYTES = env.int("UPSTREAM_MAX_REPLY_BYTES", default=32 * 1024 * 1024)
+# Text (answer plus reasoning) one reply may hold: about 250k tokens, past any model's output limit today.
+UPSTREAM_MAX_REPLY_CHARS = env.int("UPSTREAM_MAX_REPLY_CHARS", default=1_000_000)
 UPSTREAM_MAX_LIST_BYTES = env.int("UPSTREAM_MAX_LIST_BYTES", default=8 * 1024 * 1024)
 CHECK_TIMEOUT = env.float("CHECK_TIMEOUT", default=10.0)
 

@@ -2,9 +2,10 @@ from __future__ import annotations
 
 import logging
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
-from django.db import connection
+from django.db import close_old_connections, connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
@@ -34,10 +35,19 @@ def _broker_ok() -> bool:
         return False
 
 
+def _checks() -> dict[str, bool]:
+    try:
+        return {"database": _database_ok(), "broker": _broker_ok()}
+    finally:
+        close_old_connections()
+
+
 @login_not_required
 @never_cache
-def healthz(request: HttpRequest) -> JsonResponse:
-    checks = {"database": _database_ok(), "broker": _broker_ok()}
+async def healthz(request: HttpRequest) -> JsonResponse:
+    # Checked in a pooled thread, not the one thread sync views and chat saves share: a busy chat
+    # (or a hostile upstream's reply being saved) must not hold the health check.
+    checks = await sync_to_async(_checks, thread_sensitive=False)()
     status = 200 if all(checks.values()) else 503
     return JsonResponse({"status": "ok" if status == 200 else "error", **checks}, status=status)
 

@@ -37,3 +37,23 @@ def test_healthz_answers_while_a_hostile_upstream_streams(asgi_server, alice, se
     assert health.status_code == 200 and health.json()["status"] == "ok"
     assert still_streaming  # answered while the hostile upstream was still sending
     assert done["events"].done["state"] in ("error", "incomplete")  # the junk never became a reply
+
+
+def test_a_provider_echoing_the_key_never_gets_it_shown_or_stored(asgi_server, alice, settings):
+    from chat.models import Message, UsageRecord
+    from tokens.models import CredentialEvent
+
+    with FakeProvider("openrouter", key=ALICE_KEY) as fake:
+        settings.OPENAI_BASE_URL = fake.base_url
+        credential_create(alice, ALICE_KEY)
+        message = f"Key {ALICE_KEY} has no credit left (Authorization: Bearer {ALICE_KEY})"
+        fake.then(text="Partial", error={"error": {"code": 402, "message": message}})
+        fake.then(status=401, error={"error": {"message": f"Incorrect API key provided: {ALICE_KEY}"}})
+        session = logged_in_session(asgi_server.url, "alice")
+        first = send(session, asgi_server.url, "/chat/send/", "hi")
+        second = send(session, asgi_server.url, "/chat/send/", "again")
+    shown = repr(first.__dict__) + repr(second.__dict__)
+    assert "no credit left" in first.done["error"] and "Incorrect API key" in second.done["error"]
+    stored = repr(list(Message.objects.values())) + repr(list(UsageRecord.objects.values()))
+    stored += repr(list(CredentialEvent.objects.values()))
+    assert ALICE_KEY not in shown and ALICE_KEY not in stored

@@ -81,8 +81,9 @@ def test_it_stops_reading_an_endless_event(local, settings):
 
 
 @pytest.mark.parametrize("mode", ["huge_reply", "endless_reasoning"])
-def test_it_stops_a_reply_past_the_size_cap_and_keeps_what_came(mode, local, settings):
-    settings.UPSTREAM_MAX_REPLY_BYTES = 1024 * 1024
+@pytest.mark.parametrize("cap", ["UPSTREAM_MAX_REPLY_BYTES", "UPSTREAM_MAX_REPLY_CHARS"])
+def test_it_stops_a_reply_past_the_size_cap_and_keeps_what_came(mode, cap, local, settings):
+    setattr(settings, cap, 1024 * 1024)
     with FakeProvider("hostile", hostile=mode) as fake:
         content, reasoning, _completion, error = run_stream(bearer_for_fake(fake))
         assert fake.client_left.wait(10)

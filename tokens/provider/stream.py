@@ -264,10 +264,11 @@ async def _read_events(
     loop = asyncio.get_running_loop()
     idle, tail = settings.UPSTREAM_READ_TIMEOUT, settings.UPSTREAM_TAIL_SECONDS
     max_event, max_bytes = settings.UPSTREAM_MAX_EVENT_BYTES, settings.UPSTREAM_MAX_REPLY_BYTES
+    max_chars = settings.UPSTREAM_MAX_REPLY_CHARS
     utf8 = codecs.getincrementaldecoder("utf-8")("replace")
     lines, events = SSELineDecoder(), SSEDecoder()
     raw = response.aiter_raw()
-    total = pending = 0
+    total = pending = chars = 0
     watch = _ReadWatch(min(first_deadline, end))
     try:
         while True:
@@ -300,6 +301,9 @@ async def _read_events(
                 if not data:
                     continue
                 for delta in _apply(data, event.event, completion, bearer, model):
+                    chars += len(delta.text)
+                    if chars > max_chars:
+                        raise _cut_or(completion, ProviderError("too_large", _("The reply is longer than we accept.")))
                     yield delta
             if completion.finish_reason is not None:
                 # Done but for the usage chunk and [DONE]; some servers then hold the connection open.
