@@ -15,6 +15,7 @@ from django.shortcuts import render
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from accounts.templatetags.timetags import local_text
 from chat.forms import UsageFilterForm
 from chat.models import State, UsageQuerySet, UsageRecord
 from tokens.models import CredentialEvent
@@ -132,6 +133,7 @@ def usage_dashboard(request: HttpRequest) -> HttpResponse:
 
 CSV_COLUMNS = [
     "time",
+    "local_time",  # the same moment in the reader's zone, for people reading the file
     "user",
     "model",
     "status",
@@ -156,10 +158,12 @@ def usage_export(request: HttpRequest) -> HttpResponse:
     response["Content-Disposition"] = 'attachment; filename="usage.csv"'
     writer = csv.writer(response)
     writer.writerow(CSV_COLUMNS)
+    zone = timezone.get_current_timezone_name()
     for r in records.iterator(chunk_size=2000):
         writer.writerow(
             [
                 r.created_at.isoformat(),
+                f"{local_text(r.created_at, 'log')} {zone}",
                 r.user.username,
                 r.model,
                 r.status_code or "",

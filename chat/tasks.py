@@ -4,7 +4,7 @@ from datetime import timedelta
 
 from celery import shared_task
 from django.conf import settings
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
 from chat.models import Message, State, UsageRecord
@@ -24,6 +24,13 @@ def prune_usage() -> int:
 def close_abandoned_replies() -> int:
     """Mark replies left 'streaming' by a web process that died as incomplete, keeping their text."""
     cutoff = timezone.now() - timedelta(minutes=15)
-    return Message.objects.abandoned(cutoff).update(
-        state=State.INCOMPLETE, error=_("The server restarted while this reply was being written.")
-    )
+    closed = 0
+    for language in dict(settings.LANGUAGES):  # the note is stored in its reader's language
+        readers = [language, ""] if language == settings.LANGUAGE_CODE else [language]
+        with translation.override(language):
+            closed += (
+                Message.objects.abandoned(cutoff)
+                .filter(conversation__user__language__in=readers)
+                .update(state=State.INCOMPLETE, error=_("The server restarted while this reply was being written."))
+            )
+    return closed

@@ -4,16 +4,18 @@ from django.contrib import admin
 from django.contrib.auth.decorators import login_not_required
 from django.urls import include, path
 from django.views.generic import RedirectView
-from django.views.i18n import JavaScriptCatalog, set_language
+from django.views.i18n import JavaScriptCatalog
 
+from accounts import preferences
 from project import views
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="chat:index", permanent=False)),
     path("healthz", views.healthz, name="healthz"),
-    path("i18n/setlang/", login_not_required(set_language), name="set_language"),
+    path("i18n/setlang/", preferences.set_language, name="set_language"),
     path("i18n/js/", login_not_required(JavaScriptCatalog.as_view()), name="javascript-catalog"),
     path("accounts/", include("accounts.urls")),
+    path("settings/profile/", preferences.profile, name="profile"),
     path("settings/keys/", include("tokens.urls")),
     path("settings/api-keys/", include("tokens.api_key_urls")),
     path("v1/", include("chat.api_urls")),

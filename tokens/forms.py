@@ -48,9 +48,15 @@ class ExpiryForm(forms.Form):
     expires_on = forms.DateField(
         label=_("Expiry date"),
         required=False,
-        help_text=_("At 00:00 UTC on this day its secrets are deleted."),
         widget=forms.DateInput(attrs={"type": "date", "data-expiry-date": ""}),
     )
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        zone = timezone.get_current_timezone_name()
+        self.fields["expires_on"].help_text = _("At 00:00 on this day (%(zone)s) its secrets are deleted.") % {
+            "zone": zone
+        }
 
     def clean(self) -> dict:
         data = super().clean()
@@ -59,7 +65,7 @@ class ExpiryForm(forms.Form):
         if choice == "date":
             if day is None:
                 self.add_error("expires_on", _("Pick the day it should expire."))
-            elif day <= now.date():
+            elif day <= timezone.localdate(now):
                 self.add_error("expires_on", _("Pick a day after today."))
             else:
                 data["expires_at"] = datetime.combine(day, time.min, tzinfo=timezone.get_current_timezone())

@@ -25,6 +25,8 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from accounts.preferences import user_locale
+from accounts.templatetags.timetags import zoned_text
 from tokens import keyring, oauth
 from tokens.keyring import SealError
 from tokens.models import KEY_KINDS, SEALED_FIELDS, Credential, CredentialEvent, EventKind, Kind, Status
@@ -91,17 +93,14 @@ def credential_notify_owner(*, credential: Credential) -> bool:
     if not claimed or not credential.user.email:
         return False
     url = settings.SITE_URL + reverse("tokens:credential-detail", args=[credential.pk])
-    ctx = {"credential": credential, "user": credential.user, "site_url": settings.SITE_URL, "credential_url": url}
-    subject = render_to_string("emails/credential_problem-subject.txt", ctx).strip()
-    send_mail(
-        subject,
-        render_to_string("emails/credential_problem-body.txt", ctx),
-        None,
-        [credential.user.email],
-        html_message=render_to_string("emails/credential_problem-body.html", ctx),
-        fail_silently=True,
-    )
-    event_record(credential, EventKind.NOTIFIED, detail=_("Emailed %(email)s") % {"email": credential.user.email})
+    ctx = {"credential": credential, "user": credential.user, "credential_url": url, "noticed_at": timezone.now()}
+    with user_locale(credential.user):  # the owner's language and time zone, not the worker's
+        subject = render_to_string("emails/credential_problem-subject.txt", ctx).strip()
+        text = render_to_string("emails/credential_problem-body.txt", ctx)
+        html = render_to_string("emails/credential_problem-body.html", ctx)
+        detail = _("Emailed %(email)s") % {"email": credential.user.email}
+    send_mail(subject, text, None, [credential.user.email], html_message=html, fail_silently=True)
+    event_record(credential, EventKind.NOTIFIED, detail=detail)
     return True
 
 
@@ -142,6 +141,11 @@ def credential_refresh(
     credential = Credential.objects.select_related("user").filter(pk=credential_id).first()
     if credential is None:
         return RefreshResult("skipped")
+    with user_locale(credential.user):  # failure details are stored in the owner's language
+        return _refresh_claimed(credential, actor)
+
+
+def _refresh_claimed(credential: Credential, actor: str) -> RefreshResult:
     try:
         grant = grant_fetch(credential)
     except oauth.TokenError as exc:
@@ -195,7 +199,7 @@ def _refresh_store(credential: Credential, grant: oauth.TokenGrant, *, actor: st
         if credential.set_status(Status.ACTIVE, ""):
             credential.notified_at = None
         credential.save(update_fields=fields)
-        until = _("New access token valid until %(moment)s UTC.") % {"moment": f"{grant.expires_at:%Y-%m-%d %H:%M}"}
+        until = _("New access token valid until %(moment)s.") % {"moment": zoned_text(grant.expires_at)}
         events = [_event_fields(credential, EventKind.REFRESHED, actor, until)]
         if rotated:
             detail = _("The provider issued a new refresh token; the old one is discarded.")
@@ -275,9 +279,10 @@ def credential_expire(*, credential_id: str, now: datetime | None = None) -> boo
             return False
         credential.wipe_secrets()
         credential.refresh_claimed_until = credential.retry_at = credential.notified_at = None
-        detail = _("Expired on %(moment)s UTC as set by its owner; secrets deleted.") % {
-            "moment": f"{credential.expires_at:%Y-%m-%d %H:%M}"
-        }
+        with user_locale(credential.user):
+            detail = _("Expired on %(moment)s as set by its owner; secrets deleted.") % {
+                "moment": zoned_text(credential.expires_at)
+            }
         credential.set_status(Status.EXPIRED, detail)
         credential.save()
         event_record(credential, EventKind.EXPIRED, detail=detail)

@@ -13,6 +13,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from accounts.models import User
+from accounts.templatetags.timetags import zoned_text
 from tokens import oauth, provider
 from tokens.keyring import SealError
 from tokens.lifecycle import (
@@ -320,11 +321,7 @@ def credential_set_expiry(*, credential: Credential, expires_at: datetime | None
         raise CredentialError(_("Choose an expiry in the future."))
     credential.expires_at = expires_at
     credential.save(update_fields=["expires_at"])
-    detail = (
-        _("Expiry set to %(moment)s UTC.") % {"moment": f"{expires_at:%Y-%m-%d %H:%M}"}
-        if expires_at
-        else _("Expiry removed.")
-    )
+    detail = _("Expiry set to %(moment)s.") % {"moment": zoned_text(expires_at)} if expires_at else _("Expiry removed.")
     event_record(credential, EventKind.UPDATED, actor=actor, detail=detail)
     return credential
 

@@ -7,6 +7,7 @@ from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
 
+from accounts.preferences import user_locale
 from tokens import api_keys, lifecycle, services
 from tokens.models import KEY_KINDS, Credential
 
@@ -43,7 +44,8 @@ def check_credential(credential_id: str) -> None:
     credential = Credential.objects.filter(pk=credential_id, kind__in=KEY_KINDS).select_related("user").first()
     if credential is None or not credential.is_usable:
         return
-    services.credential_check(credential=credential)
+    with user_locale(credential.user):  # what the check finds is stored in the owner's language
+        services.credential_check(credential=credential)
 
 
 @shared_task

@@ -23,6 +23,7 @@ STYLES = {
     "date": "DATE_FORMAT",
     "short": "SHORT_DATETIME_FORMAT",
     "log": "Y-m-d H:i:s",  # tables and logs: sortable, the same in every language
+    "minute": "Y-m-d H:i",
 }
 
 
@@ -37,11 +38,17 @@ def local_text(moment: datetime, style: str = "datetime") -> str:
     return date_format(local, pattern)
 
 
+def zoned_text(moment: datetime) -> str:
+    """moment for stored text (event details, emails): "2026-12-02 00:00 (Asia/Shanghai)" in the current zone."""
+    return f"{local_text(moment, 'minute')} ({timezone.get_current_timezone_name()})"
+
+
 @register.filter(is_safe=True)
 def timetag(moment: datetime | None, style: str = "datetime") -> str:
     """`<time datetime="2026-11-30T20:05:00+08:00" title="...">local text</time>`; empty for None.
 
-    style: "datetime" (default), "date", "short", "log" (Y-m-d H:i:s) or "relative" ("3 minutes ago").
+    style: "datetime" (default), "date", "short", "log" (Y-m-d H:i:s), "minute" (Y-m-d H:i) or "relative"
+    ("3 minutes ago").
     The title names the zone, so a reader can tell which clock the text follows.
     """
     if not moment:
@@ -51,3 +58,9 @@ def timetag(moment: datetime | None, style: str = "datetime") -> str:
     return format_html(
         '<time datetime="{}" title="{}">{}</time>', local.isoformat(timespec="seconds"), full, local_text(moment, style)
     )
+
+
+@register.filter
+def timetext(moment: datetime | None, style: str = "datetime") -> str:
+    """Plain text for where no HTML goes (text emails): the local time followed by the zone's name."""
+    return f"{local_text(moment, style)} ({timezone.get_current_timezone_name()})" if moment else ""
