@@ -16,9 +16,11 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
 from dataclasses import dataclass, field
+from functools import wraps
+from urllib.parse import unquote_plus
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
@@ -26,7 +28,6 @@ from django.db import IntegrityError, transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.utils.translation import gettext as _
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_GET, require_POST
 
 from accounts import ratelimit
 from chat.catalog import cost_usd
@@ -81,6 +82,57 @@ def error_response(error: ApiError) -> JsonResponse:
     return response
 
 
+def api_view(method: str) -> Callable:
+    """Make a bearer-only view: no CSRF check, no log-in redirect, and every answer in OpenAI's shape, including
+    a wrong method (405) and an unexpected failure (500, logged)."""
+
+    def refuse(request: HttpRequest) -> JsonResponse:
+        message = _("Method %(method)s is not allowed here; use %(allowed)s.") % {
+            "method": request.method,
+            "allowed": method,
+        }
+        response = error_response(ApiError(405, message, code="method_not_allowed"))
+        response["Allow"] = method
+        return response
+
+    def failed(request: HttpRequest) -> JsonResponse:
+        logger.exception("API %s %s failed", request.method, request.path)
+        return error_response(ApiError(500, _("Something went wrong on our side. Try again."), type="server_error"))
+
+    def decorate(view: Callable) -> Callable:
+        if asyncio.iscoroutinefunction(view):
+
+            async def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+                if request.method != method:
+                    return refuse(request)
+                try:
+                    return await view(request, *args, **kwargs)
+                except Exception:
+                    return failed(request)
+
+        else:
+
+            def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+                if request.method != method:
+                    return refuse(request)
+                try:
+                    return view(request, *args, **kwargs)
+                except Exception:
+                    return failed(request)
+
+        return csrf_exempt(login_not_required(wraps(view)(wrapper)))
+
+    return decorate
+
+
+@csrf_exempt
+@login_not_required
+def route_not_found(request: HttpRequest, path: str = "") -> JsonResponse:
+    """Unknown /v1/ routes answer like OpenAI's, in JSON, instead of a log-in redirect."""
+    message = _("Invalid URL (%(method)s %(path)s).") % {"method": request.method, "path": request.path}
+    return error_response(ApiError(404, message, code="unknown_url"))
+
+
 def _bearer_of(request: HttpRequest) -> str:
     scheme, _sep, token = request.headers.get("Authorization", "").partition(" ")
     return token.strip() if scheme.lower() == "bearer" else ""
@@ -129,7 +181,7 @@ def _basic_credentials(request: HttpRequest) -> tuple[str, str] | None:
         client_id, _sep, secret = base64.b64decode(value.strip(), validate=True).decode().partition(":")
     except (binascii.Error, UnicodeDecodeError):
         return "", ""
-    return client_id, secret
+    return unquote_plus(client_id), unquote_plus(secret)  # form-encoded before Basic, RFC 6749 §2.3.1
 
 
 def _oauth_error(status: int, error: str, description: str, *, basic: bool = False) -> JsonResponse:
@@ -151,9 +203,7 @@ def _token_response(grant: ApiGrant, scope: list[str] | None, *, oauth: bool) ->
     return response
 
 
-@csrf_exempt
-@login_not_required
-@require_POST
+@api_view("POST")
 def token_create(request: HttpRequest) -> HttpResponse:
     """Exchange a personal API key for an access token.
 
@@ -226,9 +276,7 @@ def _credential_for(grant: ApiGrant) -> Credential:
     return credential
 
 
-@csrf_exempt
-@login_not_required
-@require_GET
+@api_view("GET")
 def model_list(request: HttpRequest) -> JsonResponse:
     """List the models the bearer's credential can use, narrowed to the key's allowlist (OpenAI's list shape)."""
     try:
@@ -533,9 +581,7 @@ async def _complete(call: ApiCall, stream: AsyncIterator[Delta], completion: Com
     return JsonResponse(body)
 
 
-@csrf_exempt
-@login_not_required
-@require_POST
+@api_view("POST")
 async def chat_completions(request: HttpRequest) -> HttpResponse:
     """Create a chat completion with the bearer owner's credential, streamed (SSE) or whole, as OpenAI does."""
     try:

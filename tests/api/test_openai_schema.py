@@ -76,3 +76,14 @@ def test_a_malformed_body_gets_an_openai_error(api, alice):
 
     assert response.status_code == 400
     validate("ErrorResponse", response.json())
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [("GET", "/chat/completions", 405), ("POST", "/models", 405), ("GET", "/embeddings", 404), ("GET", "/", 404)],
+)
+def test_wrong_routes_and_methods_answer_in_openais_shape(api, method, path, status):
+    response = requests.request(method, f"{api}{path}", allow_redirects=False, timeout=10)
+
+    assert response.status_code == status
+    validate("ErrorResponse", response.json())
