@@ -257,6 +257,14 @@ def _oauth_token(request: HttpRequest, ip: str) -> JsonResponse:
 
 
 def _credential_for(grant: ApiGrant) -> Credential:
+    if grant.api_key.is_credential_pinned and grant.api_key.credential_id is None:
+        # Never bill another credential than the one the key was made for.
+        raise ApiError(
+            409,
+            _("The credential this key was made for has been deleted. Create a new key at /settings/api-keys/."),
+            code="credential_missing",
+            retry=False,
+        )
     credential = grant.api_key.credential or credential_for_user(user=grant.user)
     if credential is None:
         raise ApiError(

@@ -119,6 +119,7 @@ def api_key_create(
         expires_at=expires_at,
         allowed_models=list(allowed_models or []),
         credential=credential,
+        is_credential_pinned=credential is not None,
     )
     return api_key, key
 

@@ -210,6 +210,10 @@ class ApiKey(models.Model):
         related_name="api_keys",
         help_text=_("Empty means the owner's default credential."),
     )
+    is_credential_pinned = models.BooleanField(
+        default=False,
+        help_text=_("Created for one credential: if that is deleted, the key stops rather than falls back."),
+    )
     allowed_models = models.JSONField(default=list, blank=True, help_text=_("Model ids; empty allows every model."))
     created_at = models.DateTimeField(default=timezone.now)
     last_used_at = models.DateTimeField(null=True, blank=True)

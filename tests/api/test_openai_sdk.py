@@ -7,7 +7,7 @@ import pytest
 
 from chat.models import UsageRecord
 from tests.api.conftest import key_issue
-from tests.conftest import ALICE_KEY
+from tests.conftest import ALICE_KEY, credential_create
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -132,3 +132,17 @@ def test_it_refuses_past_the_shared_rate_limit_with_retry_after(api, fake_openai
     assert limited.value.code == "rate_limit_exceeded"
     assert 1 <= int(limited.value.response.headers["retry-after"]) <= 60
     assert len(fake_openai.chat_requests) == 2  # nothing sent upstream for the refused call
+
+
+def test_a_key_made_for_a_deleted_credential_stops_rather_than_bill_another(api, fake_openai, alice):
+    work = credential_create(alice, "sk-alice-work-00000000000000000000000", name="Work", is_default=False)
+    issued = key_issue(alice, credential=work)
+    work.delete()  # alice's default credential remains
+
+    with pytest.raises(openai.ConflictError) as refused:
+        _client(api, issued.key).chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "Hi"}]
+        )
+
+    assert refused.value.code == "credential_missing"
+    assert fake_openai.chat_requests == []
