@@ -26,6 +26,7 @@ from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
 from django.db import IntegrityError, transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.utils import translation
 from django.utils.translation import gettext as _
 from django.views.decorators.csrf import csrf_exempt
 
@@ -82,6 +83,13 @@ def error_response(error: ApiError) -> JsonResponse:
     return response
 
 
+def _secured(response: HttpResponse) -> HttpResponse:
+    # /v1/ runs without SecurityMiddleware (project.asgi.BearerOnlyHandler); these are the headers that matter here.
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Cache-Control"] = response.get("Cache-Control") or "no-store"
+    return response
+
+
 def api_view(method: str) -> Callable:
     """Make a bearer-only view: no CSRF check, no log-in redirect, and every answer in OpenAI's shape, including
     a wrong method (405) and an unexpected failure (500, logged)."""
@@ -104,21 +112,23 @@ def api_view(method: str) -> Callable:
 
             async def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
                 if request.method != method:
-                    return refuse(request)
+                    return _secured(refuse(request))
                 try:
-                    return await view(request, *args, **kwargs)
+                    with translation.override(translation.get_language_from_request(request)):
+                        return _secured(await view(request, *args, **kwargs))
                 except Exception:
-                    return failed(request)
+                    return _secured(failed(request))
 
         else:
 
             def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
                 if request.method != method:
-                    return refuse(request)
+                    return _secured(refuse(request))
                 try:
-                    return view(request, *args, **kwargs)
+                    with translation.override(translation.get_language_from_request(request)):
+                        return _secured(view(request, *args, **kwargs))
                 except Exception:
-                    return failed(request)
+                    return _secured(failed(request))
 
         return csrf_exempt(login_not_required(wraps(view)(wrapper)))
 

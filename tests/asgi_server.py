@@ -8,8 +8,8 @@ import threading
 
 import uvicorn
 from django.conf import settings
-from django.core.asgi import get_asgi_application
 
+from project.asgi import application
 from project.run import proxy_options
 
 
@@ -21,7 +21,7 @@ class AsgiLiveServer:
         self.port = self._socket.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(
-            get_asgi_application(),
+            application,  # what uvicorn serves in production, /v1/ dispatch included
             log_level="warning",
             lifespan="off",
             access_log=False,

@@ -218,3 +218,12 @@ def test_beat_prunes_expired_access_tokens(alice):
         assert prune_access_tokens() == 1
 
     assert list(AccessToken.objects.all()) == [fresh]
+
+
+def test_errors_follow_the_callers_language(api):
+    english = requests.get(f"{api}/models", timeout=10)
+    chinese = requests.get(f"{api}/models", headers={"Accept-Language": "zh-CN,zh;q=0.9"}, timeout=10)
+
+    assert english.json()["error"]["message"].startswith("You didn't provide an API key")
+    assert chinese.json()["error"]["message"].startswith("你没有提供 API 密钥")
+    assert chinese.headers["X-Content-Type-Options"] == "nosniff"
