@@ -27,14 +27,16 @@ def _chat_ctx(request: HttpRequest, conversation: Conversation | None) -> dict:
     if query:
         conversations = conversations.matching(query)
     chat_messages = list(conversation.messages.all()) if conversation else []
+    credentials = list(request.user.credentials.all())
+    default_model = next((c.default_model for c in credentials if c.is_default), "")  # e.g. an Azure deployment
     return {
         "conversation": conversation,
         "chat_messages": chat_messages,
         "last_user_id": next((m.pk for m in reversed(chat_messages) if m.role == "user"), None),
         "conversations": conversations[:200],
         "query": query,
-        "credentials": list(request.user.credentials.all()),
-        "model": (conversation and conversation.model) or settings.DEFAULT_MODEL,
+        "credentials": credentials,
+        "model": (conversation and conversation.model) or default_model or settings.DEFAULT_MODEL,
         "max_chars": settings.CHAT_MAX_MESSAGE_CHARS,
     }
 
@@ -55,7 +57,7 @@ async def _stream_reply(request: HttpRequest, pk: int | None, mode: str) -> Http
             user=request.user,
             conversation_id=pk,
             text=request.POST.get("message", ""),
-            model=request.POST.get("model", "").strip()[:100],
+            model=request.POST.get("model", "").strip()[:200],
             credential_id=request.POST.get("credential") or None,
             system_prompt=request.POST.get("system_prompt", "")[:8000],
             mode=mode,

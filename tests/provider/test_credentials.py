@@ -222,3 +222,9 @@ def test_it_normalises_base_urls(pasted, kind, base_url, api_version, deployment
 
     url = normalise_base_url(pasted, kind=kind)
     assert (url.base_url, url.api_version, url.deployment) == (base_url, api_version, deployment)
+
+
+def test_new_chats_start_with_the_credentials_default_model(alice_client, alice):
+    credential_create(alice, "sk-alice-0000000000001", default_model="gpt4o-deployment")
+    page = alice_client.get("/chat/").content.decode()
+    assert 'name="model"' in page and 'value="gpt4o-deployment"' in page and 'list="model-suggestions"' in page
