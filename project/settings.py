@@ -227,6 +227,9 @@ REFRESH_MARGIN_SECONDS = env.int("REFRESH_MARGIN_SECONDS", default=300)
 KEY_CHECK_INTERVAL_SECONDS = env.int("KEY_CHECK_INTERVAL_SECONDS", default=6 * 3600)
 REFRESH_SCAN_SECONDS = env.int("REFRESH_SCAN_SECONDS", default=60)
 REFRESH_MAX_FAILURES = env.int("REFRESH_MAX_FAILURES", default=5)
+# Beat fans out one refresh task per REFRESH_BATCH_SIZE due credentials, each with REFRESH_THREADS requests at once.
+REFRESH_BATCH_SIZE = env.int("REFRESH_BATCH_SIZE", default=24)
+REFRESH_THREADS = env.int("REFRESH_THREADS", default=8)
 KEY_CHECK_BATCH = env.int("KEY_CHECK_BATCH", default=500)
 
 # Chat

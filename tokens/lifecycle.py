@@ -1,25 +1,30 @@
 """What happens to a stored credential over time: events, refreshes, expiry, re-sealing.
 
 Refreshing is single-flight per credential across every process: a worker first
-claims the row with a conditional UPDATE of `refresh_claimed_until` (one winner,
-on PostgreSQL and SQLite alike), talks to the token endpoint without holding a
-transaction, then stores the new tokens in one save() under a row lock. The claim
-is a lease, so a worker that dies mid-refresh only delays the next attempt.
+claims rows by setting `refresh_claimed_until` (beat's workers a batch at once with
+`SELECT ... FOR UPDATE SKIP LOCKED`, chat and "Check now" one row with a conditional
+UPDATE; one winner per row on PostgreSQL and SQLite alike), talks to the token
+endpoint without holding a transaction, then stores the new tokens of a whole batch
+in one UPDATE under row locks. The claim is a lease, so a worker that dies
+mid-refresh only delays the next attempt. A failed attempt sets `retry_at`; beat's
+next scan after it is the only retry (no Celery retries).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import random
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import DatabaseError, transaction
-from django.db.models import Q
+from django.db.models import Case, F, Q, Value, When
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
@@ -107,9 +112,11 @@ def credential_notify_owner(*, credential: Credential) -> bool:
 # Refreshing OAuth2 access tokens.
 
 
-def _lease_seconds() -> float:
-    # Longer than any one token request can take, so a live worker never loses its claim.
-    return settings.UPSTREAM_CONNECT_TIMEOUT + settings.CHECK_TIMEOUT + 30
+def _lease_seconds(rows: int = 1) -> float:
+    """How long a claim on `rows` credentials lasts: longer than their token requests can take, so a live
+    worker never loses it (requests run REFRESH_THREADS at a time, each within the connect + read timeouts)."""
+    rounds = math.ceil(rows / max(1, min(rows, settings.REFRESH_THREADS)))
+    return rounds * (settings.UPSTREAM_CONNECT_TIMEOUT + settings.CHECK_TIMEOUT) + 30
 
 
 def _backoff(failures: int) -> float:
@@ -142,19 +149,63 @@ def credential_refresh(
     if credential is None:
         return RefreshResult("skipped")
     with user_locale(credential.user):  # failure details are stored in the owner's language
-        return _refresh_claimed(credential, actor)
+        return _refresh_claimed([credential], actor=actor)[0]
 
 
-def _refresh_claimed(credential: Credential, actor: str) -> RefreshResult:
-    try:
-        grant = grant_fetch(credential)
-    except oauth.TokenError as exc:
-        return _refresh_failed(credential, exc, actor=actor)
-    except SealError:
-        error = oauth.TokenRejected(_("Its stored secret could not be opened; paste it again."), "sealed")
-        return _refresh_failed(credential, error, actor=actor)
-    _refresh_store(credential, grant, actor=actor)
-    return RefreshResult("refreshed")
+def credentials_refresh_due(*, limit: int) -> list[RefreshResult]:
+    """Claim up to `limit` due OAuth2 credentials (soonest expiry first) and refresh them; one result per row.
+
+    Rows another worker is claiming right now are skipped (PostgreSQL `SKIP LOCKED`; SQLite
+    serialises the claim with its IMMEDIATE transactions), so any number of workers can run this
+    at once and each row is refreshed once.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        due = Credential.objects.due_for_refresh(now).order_by(F("access_token_expires_at").asc(nulls_first=True))
+        ids = list(due.select_for_update(skip_locked=True).values_list("pk", flat=True)[:limit])
+        lease = now + timedelta(seconds=_lease_seconds(len(ids)))
+        Credential.objects.filter(pk__in=ids).update(refresh_claimed_until=lease)
+    if not ids:
+        return []
+    return _refresh_claimed(list(Credential.objects.select_related("user").filter(pk__in=ids)), actor="system")
+
+
+def _refresh_claimed(credentials: list[Credential], *, actor: str) -> list[RefreshResult]:
+    """Fetch grants for claimed credentials (token requests in parallel), store them, then record the failures."""
+    grants = _grants_fetch(credentials)
+    granted = [(c, grants[c.pk]) for c in credentials if isinstance(grants[c.pk], oauth.TokenGrant)]
+    stored = _refresh_store_many(granted, actor=actor)
+    results = []
+    for credential in credentials:
+        outcome = grants[credential.pk]
+        if isinstance(outcome, oauth.TokenError):
+            with user_locale(credential.user):  # failure details are stored in the owner's language
+                results.append(_refresh_failed(credential, outcome, actor=actor))
+        else:
+            results.append(RefreshResult("refreshed" if credential.pk in stored else "skipped"))
+    return results
+
+
+def _grant_or_error(credential: Credential) -> oauth.TokenGrant | oauth.TokenError:
+    # Runs in a pool thread, which has no language of its own: errors are worded in the owner's.
+    with user_locale(credential.user):
+        try:
+            return grant_fetch(credential)
+        except oauth.TokenError as exc:
+            return exc
+        except SealError:
+            return oauth.TokenRejected(_("Its stored secret could not be opened; paste it again."), "sealed")
+        except Exception:  # a bug must not strand the rest of a batch under its claim
+            logger.exception("refreshing credential %s failed unexpectedly", credential.pk)
+            return oauth.TokenUnavailable(_("The token request failed unexpectedly."), "internal")
+
+
+def _grants_fetch(credentials: list[Credential]) -> dict:
+    """Run each credential's grant, up to REFRESH_THREADS at once (token requests wait on the network)."""
+    if len(credentials) == 1:
+        return {credentials[0].pk: _grant_or_error(credentials[0])}
+    with ThreadPoolExecutor(max_workers=min(settings.REFRESH_THREADS, len(credentials)) or 1) as pool:
+        return dict(zip([c.pk for c in credentials], pool.map(_grant_or_error, credentials), strict=True))
 
 
 def grant_fetch(credential: Credential) -> oauth.TokenGrant:
@@ -178,36 +229,79 @@ def grant_fetch(credential: Credential) -> oauth.TokenGrant:
 
 
 def _refresh_store(credential: Credential, grant: oauth.TokenGrant, *, actor: str) -> bool:
-    """Store access token, refresh token and expiry in one save(), under a row lock; release the claim."""
+    """Store one grant (see `_refresh_store_many`); False when the credential expired or went meanwhile."""
+    return credential.pk in _refresh_store_many([(credential, grant)], actor=actor)
+
+
+GRANT_FIELDS = ("access_token", "access_token_expires_at", "last_refreshed_at", "failure_count", "retry_at")
+GRANT_FIELDS += ("refresh_claimed_until", "status", "status_detail", "notified_at")
+
+
+def _refresh_store_many(granted: list[tuple[Credential, oauth.TokenGrant]], *, actor: str) -> set:
+    """Store each grant's access token, refresh token and expiry and release the claims, all rows in one UPDATE
+    under row locks in one transaction; return the ids stored. Rows expired or deleted meanwhile keep nothing.
+    """
+    if not granted:
+        return set()
+    with transaction.atomic():
+        locked = Credential.objects.select_for_update().filter(pk__in=[c.pk for c, _grant in granted]).order_by("pk")
+        current = dict(locked.values_list("pk", "status"))
+        kept = [(c, grant) for c, grant in granted if current.get(c.pk) not in (None, Status.EXPIRED)]
+        events, changed = [], {}
+        for credential, grant in kept:
+            was = credential.status
+            rotated = _grant_apply(credential, grant)
+            changed[credential] = (*GRANT_FIELDS, "refresh_token") if rotated else GRANT_FIELDS
+            with user_locale(credential.user):  # the owner's language and time zone, not the worker's
+                events += _grant_events(credential, grant, rotated=rotated, recovered=was != Status.ACTIVE, actor=actor)
+        _credentials_update(changed)
+        CredentialEvent.objects.bulk_create([CredentialEvent(**event) for event in events])
+    return {c.pk for c in changed}
+
+
+def _credentials_update(changed: dict[Credential, tuple[str, ...]]) -> None:
+    """Write each credential's listed fields in ONE UPDATE (the CASE WHEN that bulk_update builds), sealing
+    secrets first as save() would; a field a row does not list keeps its value."""
+    if not changed:
+        return
+    values = {}
+    for name in dict.fromkeys(name for fields in changed.values() for name in fields):
+        field = Credential._meta.get_field(name)
+        whens = [
+            When(pk=c.pk, then=Value(field.pre_save(c, False), output_field=field))
+            for c, fields in changed.items()
+            if name in fields
+        ]
+        values[name] = Case(*whens, default=F(name), output_field=field)
+    Credential.objects.filter(pk__in=[c.pk for c in changed]).update(**values)
+
+
+def _grant_apply(credential: Credential, grant: oauth.TokenGrant) -> bool:
+    """Put the grant into the instance (not saved); return whether the refresh token was rotated."""
     rotated = credential.kind == Kind.REFRESH_TOKEN and bool(grant.refresh_token)
     rotated = rotated and grant.refresh_token != credential.refresh_token.reveal()
-    fields = ["access_token", "access_token_expires_at", "last_refreshed_at", "failure_count", "retry_at"]
-    fields += ["refresh_claimed_until", "status", "status_detail", "notified_at"]
-    with transaction.atomic():
-        # Expired or deleted while we were at the token endpoint: keep nothing.
-        current = Credential.objects.select_for_update().filter(pk=credential.pk).values_list("status", flat=True)
-        if current.first() in (None, Status.EXPIRED):
-            return False
-        credential.access_token = grant.access_token
-        credential.access_token_expires_at = grant.expires_at
-        if rotated:
-            credential.refresh_token = grant.refresh_token
-            fields.append("refresh_token")
-        credential.last_refreshed_at = timezone.now()
-        credential.failure_count, credential.retry_at, credential.refresh_claimed_until = 0, None, None
-        was = credential.status
-        if credential.set_status(Status.ACTIVE, ""):
-            credential.notified_at = None
-        credential.save(update_fields=fields)
-        until = _("New access token valid until %(moment)s.") % {"moment": zoned_text(grant.expires_at)}
-        events = [_event_fields(credential, EventKind.REFRESHED, actor, until)]
-        if rotated:
-            detail = _("The provider issued a new refresh token; the old one is discarded.")
-            events.append(_event_fields(credential, EventKind.ROTATED, actor, detail))
-        if was != Status.ACTIVE:
-            events.append(_event_fields(credential, EventKind.STATUS_CHANGED, actor, _("Token refreshed.")))
-        CredentialEvent.objects.bulk_create([CredentialEvent(**event) for event in events])
-    return True
+    credential.access_token = grant.access_token
+    credential.access_token_expires_at = grant.expires_at
+    if rotated:
+        credential.refresh_token = grant.refresh_token
+    credential.last_refreshed_at = timezone.now()
+    credential.failure_count, credential.retry_at, credential.refresh_claimed_until = 0, None, None
+    if credential.set_status(Status.ACTIVE, ""):
+        credential.notified_at = None
+    return rotated
+
+
+def _grant_events(
+    credential: Credential, grant: oauth.TokenGrant, *, rotated: bool, recovered: bool, actor: str
+) -> list[dict]:
+    until = _("New access token valid until %(moment)s.") % {"moment": zoned_text(grant.expires_at)}
+    events = [_event_fields(credential, EventKind.REFRESHED, actor, until)]
+    if rotated:
+        detail = _("The provider issued a new refresh token; the old one is discarded.")
+        events.append(_event_fields(credential, EventKind.ROTATED, actor, detail))
+    if recovered:
+        events.append(_event_fields(credential, EventKind.STATUS_CHANGED, actor, _("Token refreshed.")))
+    return events
 
 
 def _refresh_failed(credential: Credential, error: oauth.TokenError, *, actor: str) -> RefreshResult:

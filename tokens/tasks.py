@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from datetime import timedelta
 
 from celery import shared_task
@@ -50,23 +51,31 @@ def check_credential(credential_id: str) -> None:
 
 @shared_task
 def refresh_due_credentials() -> int:
-    """Fan out one refresh per OAuth2 credential whose access token expires within the margin."""
-    ids = Credential.objects.due_for_refresh(timezone.now()).values_list("pk", flat=True)
-    count = 0
-    for pk in ids.iterator(chunk_size=2000):
-        refresh_credential.delay(str(pk))
-        count += 1
-    return count
+    """Fan out one `refresh_credentials` task per REFRESH_BATCH_SIZE credentials due now; return how many are due.
+
+    The batches claim their rows when they run, not here, so a lost or late message holds nothing back:
+    the next scan sees the rows still due.
+    """
+    due = Credential.objects.due_for_refresh(timezone.now()).count()
+    for _ in range(math.ceil(due / settings.REFRESH_BATCH_SIZE)):
+        refresh_credentials.delay()
+    return due
 
 
-@shared_task(bind=True)
-def refresh_credential(self, credential_id: str) -> str:
-    """Refresh one credential; timeouts and 5xx retry with backoff, refusals stop at once."""
-    result = lifecycle.credential_refresh(credential_id=credential_id)
-    if result.outcome == "retry":
-        # The service counts failures in the row and gives up at REFRESH_MAX_FAILURES; this is a backstop.
-        raise self.retry(countdown=result.retry_in, max_retries=settings.REFRESH_MAX_FAILURES)
-    return result.outcome
+@shared_task
+def refresh_credentials() -> int:
+    """Claim and refresh up to REFRESH_BATCH_SIZE due credentials; return how many were refreshed.
+
+    A failure sets the row's `retry_at` (backoff) and beat's next scan after it retries: no Celery retry.
+    """
+    results = lifecycle.credentials_refresh_due(limit=settings.REFRESH_BATCH_SIZE)
+    return sum(result.outcome == "refreshed" for result in results)
+
+
+@shared_task
+def refresh_credential(credential_id: str) -> str:
+    """Refresh one credential now if it is due; failures wait for `retry_at` like the batches'."""
+    return lifecycle.credential_refresh(credential_id=credential_id).outcome
 
 
 @shared_task

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 from datetime import timedelta
 
 import pytest
 import time_machine
-from celery.exceptions import Retry
+from celery.signals import task_prerun
 from django.core import mail
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from tests.conftest import CLIENT_ID, oauth_credential_create
@@ -184,21 +186,101 @@ def test_it_backs_off_on_server_errors_then_needs_attention_after_five(alice, oa
     assert delays == sorted(delays)
 
 
-def test_it_retries_a_timeout_through_celery_with_a_countdown(alice, oauth_setup, settings, celery_eager):
+def test_it_retries_a_timeout_at_retry_at_from_beat_not_through_celery(alice, oauth_setup, settings, celery_eager):
     settings.CHECK_TIMEOUT = 0.3
     credential = oauth_credential_create(alice, oauth_setup)
     oauth_setup.hang_next()
-    task = tasks.refresh_credential
-    task.push_request(args=[str(credential.pk)], kwargs={}, retries=0, is_eager=False, called_directly=False)
-    try:
-        with pytest.raises(Retry) as caught:
-            task.run(str(credential.pk))
-    finally:
-        task.pop_request()
+    now = timezone.now()
+    with time_machine.travel(now, tick=False) as clock:
+        assert tasks.refresh_credentials() == 0  # returns normally: no Celery retry is scheduled
+        credential.refresh_from_db()
+        assert credential.failure_count == 1 and credential.refresh_claimed_until is None
+        assert now + timedelta(seconds=15) <= credential.retry_at <= now + timedelta(seconds=30)
+        assert tasks.refresh_due_credentials() == 0  # backing off
+        clock.move_to(credential.retry_at + timedelta(seconds=1))
+        assert tasks.refresh_due_credentials() == 1  # beat's next scan is the retry
     credential.refresh_from_db()
-    assert credential.failure_count == 1
-    assert 15 <= caught.value.when <= 30  # first backoff step: 30 s with jitter
-    assert credential.retry_at is not None
+    assert credential.failure_count == 0 and credential.retry_at is None
+    assert oauth_setup.is_valid_access_token(credential.access_token.reveal())
+    assert _events(credential) == ["refresh_failed", "refreshed"]
+
+
+def test_it_fans_out_one_task_per_batch_and_refreshes_every_due_credential(alice, oauth_setup, settings, celery_eager):
+    settings.REFRESH_BATCH_SIZE = 3
+    credentials = [oauth_credential_create(alice, oauth_setup, name=f"c{i}") for i in range(7)]
+    batches = []
+
+    def count(task=None, **kwargs) -> None:
+        batches.append(task.name)
+
+    task_prerun.connect(count, weak=False)
+    try:
+        assert tasks.refresh_due_credentials() == 7
+    finally:
+        task_prerun.disconnect(count)
+    assert batches.count("tokens.tasks.refresh_credentials") == 3  # ceil(7 / 3)
+    assert len(oauth_setup.token_requests) == 7
+    for credential in credentials:
+        credential.refresh_from_db()
+        assert oauth_setup.is_valid_access_token(credential.access_token.reveal())
+        assert credential.refresh_claimed_until is None
+
+
+def test_it_refreshes_a_batch_in_a_constant_number_of_queries(alice, oauth_setup):
+    def queries_for(count: int) -> int:
+        for i in range(count):
+            oauth_credential_create(alice, oauth_setup, name=f"{count}-{i}")
+        with CaptureQueriesContext(connection) as captured:
+            results = lifecycle.credentials_refresh_due(limit=count)
+        assert [r.outcome for r in results] == ["refreshed"] * count
+        return len(captured)
+
+    small, large = queries_for(2), queries_for(10)
+    # Claim, load, lock, one UPDATE for all rows, one INSERT of events; plus the 4 SAVEPOINT/RELEASE statements
+    # of running inside the test's transaction.
+    assert small == large <= 10
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_refreshes_each_credential_once_when_batches_race(alice, oauth_setup, settings):
+    settings.REFRESH_BATCH_SIZE = 3
+    rotating = [oauth_setup.issue_refresh_token(CLIENT_ID) for _ in range(10)]
+    ids = [
+        oauth_credential_create(alice, oauth_setup, name=f"rt{i}", kind=Kind.REFRESH_TOKEN, refresh_token=token).pk
+        for i, token in enumerate(rotating)
+    ]
+    ids += [oauth_credential_create(alice, oauth_setup, name=f"cc{i}").pk for i in range(10)]
+
+    def drain(_) -> int:
+        refreshed = 0
+        while results := lifecycle.credentials_refresh_due(limit=3):
+            refreshed += sum(r.outcome == "refreshed" for r in results)
+        return refreshed
+
+    assert sum(_all_at_once(6, drain)) == 20
+    assert len(oauth_setup.token_requests) == 20  # no credential refreshed twice
+    assert oauth_setup.refresh_token_uses == dict.fromkeys(rotating, 1)
+    for credential in Credential.objects.filter(pk__in=ids):
+        assert oauth_setup.is_valid_access_token(credential.access_token.reveal())
+        assert credential.refresh_claimed_until is None
+    assert CredentialEvent.objects.filter(kind="refreshed").count() == 20
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_refreshes_once_when_a_batch_and_chats_meet_the_same_expired_token(alice, oauth_setup):
+    refresh_token = oauth_setup.issue_refresh_token(CLIENT_ID)
+    credential = oauth_credential_create(alice, oauth_setup, kind=Kind.REFRESH_TOKEN, refresh_token=refresh_token)
+
+    def either(index: int):
+        if index % 2:
+            return lifecycle.credentials_refresh_due(limit=5)
+        return credential_bearer(credential=Credential.objects.get(pk=credential.pk)).token
+
+    counter = itertools.count()  # next() on it is atomic: each thread gets its own index
+    results = _all_at_once(6, either, prepare=lambda: next(counter))
+    tokens = {r for r in results if isinstance(r, str)}
+    assert len(tokens) == 1 and oauth_setup.is_valid_access_token(tokens.pop())
+    assert oauth_setup.refresh_token_uses == {refresh_token: 1}
 
 
 def test_it_recovers_and_resets_the_failure_count(alice, oauth_setup):
