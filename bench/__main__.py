@@ -1,6 +1,7 @@
 """`make bench`: run every bench/bench_*.py module's main(), write bench/results/<name>.json, print a table.
 
-Run one with `python -m bench chat` (module bench_chat).
+Run one with `python -m bench chat` (module bench_chat: the shared side-by-side kit, which also writes
+bench/results/side-by-side.json and .md) or `python -m bench refresh`.
 """
 
 from __future__ import annotations
