@@ -44,6 +44,9 @@ def main() -> dict:
     name = os.environ.get("NAME", "side-by-side")
     env = {**os.environ, "OUT_DIR": os.environ.get("OUT_DIR", str(RESULTS)), "NAME": name}
     env.pop("DJANGO_SETTINGS_MODULE", None)  # the kit sets the app's environment itself
+    # The kit speaks plain HTTP on 127.0.0.1, as a TLS proxy would to the app; with DEBUG=false the app would
+    # otherwise redirect every request to https.
+    env.setdefault("SECURE_SSL_REDIRECT", "false")
     completed = subprocess.run(["bash", str(run)], cwd=ROOT, env=env, check=False)
     out = Path(env["OUT_DIR"])
     markdown = out / f"{name}.md"
