@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import unicodedata
 from datetime import date, datetime
 
 from django.conf import settings
@@ -40,9 +41,15 @@ class Conversation(models.Model):
     def __str__(self) -> str:
         return self.title or str(_("New chat"))
 
-    def title_from(self, text: str) -> str:
-        first_line = " ".join(text.split())
-        return first_line[:60] + ("…" if len(first_line) > 60 else "")
+    def title_from(self, text: str, width: int = 60) -> str:
+        """The message's words, cut at `width` columns; Chinese, Japanese and Korean characters take two."""
+        words = " ".join(text.split())
+        used = 0
+        for index, char in enumerate(words):
+            used += 2 if unicodedata.east_asian_width(char) in "WF" else 1
+            if used > width:
+                return words[:index] + "…"
+        return words
 
 
 class Role(models.TextChoices):
