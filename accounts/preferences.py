@@ -139,6 +139,12 @@ def set_language(request: HttpRequest) -> HttpResponse:
     return response
 
 
+def _zone_label(name: str, now) -> str:
+    """ "Asia/Shanghai (UTC+08:00)": the IANA name people search for, and today's offset to choose by."""
+    offset = now.astimezone(zoneinfo.ZoneInfo(name)).strftime("%z")
+    return f"{name.replace('_', ' ')} (UTC{offset[:3]}:{offset[3:]})"
+
+
 class ProfileForm(forms.ModelForm):
     timezone = forms.ChoiceField(label=gettext_lazy("Time zone"), choices=())
     language = forms.ChoiceField(label=gettext_lazy("Language"), choices=())
@@ -149,7 +155,8 @@ class ProfileForm(forms.ModelForm):
 
     def __init__(self, *args, guess: str = "", **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["timezone"].choices = [(name, name.replace("_", " ")) for name in zone_names()]
+        now = timezone.now()
+        self.fields["timezone"].choices = [(name, _zone_label(name, now)) for name in zone_names()]
         self.fields["timezone"].help_text = _("Every time in BYOK Chat and its emails is shown in this zone.")
         if not self.instance.timezone:
             self.initial["timezone"] = guess if zone_or_none(guess) else "UTC"

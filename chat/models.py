@@ -11,6 +11,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from tokens.models import ApiKey, Credential
+from tokens.provider.errors import KIND_LABELS
 
 
 class ConversationQuerySet(models.QuerySet):
@@ -173,3 +174,8 @@ class UsageRecord(models.Model):
     @property
     def is_error(self) -> bool:
         return bool(self.error_type)
+
+    @property
+    def error_label(self) -> str:
+        """The error kind in words for staff (tokens.provider.errors.KIND_LABELS); unknown kinds as stored."""
+        return str(KIND_LABELS.get(self.error_type, self.error_type))

@@ -13,6 +13,7 @@ import re
 from collections.abc import Mapping
 
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, pgettext
 
 PROVIDER_TEXT_CHARS = 300
 # A secret-looking run of characters in a provider's message is masked before anyone sees it.
@@ -38,6 +39,27 @@ _STRING_CODES = {
 # A re-send is safe only when the provider certainly did not start: these answers say it did not.
 RESENDABLE_STATUSES = frozenset({502, 503, 504})
 NEVER_RETRIED = frozenset({401, 402, 403, 429})
+
+# ProviderError.kind as staff read it in the usage log.
+KIND_LABELS = {
+    "auth": gettext_lazy("Credential rejected"),
+    "forbidden": gettext_lazy("Forbidden"),
+    "payment": gettext_lazy("Payment required"),
+    "quota": gettext_lazy("Out of quota"),
+    "rate_limit": gettext_lazy("Rate limited"),
+    "not_found": gettext_lazy("Model not found"),
+    "context_length": gettext_lazy("Too long for the model"),
+    "unsupported_param": gettext_lazy("Unsupported parameter"),
+    "bad_request": gettext_lazy("Bad request"),
+    "server": gettext_lazy("Provider error"),
+    "timeout": gettext_lazy("Timed out"),
+    "connection": gettext_lazy("Connection failed"),
+    "unsafe_url": gettext_lazy("Address refused"),
+    "too_large": gettext_lazy("Too large"),
+    "bad_response": gettext_lazy("Unreadable answer"),
+    "cut": gettext_lazy("Cut off"),
+    "internal": gettext_lazy("Our error"),
+}
 
 
 class ProviderError(Exception):
@@ -151,7 +173,8 @@ def classify(
         message = _("%(message)s The provider said: “%(said)s”") % {"message": message, "said": said}
     retry_after = retry_after_seconds(headers) if headers is not None else None
     if kind == "rate_limit" and retry_after:
-        message += " " + _("Try again in %(seconds)s s.") % {"seconds": retry_after}
+        wait = _("Try again in %(seconds)s s.") % {"seconds": retry_after}
+        message = pgettext("two sentences in a row", "%(first)s %(second)s") % {"first": message, "second": wait}
     return ProviderError(
         kind,
         message,
