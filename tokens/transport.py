@@ -7,7 +7,11 @@ against the host name, so pinning the address costs nothing in safety.
 
 from __future__ import annotations
 
+import contextlib
 import socket
+import threading
+from collections.abc import Iterator
+from contextvars import ContextVar
 from typing import Any
 
 import httpcore
@@ -18,6 +22,53 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import NewConnectionError
 
 from tokens.ssrf import UnsafeURL, aresolve_checked, resolve_checked
+
+# Sockets opened during the current deadline-bound call (see `deadline`), so a watchdog can cut them.
+_call_sockets: ContextVar[list[socket.socket] | None] = ContextVar("call_sockets", default=None)
+
+
+def _track(sock: socket.socket) -> socket.socket:
+    sockets = _call_sockets.get()
+    if sockets is not None:
+        sockets.append(sock)
+    return sock
+
+
+@contextlib.contextmanager
+def deadline(seconds: float) -> Iterator[threading.Event]:
+    """Bound a whole synchronous call, headers included, by shutting its sockets down after `seconds`.
+
+    requests and urllib3 only bound each socket read, so a server that trickles its status line and
+    headers a byte at a time could hold the caller for ever. The returned event is set if the deadline hit.
+    Connections opened inside are not reused (callers send `Connection: close`), so each is tracked.
+    """
+    sockets: list[socket.socket] = []
+    fired = threading.Event()
+
+    def cut() -> None:
+        fired.set()
+        for sock in list(sockets):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    token = _call_sockets.set(sockets)
+    timer = threading.Timer(seconds, cut)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield fired
+    finally:
+        timer.cancel()
+        _call_sockets.reset(token)
+
+
+class _TrackedConnection(HTTPConnection):
+    def _new_conn(self) -> socket.socket:
+        return _track(super()._new_conn())
+
+
+class _TrackedHTTPSConnection(_TrackedConnection, HTTPSConnection):
+    pass
 
 
 class _GuardedConnection(HTTPConnection):
@@ -37,7 +88,7 @@ class _GuardedConnection(HTTPConnection):
                 continue
             for option in self.socket_options or ():
                 sock.setsockopt(*option)
-            return sock
+            return _track(sock)
         raise NewConnectionError(self, f"Failed to establish a new connection: {error}")
 
 
@@ -59,15 +110,33 @@ class _GuardedAdapter(HTTPAdapter):
         self.poolmanager.pool_classes_by_scheme = {"http": _GuardedHTTPPool, "https": _GuardedHTTPSPool}
 
 
+class _TrackedHTTPPool(HTTPConnectionPool):
+    ConnectionCls = _TrackedConnection
+
+
+class _TrackedHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _TrackedHTTPSConnection
+
+
+class _TrackedAdapter(HTTPAdapter):
+    """For trusted URLs (the operator's OPENAI_BASE_URL): no guard, but sockets a deadline can cut."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _TrackedHTTPPool, "https": _TrackedHTTPSPool}
+
+
 def guarded_adapter() -> HTTPAdapter:
     """A requests transport adapter whose every connection passes the SSRF guard before connecting."""
     return _GuardedAdapter()
 
 
-def guarded_session() -> requests.Session:
+def guarded_session(guarded: bool = True) -> requests.Session:
+    """A session without proxies from the environment whose connections a `deadline` can cut;
+    `guarded` ones also pass the SSRF guard before connecting."""
     session = requests.Session()
     session.trust_env = False
-    adapter = _GuardedAdapter()
+    adapter = _GuardedAdapter() if guarded else _TrackedAdapter()
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     return session

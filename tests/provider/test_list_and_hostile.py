@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import threading
 
 import pytest
 
@@ -158,3 +159,35 @@ def test_it_refuses_a_private_stream_target_without_sending_the_key(listener):
     _, _, _, error = run_stream(Bearer("", f"http://localhost:{port}/v1", "sk-secret-0001", guarded=True))
     assert error.kind == "unsafe_url" and "sk-secret" not in error.message
     assert _handshakes(listener) == 0
+
+
+@pytest.fixture
+def header_trickler():
+    """A server that sends a status line, then one header byte every 50 ms, for ever (until the test ends)."""
+    server = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve() -> None:
+        connection, _ = server.accept()
+        connection.recv(65536)
+        connection.sendall(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+        while not stop.wait(0.05):
+            try:
+                connection.sendall(b"a")
+            except OSError:
+                return
+        connection.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.getsockname()[1]}/v1"
+    stop.set()
+    server.close()
+
+
+@pytest.mark.parametrize("guarded", [True, False])
+def test_it_stops_trickled_headers_at_the_deadline(header_trickler, guarded, local, settings):
+    settings.CHECK_TIMEOUT, settings.UPSTREAM_CONNECT_TIMEOUT = 0.5, 0.5
+    with pytest.raises(ProviderError) as caught:
+        list_models(Bearer("", header_trickler, "sk-any-0001", guarded=guarded))
+    assert caught.value.kind == "timeout"

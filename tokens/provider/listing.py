@@ -20,6 +20,7 @@ from tokens.provider.client import no_cookies
 from tokens.provider.endpoint import Bearer
 from tokens.provider.errors import ProviderError, error_from_body
 from tokens.ssrf import UnsafeURL
+from tokens.transport import deadline as call_deadline
 from tokens.transport import guarded_session
 
 logger = logging.getLogger(__name__)
@@ -67,8 +68,21 @@ def model_ids(payload: object) -> list[str]:
 
 def get_json_bytes(bearer: Bearer, url: str, *, limit: int) -> bytes:
     """GET url with the bearer's headers; return the body (at most `limit` bytes) or raise ProviderError."""
+    with call_deadline(settings.UPSTREAM_CONNECT_TIMEOUT + settings.CHECK_TIMEOUT) as expired:
+        try:
+            body = _get(bearer, url, limit)
+        except ProviderError:
+            if not expired.is_set():
+                raise
+        if expired.is_set():  # whatever came back was cut short by the deadline
+            raise ProviderError("timeout", _("The provider did not answer in time."))
+        return body
+
+
+def _get(bearer: Bearer, url: str, limit: int) -> bytes:
     deadline = time.monotonic() + settings.CHECK_TIMEOUT
-    headers = {**bearer.headers(), "Accept": "application/json", "Accept-Encoding": "identity"}
+    # Connection: close, so every call opens (and its deadline tracks) its own connection.
+    headers = {**bearer.headers(), "Accept": "application/json", "Accept-Encoding": "identity", "Connection": "close"}
     try:
         response = _session(bearer.guarded).get(
             url,
@@ -122,7 +136,6 @@ def _read(response: requests.Response, limit: int, deadline: float) -> bytes:
 
 @lru_cache(maxsize=2)
 def _session(guarded: bool) -> requests.Session:
-    session = guarded_session() if guarded else requests.Session()
-    session.trust_env = False
+    session = guarded_session(guarded)
     session.cookies.set_policy(no_cookies()._policy)
     return session
