@@ -6,6 +6,12 @@ from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 
+class Theme(models.TextChoices):
+    SYSTEM = "system", _("System")
+    LIGHT = "light", _("Light")
+    DARK = "dark", _("Dark")
+
+
 class User(AbstractUser):
     email = models.EmailField(_("email address"), blank=True)
     chat_rate_limit = models.PositiveIntegerField(
@@ -22,3 +28,12 @@ class User(AbstractUser):
     language = models.CharField(
         _("language"), max_length=16, blank=True, choices=settings.LANGUAGES, help_text=_("Empty: the browser's.")
     )
+    theme = models.CharField(
+        max_length=6, choices=Theme.choices, default=Theme.SYSTEM, help_text="Colour theme; system follows the device."
+    )
+
+    @property
+    def next_theme(self) -> str:
+        """The theme the toggle switches to: system, then light, then dark, then system again."""
+        order = list(Theme.values)
+        return order[(order.index(self.theme) + 1) % len(order)]

@@ -70,6 +70,25 @@ class MessageQuerySet(models.QuerySet):
     def abandoned(self, before: datetime) -> MessageQuerySet:
         return self.filter(state=State.STREAMING, created_at__lt=before)
 
+    def thread(self) -> list[Message]:
+        """The versions in view, root to leaf: from each message, the most recently selected child.
+
+        Messages form a tree (``parent``); siblings are versions of one turn (an edit or a
+        regenerate adds one). Each message on the path gets ``versions`` (its siblings, oldest
+        first) so a page can show "2 / 3".
+        """
+        children: dict[int | None, list[Message]] = {}
+        for message in self.order_by("created_at", "id"):
+            children.setdefault(message.parent_id, []).append(message)
+        path: list[Message] = []
+        siblings = children.get(None, [])
+        while siblings:
+            chosen = max(siblings, key=lambda m: (m.selected_at, m.id))
+            chosen.versions = siblings
+            path.append(chosen)
+            siblings = children.get(chosen.id, [])
+        return path
+
 
 class Message(models.Model):
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
@@ -81,6 +100,18 @@ class Message(models.Model):
     trimmed_turns = models.PositiveIntegerField(
         default=0, help_text=_("Earlier messages left out to fit the model's context window.")
     )
+    reasoning = models.TextField(blank=True, help_text="The model's thinking text, when the provider streams it.")
+    parent = models.ForeignKey(
+        "self",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="children",
+        help_text="The turn this one answers or follows; siblings are versions (edits, regenerations).",
+    )
+    selected_at = models.DateTimeField(
+        default=timezone.now, help_text="When this version was last chosen; the newest is shown."
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     objects = MessageQuerySet.as_manager()
@@ -90,6 +121,33 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return f"{self.role} message {self.pk}"
+
+    def save(self, *args, **kwargs) -> None:
+        # A new message without a parent follows the thread in view, so code that only appends
+        # (a send, a reply) needs no knowledge of versions; a new first-turn version says so.
+        if self._state.adding and self.parent_id is None and not getattr(self, "is_root", False):
+            thread = Message.objects.filter(conversation_id=self.conversation_id).thread()
+            self.parent = thread[-1] if thread else None
+        super().save(*args, **kwargs)
+
+    @property
+    def version(self) -> int:
+        """1-based position among its versions (after ``thread()``), e.g. 2 in "2 / 3"."""
+        return [m.pk for m in getattr(self, "versions", [self])].index(self.pk) + 1
+
+    @property
+    def previous_version(self) -> Message | None:
+        return self.versions[self.version - 2] if self.version > 1 else None
+
+    @property
+    def next_version(self) -> Message | None:
+        versions = getattr(self, "versions", [self])
+        return versions[self.version] if self.version < len(versions) else None
+
+    def select(self) -> None:
+        """Show this version: it and its newest descendants become the conversation's thread."""
+        self.selected_at = timezone.now()
+        self.save(update_fields=["selected_at"])
 
 
 class UsageQuerySet(models.QuerySet):

@@ -24,7 +24,6 @@ from django.utils.translation import ngettext
 from accounts import ratelimit
 from accounts.models import User
 from chat.catalog import context_window, cost_usd
-from chat.markdown import render_markdown
 from chat.models import Conversation, Message, Role, State, UsageRecord
 from chat.tokencount import count_message_tokens, count_text_tokens
 from tokens import provider
@@ -59,6 +58,7 @@ class ReplyPlan:
     system_prompt: str
     history: list[dict]
     trimmed: int
+    anchor: Message | None = None  # see thread_fork
 
 
 @dataclass
@@ -125,27 +125,44 @@ def _pick_credential(user: User, credential_id: str | None) -> Credential:
     return credential
 
 
-def history_for(conversation: Conversation | None, *, system_prompt: str = "") -> list[dict]:
-    """The messages sent upstream so far: system prompt, then every finished turn with text."""
-    prompt = conversation.system_prompt if conversation else system_prompt
-    messages = [{"role": "system", "content": prompt}] if prompt else []
-    if conversation is not None:
-        turns = conversation.messages.exclude(content="").exclude(state=State.STREAMING)
-        messages += [{"role": role, "content": content} for role, content in turns.values_list("role", "content")]
-    return messages
+def _as_turns(thread: list[Message]) -> list[dict]:
+    return [{"role": m.role, "content": m.content} for m in thread if m.content and m.state != State.STREAMING]
 
 
-def _turns_for(plan_mode: str, messages: list[dict], text: str) -> list[dict]:
-    """The history as it will be once this request's turn is recorded."""
-    if plan_mode == "send":
-        return [*messages, {"role": Role.USER, "content": text}]
-    last_user = max((i for i, m in enumerate(messages) if m["role"] == Role.USER), default=None)
-    if last_user is None:
+def thread_fork(conversation: Conversation | None, mode: str, message_id: int | None) -> tuple[Message | None, list]:
+    """Where a new turn goes in the conversation's tree, and the thread it follows.
+
+    Returns (anchor, earlier): for "send" the anchor is the last message in view (the new
+    message's parent); for "edit" it is the user message being replaced (the new text becomes
+    its sibling, a new version); for "regenerate" it is the user message to answer again (an
+    assistant message's id means its parent). ``earlier`` is the thread before the new turn.
+    Nothing is deleted: earlier versions stay, each with its usage row.
+    """
+    thread = conversation.messages.thread() if conversation is not None else []
+    if mode == "send":
+        return (thread[-1] if thread else None), thread
+    users = [i for i, m in enumerate(thread) if m.role == Role.USER]
+    if message_id is None:
+        at = users[-1] if users else None
+    else:
+        at = next((i for i, m in enumerate(thread) if m.pk == message_id), None)
+        if at is not None and mode == "regenerate" and thread[at].role == Role.ASSISTANT:
+            at -= 1
+        if at is not None and (at < 0 or thread[at].role != Role.USER):
+            at = None
+    if at is None:
         raise ChatRefusal(_("There is no message to answer again yet."), status=409)
-    kept = messages[: last_user + 1]
-    if plan_mode == "edit":
-        kept[-1] = {"role": Role.USER, "content": text}
-    return kept
+    return thread[at], thread[:at] if mode == "edit" else thread[: at + 1]
+
+
+def _turns_for(conversation: Conversation | None, mode: str, message_id: int | None, prompt: str, text: str):
+    """The history as it will be once this request's turn is recorded, and the fork's anchor."""
+    anchor, earlier = thread_fork(conversation, mode, message_id)
+    prompt = conversation.system_prompt if conversation else prompt
+    turns = ([{"role": "system", "content": prompt}] if prompt else []) + _as_turns(earlier)
+    if mode != "regenerate":
+        turns.append({"role": Role.USER, "content": text})
+    return turns, anchor
 
 
 def _input_budget(window: int | None) -> int | None:
@@ -211,11 +228,13 @@ def reply_plan(
     credential_id: str | None = None,
     system_prompt: str = "",
     mode: str = "send",
+    message_id: int | None = None,
 ) -> ReplyPlan:
     """Check a chat request and gather what the upstream call needs, writing nothing yet.
 
-    mode "send" adds a message, "edit" rewrites the last user message and answers it
-    again, "regenerate" answers the last user message again. A refusal here leaves the
+    mode "send" adds a message, "edit" adds a new version of a user message (message_id,
+    default the last) and answers it, "regenerate" answers a user message again (message_id
+    of it or of its reply, default the last), keeping earlier versions. A refusal here leaves the
     user's text in their box; once this returns, the upstream call starts while
     `reply_record` saves the user's turn.
     """
@@ -227,7 +246,7 @@ def reply_plan(
     if mode != "regenerate":
         text = _validate_text(text, model, window)
     system_prompt = system_prompt.strip()
-    turns = _turns_for(mode, history_for(conversation, system_prompt=system_prompt), text)
+    turns, anchor = _turns_for(conversation, mode, message_id, system_prompt, text)
     history, trimmed = trim_history(turns, window)
     _check_rate(user)
     try:
@@ -237,7 +256,7 @@ def reply_plan(
     # Locked last, so no refusal above has a lock to give back.
     if conversation is not None and not generation_lock_acquire(conversation.pk):
         raise ChatRefusal(_("A reply is still being written in this conversation. Stop it or wait for it."), status=409)
-    return ReplyPlan(user, conversation, credential, bearer, model, mode, text, system_prompt, history, trimmed)
+    return ReplyPlan(user, conversation, credential, bearer, model, mode, text, system_prompt, history, trimmed, anchor)
 
 
 def reply_record(plan: ReplyPlan) -> PreparedReply:
@@ -249,7 +268,7 @@ def reply_record(plan: ReplyPlan) -> PreparedReply:
                 user=plan.user, title=Conversation().title_from(plan.text), system_prompt=plan.system_prompt
             )
             generation_lock_acquire(conversation.pk)  # nobody else can know this conversation yet
-        user_message = _record_user_turn(conversation, plan.text, plan.mode)
+        user_message = _record_user_turn(conversation, plan.text, plan.mode, plan.anchor)
         conversation.model, conversation.credential = plan.model, plan.credential
         conversation.updated_at = timezone.now()
         conversation.save(update_fields=["model", "credential", "updated_at"])
@@ -259,18 +278,19 @@ def reply_record(plan: ReplyPlan) -> PreparedReply:
             state=State.STREAMING,
             model=plan.model,
             trimmed_turns=plan.trimmed,
+            parent=user_message,
         )
     return PreparedReply(conversation, user_message, assistant, plan.bearer, plan.model, plan.history)
 
 
-def _record_user_turn(conversation: Conversation, text: str, mode: str) -> Message:
-    if mode == "send":
-        return Message.objects.create(conversation=conversation, role=Role.USER, content=text)
-    message = conversation.messages.filter(role=Role.USER).last()
-    conversation.messages.filter(id__gt=message.id).delete()
-    if mode == "edit":
-        message.content = text
-        message.save(update_fields=["content"])
+def _record_user_turn(conversation: Conversation, text: str, mode: str, anchor: Message | None) -> Message:
+    """Add the user's message under the anchor (a new version of it for "edit"); regenerate reuses it."""
+    if mode == "regenerate":
+        return anchor
+    message = Message(conversation=conversation, role=Role.USER, content=text)
+    message.parent = anchor.parent if mode == "edit" else anchor
+    message.is_root = message.parent is None  # an edit of the first message is a new first version
+    message.save()
     return message
 
 
@@ -334,7 +354,7 @@ async def conversation_reply(plan: ReplyPlan) -> AsyncIterator[bytes]:
         if plan.conversation is not None:
             generation_lock_release(plan.conversation.pk)
         message = _("We could not save your message, so nothing was sent. It is still in the box; try again.")
-        yield _sse("done", {"state": State.ERROR, "html": "", "error": message, "redirect": ""})
+        yield _sse("done", {"state": State.ERROR, "error": message, "redirect": ""})
         return
     async for event in _relay(prepared, stream, first, completion):
         yield event
@@ -389,7 +409,6 @@ async def _relay(
         "done",
         {
             "state": state,
-            "html": render_markdown("".join(parts)),
             "error": error.message if error else "",
             "notes": completion.notes,
             "redirect": reverse("tokens:credential-list") if error and error.kind == "auth" else "",

@@ -17,4 +17,7 @@ urlpatterns = [
     path("<int:pk>/rename/", views.conversation_rename, name="conversation-rename"),
     path("<int:pk>/system-prompt/", views.conversation_system_prompt, name="conversation-system-prompt"),
     path("<int:pk>/delete/", views.conversation_delete, name="conversation-delete"),
+    path("<int:pk>/versions/", views.message_select, name="message-select"),
+    path("<int:pk>/export.md", views.conversation_export, {"fmt": "md"}, name="conversation-export-markdown"),
+    path("<int:pk>/export.json", views.conversation_export, {"fmt": "json"}, name="conversation-export-json"),
 ]

@@ -4,10 +4,11 @@ from django.conf import settings
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
-from chat import services
+from chat import export, services
 from chat.forms import RenameForm, SystemPromptForm
 from chat.models import Conversation
 from tokens.provider import ProviderError
@@ -26,13 +27,11 @@ def _chat_ctx(request: HttpRequest, conversation: Conversation | None) -> dict:
     conversations = request.user.conversations.all()
     if query:
         conversations = conversations.matching(query)
-    chat_messages = list(conversation.messages.all()) if conversation else []
     credentials = list(request.user.credentials.all())
     default_model = next((c.default_model for c in credentials if c.is_default), "")  # e.g. an Azure deployment
     return {
         "conversation": conversation,
-        "chat_messages": chat_messages,
-        "last_user_id": next((m.pk for m in reversed(chat_messages) if m.role == "user"), None),
+        "chat_messages": conversation.messages.thread() if conversation else [],
         "conversations": conversations[:200],
         "query": query,
         "credentials": credentials,
@@ -50,6 +49,11 @@ def conversation_detail(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "chat/conversation_detail.html", _chat_ctx(request, conversation))
 
 
+def _message_id(request: HttpRequest) -> int | None:
+    value = request.POST.get("message_id", "")
+    return int(value) if value.isdigit() else None
+
+
 async def _stream_reply(request: HttpRequest, pk: int | None, mode: str) -> HttpResponse:
     try:
         plan = await services.in_own_thread(services.reply_plan)(
@@ -61,6 +65,7 @@ async def _stream_reply(request: HttpRequest, pk: int | None, mode: str) -> Http
             credential_id=request.POST.get("credential") or None,
             system_prompt=request.POST.get("system_prompt", "")[:8000],
             mode=mode,
+            message_id=_message_id(request),
         )
     except services.ChatRefusal as refusal:
         body = {"error": refusal.message, "redirect": refusal.redirect, "retry_after": refusal.retry_after}
@@ -123,6 +128,35 @@ def conversation_rename(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def conversation_system_prompt(request: HttpRequest, pk: int) -> HttpResponse:
     return _update(request, pk, SystemPromptForm)
+
+
+@require_POST
+def message_select(request: HttpRequest, pk: int) -> HttpResponse:
+    """Show another version of a message (the "‹ 2 / 3 ›" buttons)."""
+    conversation = _get_conversation(request, pk)
+    message_id = _message_id(request)
+    message = conversation.messages.filter(pk=message_id).first() if message_id else None
+    if message is None:
+        raise Http404("No such message.")
+    message.select()
+    return redirect(f"{conversation_url(conversation)}#message-{message.pk}")
+
+
+def conversation_url(conversation: Conversation) -> str:
+    return reverse("chat:conversation-detail", args=[conversation.pk])
+
+
+@require_GET
+def conversation_export(request: HttpRequest, pk: int, fmt: str) -> HttpResponse:
+    """Download the conversation: Markdown (the thread in view) or JSON (every version)."""
+    conversation = _get_conversation(request, pk)
+    filename = f"conversation-{conversation.pk}.{fmt}"
+    if fmt == "json":
+        response = JsonResponse(export.as_json(conversation), json_dumps_params={"ensure_ascii": False, "indent": 2})
+    else:
+        response = HttpResponse(export.as_markdown(conversation), content_type="text/markdown; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
 
 
 @require_POST

@@ -7,9 +7,13 @@ from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
 from django.db import close_old_connections, connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
+from django.templatetags.static import static
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_POST
 
+from accounts.models import Theme
 from project.celery import app as celery_app
 
 logger = logging.getLogger(__name__)
@@ -52,5 +56,27 @@ async def healthz(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": "ok" if status == 200 else "error", **checks}, status=status)
 
 
+@login_not_required
+def favicon(request: HttpRequest) -> HttpResponse:
+    """Browsers that ignore <link rel="icon"> ask for /favicon.ico; send them to the SVG."""
+    return redirect(static("favicon.svg"), permanent=True)
+
+
 def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
     return render(request, "403_csrf.html", status=403)
+
+
+@require_POST
+def theme_set(request: HttpRequest) -> HttpResponse:
+    """Remember the person's colour theme (system, light or dark); answer 204 to fetch, else go back."""
+    theme = request.POST.get("theme", "")
+    if theme not in Theme.values:
+        return JsonResponse({"error": "Unknown theme."}, status=400)
+    request.user.theme = theme
+    request.user.save(update_fields=["theme"])
+    if request.headers.get("Accept") == "application/json":
+        return JsonResponse({"theme": theme, "next": request.user.next_theme})
+    back = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
+        back = "/"
+    return redirect(back)

@@ -19,7 +19,8 @@ def conversation(alice):
 def test_it_renders_assistant_markdown_safely_and_user_text_as_typed(alice_client, conversation):
     page = alice_client.get(f"/chat/{conversation.pk}/").content.decode()
     assert "Where should I eat &lt;b&gt;tonight&lt;/b&gt;?" in page
-    assert "<strong>Taberna</strong>" in page
+    # The reply's Markdown source, escaped, for the page's one renderer (chat/static/chat/render.js).
+    assert "Try **Taberna** &lt;script&gt;x()&lt;/script&gt;</div>" in page
     assert "<script>x()" not in page
     assert 'data-role="assistant" data-state="complete"' in page
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from chat.models import Conversation, Message
+from chat.models import Conversation, Message, UsageRecord
 from chat.services import trim_history
 from tests.conftest import credential_create
 from tests.streaming import logged_in_session, send
@@ -30,13 +30,20 @@ def test_it_uses_the_chosen_model(asgi_server, fake_openai, session):
     assert Conversation.objects.get(pk=events.start["conversation"]).model == "gpt-4o"
 
 
-def test_it_regenerates_the_last_reply(asgi_server, fake_openai, session):
+def _thread(conversation_id: int) -> list[str]:
+    return [m.content for m in Conversation.objects.get(pk=conversation_id).messages.thread()]
+
+
+def test_it_regenerates_the_last_reply_keeping_the_earlier_version(asgi_server, fake_openai, session):
     fake_openai.reply("Meh.").reply("Much better.")
     first = send(session, asgi_server.url, "/chat/send/", "Tell me a joke")
     again = send(session, asgi_server.url, f"/chat/{first.start['conversation']}/regenerate/", "")
     assert again.text == "Much better."
-    assert [m.content for m in Message.objects.all()] == ["Tell me a joke", "Much better."]
+    assert _thread(first.start["conversation"]) == ["Tell me a joke", "Much better."]
+    thread = Conversation.objects.get().messages.thread()
+    assert [m.content for m in thread[-1].versions] == ["Meh.", "Much better."] and thread[-1].version == 2
     assert fake_openai.chat_requests[-1].json()["messages"] == [{"role": "user", "content": "Tell me a joke"}]
+    assert UsageRecord.objects.count() == 2  # each version's call stays recorded
 
 
 def test_it_edits_the_last_message_and_answers_again(asgi_server, fake_openai, session):
@@ -44,7 +51,44 @@ def test_it_edits_the_last_message_and_answers_again(asgi_server, fake_openai, s
     first = send(session, asgi_server.url, "/chat/send/", "Capital of France?")
     again = send(session, asgi_server.url, f"/chat/{first.start['conversation']}/edit/", "Capital of Italy?")
     assert again.text == "Rome."
-    assert [m.content for m in Message.objects.all()] == ["Capital of Italy?", "Rome."]
+    assert _thread(first.start["conversation"]) == ["Capital of Italy?", "Rome."]
+    assert Message.objects.count() == 4
+
+
+def test_it_edits_an_earlier_message_forking_the_conversation(asgi_server, fake_openai, session):
+    fake_openai.reply("A1").reply("A2").reply("A1 again")
+    first = send(session, asgi_server.url, "/chat/send/", "Q1")
+    pk = first.start["conversation"]
+    send(session, asgi_server.url, f"/chat/{pk}/send/", "Q2")
+    q1 = Message.objects.get(content="Q1")
+
+    send(session, asgi_server.url, f"/chat/{pk}/edit/", "Q1 edited", message_id=q1.pk)
+
+    assert _thread(pk) == ["Q1 edited", "A1 again"]
+    assert fake_openai.chat_requests[-1].json()["messages"] == [{"role": "user", "content": "Q1 edited"}]
+    q1.select()  # back to the first version: its whole branch returns
+    assert _thread(pk) == ["Q1", "A1", "Q2", "A2"]
+
+
+def test_it_regenerates_an_earlier_reply_from_its_own_history(asgi_server, fake_openai, session):
+    fake_openai.reply("A1").reply("A2").reply("A1 bis")
+    first = send(session, asgi_server.url, "/chat/send/", "Q1")
+    pk = first.start["conversation"]
+    send(session, asgi_server.url, f"/chat/{pk}/send/", "Q2")
+    a1 = Message.objects.get(content="A1")
+
+    send(session, asgi_server.url, f"/chat/{pk}/regenerate/", "", message_id=a1.pk)
+
+    assert _thread(pk) == ["Q1", "A1 bis"]
+    assert fake_openai.chat_requests[-1].json()["messages"] == [{"role": "user", "content": "Q1"}]
+
+
+def test_it_refuses_to_edit_a_message_of_another_conversation(asgi_server, fake_openai, session):
+    first = send(session, asgi_server.url, "/chat/send/", "Q1")
+    other = send(session, asgi_server.url, "/chat/send/", "Elsewhere")
+    foreign = Message.objects.get(content="Elsewhere")
+    refused = send(session, asgi_server.url, f"/chat/{first.start['conversation']}/edit/", "x", message_id=foreign.pk)
+    assert refused.status == 409 and other.start["conversation"] != first.start["conversation"]
 
 
 def test_it_refuses_an_overlong_message_before_saving_it(asgi_server, fake_openai, session, settings):

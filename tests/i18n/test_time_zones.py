@@ -111,9 +111,9 @@ def test_the_sidebar_groups_conversations_by_the_readers_own_day(client, alice):
     client.force_login(alice)
     with time_machine.travel(NEXT_MORNING_UTC, tick=False):
         User.objects.filter(pk=alice.pk).update(timezone="UTC", language="en")
-        assert ">Yesterday</h3>" in client.get("/chat/").content.decode()
+        assert ">Yesterday</h2>" in client.get("/chat/").content.decode()
         User.objects.filter(pk=alice.pk).update(timezone="Asia/Shanghai", language="zh-hans")
-        assert ">今天</h3>" in client.get("/chat/").content.decode()
+        assert ">今天</h2>" in client.get("/chat/").content.decode()
 
 
 @pytest.fixture

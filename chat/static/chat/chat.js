@@ -1,306 +1,504 @@
-"use strict";
-// Chat page: send with fetch, read the server-sent events, stop with an AbortController.
-(() => {
-  const form = document.getElementById("composer");
-  const box = document.getElementById("message");
-  const list = document.getElementById("messages");
-  const errorBox = document.getElementById("chat-error");
-  const sendButton = form.querySelector('[data-action="send"]');
-  const stopButton = form.querySelector('[data-action="stop"]');
-  const modelPicker = document.getElementById("model-picker");
-  const credentialPicker = form.querySelector('select[name="credential"]');
-  const csrf = form.querySelector('input[name="csrfmiddlewaretoken"]').value;
-  const draftKey = () => "byok-draft:" + location.pathname;
-  let conversationUrl = form.dataset.regenerateUrl ? form.dataset.regenerateUrl.replace(/regenerate\/$/, "") : "";
-  let controller = null;
+// Chat page: send with fetch, read the server-sent events, render Markdown as it streams.
+import { paint } from "./render.js";
 
-  const scrollDown = () => { list.scrollTop = list.scrollHeight; };
+const _ = (text) => (window.gettext ? window.gettext(text) : text);
+const ngettext = (one, many, n) => (window.ngettext ? window.ngettext(one, many, n) : n === 1 ? one : many);
+const format = (text, values) => text.replace(/%\((\w+)\)s/g, (_match, key) => values[key]);
 
-  function showError(text, link) {
-    errorBox.textContent = text;
-    if (link) {
-      const a = document.createElement("a");
-      a.href = link;
-      a.textContent = gettext("Open the API keys page");
-      errorBox.append(" ", a);
-    }
-    errorBox.hidden = !text;
-  }
+const form = document.getElementById("composer");
+const box = document.getElementById("message");
+const list = document.getElementById("messages");
+const errorBox = document.getElementById("chat-error");
+const announcer = document.getElementById("announcer");
+const jump = document.querySelector('[data-action="jump"]');
+const counter = document.getElementById("composer-count");
+const sendButton = form.querySelector('[data-action="send"]');
+const stopButton = form.querySelector('[data-action="stop"]');
+const modelPicker = document.getElementById("model-picker");
+const credentialPicker = form.querySelector('select[name="credential"]');
+const csrf = form.querySelector('input[name="csrfmiddlewaretoken"]').value;
+const maxChars = Number(box.dataset.maxChars);
+const coarse = window.matchMedia("(pointer: coarse)");
+// Drafts are per user, so the next person on a shared browser never sees them (also cleared on log-out).
+const draftKey = (path = location.pathname) => "byok-draft:" + form.dataset.user + ":" + path;
+let conversationUrl = form.dataset.conversationUrl || "";
+let controller = null;
+let following = true; // keep the newest text in view until the reader scrolls up
+let composing = false;
 
-  function addCopyButtons(root) {
-    root.querySelectorAll("pre").forEach((pre) => {
-      if (pre.querySelector(".copy")) return;
-      const button = document.createElement("button");
-      button.type = "button";
-      button.className = "copy";
-      button.textContent = gettext("Copy");
-      button.addEventListener("click", async () => {
-        await navigator.clipboard.writeText(pre.querySelector("code")?.innerText ?? pre.innerText);
-        button.textContent = gettext("Copied");
-        setTimeout(() => { button.textContent = gettext("Copy"); }, 1500);
-      });
-      pre.appendChild(button);
-    });
-  }
+// --- Reading while it streams -------------------------------------------------------------------
 
-  function bubble(role, text) {
-    document.getElementById("welcome")?.remove();
-    const article = document.createElement("article");
-    article.className = "msg msg-" + role;
-    article.dataset.role = role;
-    const body = document.createElement("div");
-    body.className = role === "user" ? "bubble user-text" : "bubble markdown";
-    body.textContent = text;
-    article.appendChild(body);
-    list.appendChild(article);
-    scrollDown();
-    return article;
-  }
+function nearBottom() {
+  return list.scrollHeight - list.scrollTop - list.clientHeight < 48;
+}
 
-  function note(article, className, text, before) {
-    const p = document.createElement("p");
-    p.className = "msg-note " + className;
-    p.textContent = text;
-    if (before) article.prepend(p); else article.appendChild(p);
-    return p;
-  }
+function keepInView() {
+  if (following) list.scrollTop = list.scrollHeight;
+  jump.hidden = following || nearBottom();
+}
 
-  function setState(article, state, text) {
-    article.dataset.state = state;
-    article.querySelector(".msg-note:not(.note-trimmed)")?.remove();
-    const words = text || (state === "stopped" ? gettext("Stopped.") : "");
-    if (words) note(article, "note-" + state, words);
-  }
+list.addEventListener("scroll", () => {
+  following = nearBottom();
+  if (following) jump.hidden = true;
+}, { passive: true });
 
-  function actionButton(article, action, label) {
-    const bar = document.createElement("div");
-    bar.className = "msg-actions";
+jump.addEventListener("click", () => {
+  following = true;
+  list.scrollTop = list.scrollHeight;
+  jump.hidden = true;
+  box.focus();
+});
+
+// --- Rendering ----------------------------------------------------------------------------------
+
+function addCopyButtons(root) {
+  root.querySelectorAll("pre").forEach((pre) => {
+    if (pre.querySelector(".copy")) return;
     const button = document.createElement("button");
     button.type = "button";
-    button.className = "link small";
-    button.dataset.action = action;
-    button.textContent = label;
-    bar.appendChild(button);
-    article.appendChild(bar);
-  }
+    button.className = "copy";
+    button.textContent = _("Copy");
+    button.addEventListener("click", () => copyText(pre.querySelector("code")?.innerText ?? pre.innerText, button));
+    pre.appendChild(button);
+  });
+}
 
-  function refreshActions() {
-    list.querySelectorAll(".msg-actions").forEach((bar) => bar.remove());
-    if (!conversationUrl) return;
-    const users = list.querySelectorAll('[data-role="user"]');
-    const last = list.lastElementChild;
-    if (users.length) actionButton(users[users.length - 1], "edit", gettext("Edit"));
-    if (last?.dataset.role === "assistant") actionButton(last, "regenerate", "↻ " + gettext("Regenerate"));
-  }
+function render(element, source) {
+  if (paint(element, source)) addCopyButtons(element);
+}
 
-  function busy(on) {
-    sendButton.hidden = on;
-    stopButton.hidden = !on;
-    box.readOnly = on;
-    list.querySelectorAll(".msg-actions button").forEach((b) => { b.disabled = on; });
+async function copyText(text, button) {
+  const label = button.textContent;
+  try {
+    await navigator.clipboard.writeText(text);
+    button.textContent = _("Copied");
+  } catch {
+    button.textContent = _("Copy failed");
   }
+  setTimeout(() => { button.textContent = label; }, 1500);
+}
 
-  function started(article, data) {
-    article.dataset.messageId = data.assistant_message;
-    if (data.trimmed) {
-      note(article, "note-trimmed", interpolate(ngettext(
-        "%s earlier message left out to fit the model’s context window.",
-        "%s earlier messages left out to fit the model’s context window.", data.trimmed), [data.trimmed]), true);
-    }
-    localStorage.removeItem(draftKey());
-    conversationUrl = data.url;
-    if (location.pathname !== data.url) {
-      localStorage.removeItem("byok-draft:" + location.pathname);
-      history.replaceState(null, "", data.url);
-      form.action = data.url + "send/";
-      const link = document.createElement("a");
-      link.href = data.url;
-      link.className = "conversation-link current";
-      link.textContent = data.title;
-      const sidebar = document.querySelector(".conversation-list");
-      sidebar?.querySelector(".empty-note")?.remove();
-      let today = sidebar?.querySelector(".sidebar-group");
-      if (sidebar && today?.textContent !== gettext("Today")) {
-        today = document.createElement("h3");
-        today.className = "sidebar-group";
-        today.textContent = gettext("Today");
-        sidebar.prepend(today);
+// Saved messages arrive as their Markdown source; the same paint() that renders a live reply shows them.
+function paintSaved(root) {
+  root.querySelectorAll("[data-markdown]").forEach((element) => {
+    if (element.mdSource === undefined) render(element, element.textContent);
+  });
+}
+
+// --- Messages -----------------------------------------------------------------------------------
+
+function showError(text, link) {
+  errorBox.textContent = text;
+  if (link) {
+    const a = document.createElement("a");
+    a.href = link;
+    a.textContent = _("Open the API keys page");
+    errorBox.append(" ", a);
+  }
+  errorBox.hidden = !text;
+}
+
+function bubble(role, text) {
+  document.getElementById("welcome")?.remove();
+  const article = document.createElement("article");
+  article.className = "msg msg-" + role;
+  article.dataset.role = role;
+  const body = document.createElement("div");
+  if (role === "user") {
+    body.className = "bubble user-text";
+    body.textContent = text;
+  } else {
+    body.className = "bubble markdown";
+    body.dataset.markdown = "";
+  }
+  article.appendChild(body);
+  list.appendChild(article);
+  following = true;
+  keepInView();
+  return article;
+}
+
+function note(article, className, text, before) {
+  const p = document.createElement("p");
+  p.className = "msg-note " + className;
+  p.textContent = text;
+  if (before) article.querySelector(".bubble").before(p);
+  else article.querySelector(".bubble").after(p);
+  return p;
+}
+
+function setState(article, state, text) {
+  article.dataset.state = state;
+  article.querySelector(".msg-note:not(.note-trimmed)")?.remove();
+  const words = text || (state === "stopped" ? _("Stopped.") : "");
+  if (words) note(article, "note-" + state, words);
+}
+
+function addActions(article) {
+  if (article.querySelector(".msg-actions") || !conversationUrl) return;
+  const template = document.getElementById("actions-" + article.dataset.role);
+  article.appendChild(template.content.cloneNode(true));
+  const model = article.querySelector(".msg-model");
+  if (model) model.textContent = article.dataset.model || "";
+}
+
+function busy(on) {
+  sendButton.hidden = on;
+  stopButton.hidden = !on;
+  form.classList.toggle("is-busy", on);
+  list.querySelectorAll(".msg-actions button, .versions button").forEach((b) => { b.disabled = on; });
+  updateCounter();
+}
+
+function reasoningBox(article) {
+  let details = article.querySelector("[data-reasoning]");
+  if (!details) {
+    details = document.getElementById("reasoning-template").content.firstElementChild.cloneNode(true);
+    details.open = true;
+    article.querySelector(".bubble").before(details);
+  }
+  return details;
+}
+
+function started(article, user, data) {
+  article.dataset.messageId = data.assistant_message;
+  if (user) user.dataset.messageId = data.user_message;
+  if (data.trimmed) {
+    note(article, "note-trimmed", format(ngettext(
+      "%(count)s earlier message left out to fit the model’s context window.",
+      "%(count)s earlier messages left out to fit the model’s context window.", data.trimmed), { count: data.trimmed }), true);
+  }
+  localStorage.removeItem(draftKey());
+  conversationUrl = data.url;
+  if (location.pathname !== data.url) adoptNewConversation(data);
+}
+
+function adoptNewConversation(data) {
+  localStorage.removeItem(draftKey());
+  history.replaceState(null, "", data.url);
+  form.action = data.url + "send/";
+  form.dataset.conversationUrl = data.url;
+  document.title = [data.title, document.title.split(" · ").pop()].join(" · ");
+  const link = document.createElement("a");
+  link.href = data.url;
+  link.className = "conversation-link current";
+  link.setAttribute("aria-current", "page");
+  link.textContent = data.title;
+  const sidebar = document.querySelector(".conversation-list");
+  sidebar?.querySelector(".empty-note")?.remove();
+  let today = sidebar?.querySelector(".sidebar-group");
+  const todayLabel = sidebar?.dataset.today;
+  if (sidebar && today?.textContent !== todayLabel) {
+    today = document.createElement("h2");
+    today.className = "sidebar-group";
+    today.textContent = todayLabel;
+    sidebar.prepend(today);
+  }
+  today?.after(link);
+  form.querySelector(".prompt-settings")?.remove(); // a system prompt typed here applied to the new chat only
+  const template = document.getElementById("conversation-head");
+  if (template) {
+    const head = template.content.cloneNode(true);
+    head.querySelector('input[name="title"]').value = data.title;
+    template.parentElement.replaceChildren(head);
+  }
+}
+
+function announce(article) {
+  // One polite announcement per reply (a live region around the stream would read every chunk).
+  const text = article.querySelector(".bubble").innerText.trim();
+  const state = article.querySelector(".msg-note:not(.note-trimmed)")?.textContent || "";
+  announcer.textContent = "";
+  announcer.textContent = [_("Reply:"), text.slice(0, 1200), state].filter(Boolean).join(" ");
+}
+
+function finished(article, data) {
+  if (data.finish) article.dataset.finish = data.finish;
+  setState(article, data.state, data.error);
+  if (data.redirect) {
+    const link = document.createElement("a");
+    link.href = data.redirect;
+    link.textContent = _("Open the API keys page");
+    article.querySelector(".msg-note:not(.note-trimmed)")?.append(" ", link);
+  }
+  const details = article.querySelector("[data-reasoning]");
+  if (details && !details.dataset.touched) details.open = false;
+}
+
+// Read a text/event-stream body: `data:` text (default event), `event: reasoning`, `start`, `done`.
+async function readEvents(response, article, onStart) {
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  const body = article.querySelector(".bubble");
+  let text = body.mdSource || "";
+  let thinking = "";
+  let frame = 0;
+  const repaint = () => {
+    frame = 0;
+    render(body, text);
+    if (thinking) render(reasoningBox(article).querySelector(".reasoning-body"), thinking);
+    keepInView();
+  };
+  const schedule = () => { if (!frame) frame = requestAnimationFrame(repaint); };
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    buffer += decoder.decode(value, { stream: true }).replace(/\r\n?/g, "\n");
+    const events = buffer.split("\n\n");
+    buffer = events.pop();
+    for (const raw of events) {
+      let name = "message";
+      let data = "";
+      for (const line of raw.split("\n")) {
+        if (line.startsWith("event:")) name = line.slice(6).trim();
+        else if (line.startsWith("data:")) data += line.slice(line.startsWith("data: ") ? 6 : 5);
+        else if (line.startsWith("id:")) article.dataset.lastEventId = line.slice(3).trim();
       }
-      today?.after(link);
-      form.querySelector(".prompt-settings")?.remove(); // a system prompt typed here applied to the new chat only
-      const template = document.getElementById("conversation-head");
-      if (template) {
-        const head = template.content.cloneNode(true);
-        head.querySelector('input[name="title"]').value = data.title;
-        template.closest(".chat-head").replaceChildren(head);
+      if (!data) continue; // a comment or keep-alive
+      const payload = JSON.parse(data);
+      if (name === "message") { text += payload; schedule(); }
+      else if (name === "reasoning") { thinking += payload; schedule(); }
+      else if (name === "start") onStart(payload);
+      else if (name === "done") {
+        if (frame) cancelAnimationFrame(frame);
+        repaint();
+        finished(article, payload);
       }
     }
   }
+  if (frame) { cancelAnimationFrame(frame); repaint(); }
+}
 
-  function finished(article, data) {
-    const body = article.querySelector(".bubble");
-    body.innerHTML = data.html; // sanitised on the server with nh3
-    addCopyButtons(body);
-    setState(article, data.state, data.error);
-    if (data.redirect) {
-      const link = document.createElement("a");
-      link.href = data.redirect;
-      link.textContent = gettext("Open the API keys page");
-      article.querySelector(".msg-note:not(.note-trimmed)")?.append(" ", link);
+// POST fields to url and stream the reply into a new assistant bubble; `undo` runs if the server refuses.
+async function stream(url, fields, undo, user = null) {
+  showError("");
+  fields.set("csrfmiddlewaretoken", csrf);
+  if (modelPicker) fields.set("model", modelPicker.value);
+  if (credentialPicker) fields.set("credential", credentialPicker.value);
+  const article = bubble("assistant", "");
+  article.dataset.state = "streaming";
+  article.dataset.model = modelPicker?.value || "";
+  controller = new AbortController();
+  busy(true);
+  try {
+    const response = await fetch(url, {
+      method: "POST", body: fields, headers: { Accept: "text/event-stream" },
+      signal: controller.signal, credentials: "same-origin",
+    });
+    if (!response.ok) {
+      article.remove();
+      undo();
+      const data = await response.json().catch(() => ({}));
+      if (data.redirect && !list.querySelector(".msg")) { location.assign(data.redirect); return; }
+      showError(data.error || format(_("The server could not take your message (%(status)s). Nothing was lost."),
+        { status: response.status }), data.redirect);
+      return;
     }
-  }
-
-  async function readEvents(response, article, fromBox) {
-    const reader = response.body.getReader();
-    const decoder = new TextDecoder();
-    const body = article.querySelector(".bubble");
-    let buffer = "";
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      buffer += decoder.decode(value, { stream: true });
-      const events = buffer.split("\n\n");
-      buffer = events.pop();
-      for (const raw of events) {
-        let name = "message";
-        let data = "";
-        for (const line of raw.split("\n")) {
-          if (line.startsWith("event: ")) name = line.slice(7);
-          else if (line.startsWith("data: ")) data += line.slice(6);
-        }
-        const payload = JSON.parse(data);
-        if (name === "message") { body.textContent += payload; scrollDown(); }
-        else if (name === "start") { started(article, payload); if (fromBox) { box.value = ""; grow(); } }
-        else if (name === "done") finished(article, payload);
-      }
+    await readEvents(response, article, (data) => {
+      started(article, user, data);
+      if (user) { box.value = ""; grow(); updateCounter(); }
+    });
+    if (article.dataset.state === "streaming") {
+      setState(article, "incomplete", _("The connection ended before the reply was finished."));
     }
+  } catch (error) {
+    if (error.name === "AbortError") setState(article, "stopped", "");
+    else setState(article, "error", _("The connection to the server was lost. Reload to see what was saved."));
+  } finally {
+    controller = null;
+    if (user) addActions(user);
+    addActions(article);
+    busy(false);
+    if (article.isConnected) announce(article);
+    keepInView();
   }
+  return article;
+}
 
-  // POST fields to url and stream the reply into a new assistant bubble; `undo` runs if the server refuses.
-  async function stream(url, fields, undo, fromBox = false) {
-    showError("");
-    fields.set("csrfmiddlewaretoken", csrf);
-    if (modelPicker) fields.set("model", modelPicker.value);
-    if (credentialPicker) fields.set("credential", credentialPicker.value);
-    const article = bubble("assistant", "");
-    article.dataset.state = "streaming";
-    controller = new AbortController();
-    busy(true);
-    try {
-      const response = await fetch(url, {
-        method: "POST", body: fields, headers: { Accept: "text/event-stream" },
-        signal: controller.signal, credentials: "same-origin",
-      });
-      if (!response.ok) {
-        article.remove();
-        undo();
-        const data = await response.json().catch(() => ({}));
-        if (data.redirect && !list.querySelector(".msg")) { location.assign(data.redirect); return; }
-        showError(data.error || interpolate(gettext("The server could not take your message (%s). Nothing was lost."), [response.status]),
-          data.redirect);
-        return;
-      }
-      await readEvents(response, article, fromBox);
-      if (article.dataset.state === "streaming") setState(article, "incomplete", gettext("The connection ended before the reply was finished."));
-    } catch (error) {
-      if (error.name === "AbortError") setState(article, "stopped", "");
-      else setState(article, "error", gettext("The connection to the server was lost. Reload to see what was saved."));
-    } finally {
-      controller = null;
-      busy(false);
-      refreshActions();
-      box.focus();
-    }
-  }
+// After an edit or a regenerate the thread has a new version: show the server's view of it.
+async function reloadThread() {
+  const response = await fetch(location.pathname, { credentials: "same-origin" });
+  if (!response.ok) return;
+  const page = new DOMParser().parseFromString(await response.text(), "text/html");
+  const fresh = page.getElementById("messages");
+  if (!fresh) return;
+  list.replaceChildren(...fresh.childNodes);
+  paintSaved(list);
+  keepInView();
+}
 
-  function send() {
-    const text = box.value.trim();
+function send() {
+  const text = box.value.trim();
+  if (!text || controller || tooLong()) return;
+  const user = bubble("user", text);
+  stream(form.action, new FormData(form), () => user.remove(), user);
+}
+
+function regenerate(button) {
+  const old = button.closest("article");
+  const later = laterThan(old, true);
+  later.forEach((node) => { node.hidden = true; });
+  const fields = new FormData();
+  fields.set("message_id", old.dataset.messageId);
+  stream(conversationUrl + "regenerate/", fields, () => later.forEach((node) => { node.hidden = false; }))
+    .then((article) => { if (article?.dataset.state !== "error") reloadThread(); });
+}
+
+function laterThan(article, inclusive) {
+  const nodes = inclusive ? [article] : [];
+  for (let node = article.nextElementSibling; node; node = node.nextElementSibling) nodes.push(node);
+  return nodes;
+}
+
+function edit(button) {
+  const article = button.closest("article");
+  const body = article.querySelector(".bubble");
+  const original = body.textContent;
+  const editor = document.getElementById("edit-template").content.firstElementChild.cloneNode(true);
+  const area = editor.querySelector("textarea");
+  area.value = original;
+  body.hidden = true;
+  article.querySelector(".msg-actions").hidden = true;
+  article.appendChild(editor);
+  area.focus();
+  const close = () => {
+    editor.remove();
+    body.hidden = false;
+    article.querySelector(".msg-actions").hidden = false;
+  };
+  editor.querySelector('[data-action="cancel-edit"]').addEventListener("click", close);
+  bindEnter(area, () => editor.requestSubmit());
+  editor.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const text = area.value.trim();
     if (!text || controller) return;
-    const userArticle = bubble("user", text);
-    stream(form.action, new FormData(form), () => userArticle.remove(), true);
-  }
-
-  function regenerate(button) {
-    const old = button.closest("article");
-    old.hidden = true;
-    stream(conversationUrl + "regenerate/", new FormData(), () => { old.hidden = false; })
-      .then(() => { if (old.hidden) old.remove(); });
-  }
-
-  function edit(button) {
-    const article = button.closest("article");
-    const body = article.querySelector(".bubble");
-    const original = body.textContent;
-    const editor = document.createElement("form");
-    editor.className = "edit-form";
-    editor.innerHTML = '<textarea name="message" rows="3"></textarea><div class="edit-bar">' +
-      '<button type="submit" class="button small primary"></button>' +
-      '<button type="button" class="button small" data-action="cancel-edit"></button></div>';
-    editor.querySelector("[type=submit]").textContent = gettext("Save & send");
-    editor.querySelector("[data-action=cancel-edit]").textContent = gettext("Cancel");
-    editor.querySelector("textarea").value = original;
-    body.hidden = true;
-    article.querySelector(".msg-actions")?.remove();
-    article.appendChild(editor);
-    editor.querySelector("textarea").focus();
-    editor.querySelector('[data-action="cancel-edit"]').addEventListener("click", () => {
-      editor.remove(); body.hidden = false; refreshActions();
-    });
-    editor.addEventListener("submit", (event) => {
-      event.preventDefault();
-      const text = editor.querySelector("textarea").value.trim();
-      if (!text) return;
-      const later = [];
-      for (let node = article.nextElementSibling; node; node = node.nextElementSibling) later.push(node);
-      later.forEach((node) => { node.hidden = true; });
-      editor.remove();
-      body.textContent = text;
-      body.hidden = false;
-      const fields = new FormData();
-      fields.set("message", text);
-      stream(conversationUrl + "edit/", fields, () => {
-        body.textContent = original;
-        later.forEach((node) => { node.hidden = false; });
-      }).then(() => later.forEach((node) => { if (node.hidden) node.remove(); }));
-    });
-  }
-
-  async function loadModels() {
-    if (!modelPicker) return;
-    const params = new URLSearchParams();
-    if (credentialPicker) params.set("credential", credentialPicker.value);
-    try {
-      const response = await fetch(form.dataset.modelsUrl + "?" + params, { credentials: "same-origin" });
-      const data = await response.json();
-      // Suggestions only: any typed model id is sent as is.
-      modelPicker.list.replaceChildren(...data.models.map((name) => new Option(name, name)));
-      modelPicker.title = data.error || "";
-    } catch {
-      modelPicker.title = gettext("Could not load the model list; type a model id.");
-    }
-  }
-
-  form.addEventListener("submit", (event) => { event.preventDefault(); send(); });
-  stopButton.addEventListener("click", () => controller?.abort());
-  list.addEventListener("click", (event) => {
-    const button = event.target.closest("button[data-action]");
-    if (!button || controller) return;
-    if (button.dataset.action === "regenerate") regenerate(button);
-    if (button.dataset.action === "edit") edit(button);
+    const later = laterThan(article, false);
+    later.forEach((node) => { node.hidden = true; });
+    close();
+    body.textContent = text;
+    const fields = new FormData();
+    fields.set("message", text);
+    fields.set("message_id", article.dataset.messageId);
+    stream(conversationUrl + "edit/", fields, () => {
+      body.textContent = original;
+      later.forEach((node) => { node.hidden = false; });
+    }).then((reply) => { if (reply?.dataset.state !== "error") reloadThread(); });
   });
-  box.addEventListener("keydown", (event) => {
-    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) { event.preventDefault(); send(); }
+}
+
+function copyMessage(button) {
+  const body = button.closest("article").querySelector(".bubble");
+  copyText(body.mdSource ?? body.textContent, button);
+}
+
+// --- Phone drawer -------------------------------------------------------------------------------
+
+const layout = document.querySelector(".chat-layout");
+const drawerToggle = document.querySelector('[data-action="open-drawer"]');
+
+function drawer(open) {
+  layout.classList.toggle("drawer-open", open);
+  drawerToggle.setAttribute("aria-expanded", String(open));
+  document.querySelector(".drawer-backdrop").hidden = !open;
+  if (open) document.querySelector("#sidebar a, #sidebar input")?.focus();
+  else drawerToggle.focus();
+}
+
+drawerToggle.addEventListener("click", () => drawer(!layout.classList.contains("drawer-open")));
+document.querySelector(".drawer-backdrop").addEventListener("click", () => drawer(false));
+document.addEventListener("keydown", (event) => {
+  if (event.key === "Escape" && layout.classList.contains("drawer-open")) drawer(false);
+});
+
+// --- Composer -----------------------------------------------------------------------------------
+
+function length(text) {
+  return [...text.trim()].length; // code points, as the server counts
+}
+
+function tooLong() {
+  return length(box.value) > maxChars;
+}
+
+function updateCounter() {
+  const count = length(box.value);
+  const over = count > maxChars;
+  counter.hidden = count < maxChars * 0.8;
+  counter.textContent = over
+    ? format(_("%(count)s / %(limit)s characters: too long to send. Shorten it or split it up."),
+      { count: count.toLocaleString(), limit: maxChars.toLocaleString() })
+    : format(_("%(count)s / %(limit)s characters"), { count: count.toLocaleString(), limit: maxChars.toLocaleString() });
+  counter.classList.toggle("is-over", over);
+  box.setAttribute("aria-invalid", over ? "true" : "false");
+  sendButton.disabled = over;
+}
+
+// Enter sends, Shift+Enter adds a line; never while an input method is composing (Chromium reports
+// isComposing; Safari ends the composition first and then sends an Enter keydown with keyCode 229).
+// On touch screens Enter adds a line and the Send button sends.
+function bindEnter(area, submit) {
+  area.addEventListener("compositionstart", () => { composing = true; });
+  area.addEventListener("compositionend", () => { composing = false; });
+  area.addEventListener("keydown", (event) => {
+    if (event.key !== "Enter" || event.shiftKey || event.altKey) return;
+    if (event.isComposing || composing || event.keyCode === 229) return;
+    if (coarse.matches && !(event.ctrlKey || event.metaKey)) return;
+    event.preventDefault();
+    submit();
   });
-  const grow = () => { box.style.height = "auto"; box.style.height = Math.min(box.scrollHeight, 224) + "px"; };
-  box.addEventListener("input", () => { localStorage.setItem(draftKey(), box.value); grow(); });
-  credentialPicker?.addEventListener("change", loadModels);
-  document.addEventListener("submit", (event) => {
-    const message = event.target.dataset.confirm;
-    if (message && !window.confirm(message)) event.preventDefault();
-  });
-  box.value = localStorage.getItem(draftKey()) || box.value;
+}
+
+function grow() {
+  box.style.height = "auto";
+  box.style.height = Math.min(box.scrollHeight, 224) + "px";
+}
+
+async function loadModels() {
+  if (!modelPicker) return;
+  const params = new URLSearchParams();
+  if (credentialPicker) params.set("credential", credentialPicker.value);
+  try {
+    const response = await fetch(form.dataset.modelsUrl + "?" + params, { credentials: "same-origin" });
+    const data = await response.json();
+    // Suggestions only: any typed model id is sent as is.
+    modelPicker.list.replaceChildren(...data.models.map((name) => new Option(name, name)));
+    modelPicker.title = data.error || "";
+  } catch {
+    modelPicker.title = _("Could not load the model list; type a model id.");
+  }
+}
+
+form.addEventListener("submit", (event) => { event.preventDefault(); send(); });
+stopButton.addEventListener("click", () => controller?.abort());
+list.addEventListener("click", (event) => {
+  const button = event.target.closest("button[data-action]");
+  if (!button) return;
+  if (button.dataset.action === "copy-message") { copyMessage(button); return; }
+  if (controller) return;
+  if (button.dataset.action === "regenerate") regenerate(button);
+  if (button.dataset.action === "edit") edit(button);
+});
+list.addEventListener("click", (event) => {
+  const summary = event.target.closest("[data-reasoning] > summary");
+  if (summary) summary.parentElement.dataset.touched = "1"; // the reader chose; leave it open or shut
+});
+bindEnter(box, () => { if (!controller) send(); });
+box.addEventListener("input", () => {
+  localStorage.setItem(draftKey(), box.value);
   grow();
-  addCopyButtons(list);
-  loadModels();
-  scrollDown();
-})();
+  updateCounter();
+});
+credentialPicker?.addEventListener("change", loadModels);
+document.addEventListener("submit", (event) => {
+  const message = event.target.dataset.confirm;
+  if (message && !window.confirm(message)) event.preventDefault();
+});
+
+box.value = localStorage.getItem(draftKey()) || box.value;
+sendButton.disabled = false;
+grow();
+updateCounter();
+paintSaved(list);
+loadModels();
+list.scrollTop = list.scrollHeight;
