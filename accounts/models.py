@@ -12,6 +12,12 @@ class Theme(models.TextChoices):
     DARK = "dark", _("Dark")
 
 
+class Approval(models.TextChoices):
+    APPROVED = "approved", _("Approved")
+    PENDING = "pending", _("Waiting for approval")
+    REJECTED = "rejected", _("Rejected")
+
+
 class User(AbstractUser):
     email = models.EmailField(_("email address"), blank=True)
     chat_rate_limit = models.PositiveIntegerField(
@@ -37,3 +43,26 @@ class User(AbstractUser):
         """The theme the toggle switches to: system, then light, then dark, then system again."""
         order = list(Theme.values)
         return order[(order.index(self.theme) + 1) % len(order)]
+
+    # SIGNUP_MODE=approval: a pending account may log in but sees only the waiting page (ApprovalMiddleware).
+    approval = models.CharField(
+        _("approval"), max_length=10, choices=Approval.choices, default=Approval.APPROVED, db_index=True
+    )
+    monthly_budget_usd = models.DecimalField(
+        _("monthly budget (USD)"),
+        max_digits=12,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        help_text=_("Estimated cost allowed per calendar month; empty uses the team default."),
+    )
+    monthly_token_budget = models.PositiveBigIntegerField(
+        _("monthly token budget"),
+        null=True,
+        blank=True,
+        help_text=_("Tokens (input + output) allowed per calendar month; empty uses the team default."),
+    )
+
+    @property
+    def is_pending(self) -> bool:
+        return self.approval == Approval.PENDING

@@ -24,17 +24,17 @@ from urllib.parse import unquote_plus
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
-from django.db import IntegrityError, transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.utils import translation
 from django.utils.translation import gettext as _
 from django.views.decorators.csrf import csrf_exempt
 
 from accounts import ratelimit
-from chat.catalog import cost_usd
-from chat.models import State, UsageRecord
+from chat import budgets
+from chat.models import Source, State, UsageRecord
 from chat.services import in_own_thread, models_for
 from chat.tokencount import count_message_tokens, count_text_tokens
+from chat.usage import usage_write
 from tokens.api_keys import ApiAuthError, ApiGrant, access_token_issue, api_bearer_verify, clean_model_list
 from tokens.models import Credential
 from tokens.provider import Bearer, Completion, Delta, ProviderError, stream_chat
@@ -375,7 +375,7 @@ def _call_plan(bearer: str, ip: str, body: dict) -> ApiCall:
             retry=False,
         )
     user = grant.user
-    limit = user.chat_rate_limit or settings.CHAT_RATE_LIMIT_PER_MINUTE
+    limit = budgets.limits_for(user).chat_rate_limit
     verdict = ratelimit.hit(f"chat:{user.pk}", limit=limit, window=60)  # one allowance shared with the web chat
     if not verdict.allowed:
         raise ApiError(
@@ -386,6 +386,10 @@ def _call_plan(bearer: str, ip: str, body: dict) -> ApiCall:
             code="rate_limit_exceeded",
             retry_after=verdict.retry_after,
         )
+    try:
+        budgets.budget_check(user=user)
+    except budgets.BudgetExceeded as exc:
+        raise ApiError(429, exc.message, type="insufficient_quota", code="budget_exceeded", retry=False) from exc
     credential = _credential_for(grant)
     try:
         provider_bearer = bearer_for(user=user, credential=credential)
@@ -469,37 +473,32 @@ def _usage_payload(call: ApiCall, completion: Completion, content: str) -> dict:
 def usage_save(
     call: ApiCall, completion: Completion, *, content: str, state: str, error: ProviderError | None
 ) -> UsageRecord | None:
-    """Record the call once, whatever happened; a failure to save is logged, never raised at the client."""
+    """Record the call once, whatever happened (chat.usage.usage_write); a failure to save is logged, never raised."""
+    billed = not (error and not content)  # nothing was generated or billed
+
+    def estimate() -> tuple[int, int]:
+        messages = [{"role": m.get("role"), "content": _plain_text(m.get("content"))} for m in call.messages]
+        return count_message_tokens(messages, call.model), count_text_tokens(content, call.model)
+
     try:
-        prompt, completion_tokens, estimated = _usage_numbers(call, completion, content)
-        if error and not content:
-            prompt, completion_tokens, estimated = 0, 0, False  # nothing was generated or billed
-        record = UsageRecord(
-            user=call.grant.user,
-            api_key=call.grant.api_key,
-            credential_id=call.bearer.credential_id or None,
+        return usage_write(
+            user_id=call.grant.user.pk,
             model=call.model,
+            source=Source.API,
+            usage=completion.usage if billed else None,
+            estimate=estimate if billed else None,
+            api_key_id=call.grant.api_key.pk,
+            credential_id=call.bearer.credential_id or None,
             status_code=completion.status_code or (error.status if error else None),
-            prompt_tokens=prompt,
-            completion_tokens=completion_tokens,
-            total_tokens=prompt + completion_tokens,
-            cost_usd=cost_usd(call.model, prompt, completion_tokens),
-            is_estimated=estimated,
+            request_id=completion.request_id,
+            response_id=completion.response_id,
             latency_ms=int((time.perf_counter() - completion.started) * 1000),
             first_token_ms=int((completion.first_token_at - completion.started) * 1000)
             if completion.first_token_at
             else None,
-            request_id=completion.request_id,
-            response_id=completion.response_id,
             error_type=error.kind if error else "",
             outcome=state,
         )
-        try:
-            with transaction.atomic():
-                record.save()
-        except IntegrityError:  # the same upstream response recorded already
-            return None
-        return record
     except Exception:
         logger.exception("could not record API usage for key %s", call.grant.api_key.pk)
         return None

@@ -1,51 +1,90 @@
-"""What we know about models: list prices (USD per million tokens, input and output) and context windows."""
+"""What we know about models: list prices and context windows, with staff overrides.
+
+List prices and context windows come from genai-prices (pydantic's maintained catalogue of
+LLM prices, with price history and model-id matching across providers). It reads its bundled
+snapshot only: nothing here calls the network (its UpdatePrices helper, which would, is never
+used), so a release of genai-prices is how prices get updated. Staff override a model's price
+or window from a date on with PriceOverride (admin); a call is priced with the override in
+force when it was made.
+"""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Mapping
+from datetime import datetime
 from decimal import Decimal
 
-PER_MILLION: dict[str, tuple[Decimal, Decimal]] = {
-    "gpt-4o-mini": (Decimal("0.15"), Decimal("0.60")),
-    "gpt-4o": (Decimal("2.50"), Decimal("10.00")),
-    "gpt-4.1": (Decimal("2.00"), Decimal("8.00")),
-    "gpt-4.1-mini": (Decimal("0.40"), Decimal("1.60")),
-    "gpt-4.1-nano": (Decimal("0.10"), Decimal("0.40")),
-    "o3": (Decimal("2.00"), Decimal("8.00")),
-    "o4-mini": (Decimal("1.10"), Decimal("4.40")),
-    "gpt-3.5-turbo": (Decimal("0.50"), Decimal("1.50")),
-}
+from django.utils import timezone
+from genai_prices import Usage, calc_price
+from genai_prices.data_snapshot import get_snapshot
 
-CONTEXT_WINDOWS: dict[str, int] = {
-    "gpt-4o-mini": 128_000,
-    "gpt-4o": 128_000,
-    "gpt-4.1": 1_047_576,
-    "gpt-4.1-mini": 1_047_576,
-    "gpt-4.1-nano": 1_047_576,
-    "o3": 200_000,
-    "o4-mini": 200_000,
-    "gpt-3.5-turbo": 16_385,
-}
+from chat.models import MICRO, PriceOverride
+
+logger = logging.getLogger(__name__)
 
 _MILLION = Decimal(1_000_000)
 
 
-def _lookup(table: dict, model: str):
-    """Exact name first, then the longest family prefix, so gpt-4o-2024-08-06 finds gpt-4o."""
-    if model in table:
-        return table[model]
-    family = max((name for name in table if model.startswith(name + "-")), key=len, default=None)
-    return table[family] if family else None
+def _catalogue_model(model: str):
+    """The catalogue's entry for a model id (exact id, alias or dated variant), or None."""
+    try:
+        return get_snapshot().find_provider_model(model, None, None, None)[1]
+    except LookupError:
+        return None
+
+
+def _override(model: str, at: datetime, field: str) -> PriceOverride | None:
+    """The latest override of `field` for model in force at `at`."""
+    overrides = PriceOverride.objects.filter(model=model, effective_from__lte=at, **{f"{field}__isnull": False})
+    return overrides.order_by("-effective_from").first()
 
 
 def context_window(model: str) -> int | None:
-    """Tokens the model takes, or None when unknown: then the provider decides (see tokens.provider.stream_chat)."""
-    return _lookup(CONTEXT_WINDOWS, model)
+    """Input tokens the model accepts, or None when unknown (then the provider decides)."""
+    override = _override(model, timezone.now(), "context_window")
+    if override:
+        return override.context_window
+    info = _catalogue_model(model)
+    return info.context_window if info else None
 
 
-def cost_usd(model: str, prompt_tokens: int, completion_tokens: int) -> Decimal | None:
-    """Price a call at list price; None for models we have no price for."""
-    prices = _lookup(PER_MILLION, model)
-    if prices is None:
+def _count(usage: Mapping, key: str) -> int:
+    value = usage.get(key)
+    return value if isinstance(value, int) and value > 0 else 0
+
+
+def cost_usd(model: str, usage: Mapping, at: datetime | None = None) -> Decimal | None:
+    """Price one call in USD (6 places), or None when no price is known (never 0 for "unknown").
+
+    usage holds integer counts: prompt_tokens, completion_tokens and optionally cached_tokens
+    (the part of prompt_tokens read from the provider's prompt cache, OpenAI's
+    prompt_tokens_details.cached_tokens). Reasoning tokens are part of completion_tokens and
+    billed as output (OpenAI's pricing). `at` picks the price in force then (default now).
+    """
+    at = at or timezone.now()
+    prompt, completion = _count(usage, "prompt_tokens"), _count(usage, "completion_tokens")
+    cached = min(_count(usage, "cached_tokens"), prompt)
+    override = _override(model, at, "input_usd_per_million")
+    if override is not None:
+        cached_price = override.cached_input_usd_per_million
+        if cached_price is None:
+            cached_price = override.input_usd_per_million
+        cost = (
+            override.input_usd_per_million * (prompt - cached)
+            + cached_price * cached
+            + (override.output_usd_per_million or 0) * completion
+        ) / _MILLION
+        return cost.quantize(MICRO)
+    if _catalogue_model(model) is None:
         return None
-    cost = (prices[0] * prompt_tokens + prices[1] * completion_tokens) / _MILLION
-    return cost.quantize(Decimal("0.000001"))
+    try:
+        price = calc_price(
+            Usage(input_tokens=prompt, cache_read_tokens=cached, output_tokens=completion),
+            model,
+            genai_request_timestamp=at,
+        )
+    except (LookupError, ValueError, TypeError):
+        logger.warning("no price for model %r", model[:100])
+        return None
+    return Decimal(price.total_price).quantize(MICRO)

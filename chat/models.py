@@ -1,12 +1,12 @@
 from __future__ import annotations
 
 import unicodedata
-from datetime import date, datetime
+from datetime import date, datetime, time, timedelta, tzinfo
+from decimal import Decimal
 
 from django.conf import settings
 from django.db import models
 from django.db.models import Avg, Count, Q, Sum
-from django.db.models.functions import TruncDate
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -150,36 +150,48 @@ class Message(models.Model):
         self.save(update_fields=["selected_at"])
 
 
+def day_bounds(since: date, until: date, zone: tzinfo | None = None) -> tuple[datetime, datetime]:
+    """The instants [start, end) covering the days since..until in zone (default: the site's TIME_ZONE).
+
+    The roll-up and budgets count days in the site's zone; pages filter in the reader's zone.
+    """
+    zone = zone or timezone.get_default_timezone()
+    start = datetime.combine(since, time.min, tzinfo=zone)
+    end = datetime.combine(until + timedelta(days=1), time.min, tzinfo=zone)
+    return start, end
+
+
+def site_day(moment: datetime) -> date:
+    return timezone.localtime(moment, timezone.get_default_timezone()).date()
+
+
+class Source(models.TextChoices):
+    WEB = "web", _("Web chat")
+    API = "api", _("API")
+
+
 class UsageQuerySet(models.QuerySet):
     def totals(self) -> dict:
         return self.aggregate(
             requests=Count("id"),
             errors=Count("id", filter=~Q(error_type="")),
+            estimated=Count("id", filter=Q(is_estimated=True)),
+            unpriced=Count("id", filter=Q(cost_usd__isnull=True)),
             prompt_tokens=Sum("prompt_tokens", default=0),
             completion_tokens=Sum("completion_tokens", default=0),
+            reasoning_tokens=Sum("reasoning_tokens", default=0),
             total_tokens=Sum("total_tokens", default=0),
-            cost_usd=Sum("cost_usd"),
+            cost_usd=Sum("cost_usd", default=Decimal(0)),
             avg_latency_ms=Avg("latency_ms"),
         )
 
-    def daily_totals(self) -> models.QuerySet:
-        return (
-            self.annotate(day=TruncDate("created_at"))
-            .values("day")
-            .annotate(
-                requests=Count("id"),
-                errors=Count("id", filter=~Q(error_type="")),
-                total_tokens=Sum("total_tokens", default=0),
-            )
-            .order_by("day")
-        )
-
-    def in_range(self, since: date | None, until: date | None) -> UsageQuerySet:
-        qs = self
+    def in_range(self, since: date | None, until: date | None, zone: tzinfo | None = None) -> UsageQuerySet:
+        """Rows of the days since..until in zone (default: the active one), as a range on created_at for the index."""
+        qs, zone = self, zone or timezone.get_current_timezone()
         if since:
-            qs = qs.filter(created_at__date__gte=since)
+            qs = qs.filter(created_at__gte=day_bounds(since, since, zone)[0])
         if until:
-            qs = qs.filter(created_at__date__lte=until)
+            qs = qs.filter(created_at__lt=day_bounds(until, until, zone)[1])
         return qs
 
     def older_than(self, moment: datetime) -> UsageQuerySet:
@@ -200,19 +212,26 @@ class UsageRecord(models.Model):
         related_name="usage_records",
         help_text="The personal API key of an API call; empty for the web chat.",
     )
+    source = models.CharField(max_length=8, choices=Source.choices, default=Source.WEB)
     model = models.CharField(max_length=100)
     status_code = models.PositiveSmallIntegerField(null=True, blank=True, help_text=_("Upstream HTTP status."))
     prompt_tokens = models.PositiveIntegerField(default=0)
     completion_tokens = models.PositiveIntegerField(default=0)
+    reasoning_tokens = models.PositiveIntegerField(default=0, help_text="Part of completion_tokens.")
     total_tokens = models.PositiveIntegerField(default=0)
     cost_usd = models.DecimalField(
-        max_digits=12, decimal_places=6, null=True, blank=True, help_text=_("From the price list; empty if unknown.")
+        max_digits=12,
+        decimal_places=6,
+        null=True,
+        blank=True,
+        help_text=_("Priced when written and never recomputed; empty means no price was known."),
     )
-    is_estimated = models.BooleanField(default=False, help_text=_("Counted locally: upstream sent no usage."))
+    is_estimated = models.BooleanField(default=False, help_text=_("Counted locally: upstream sent no usable usage."))
     latency_ms = models.PositiveIntegerField(default=0)
     first_token_ms = models.PositiveIntegerField(null=True, blank=True)
     request_id = models.CharField(max_length=100, blank=True, help_text=_("Upstream x-request-id."))
-    response_id = models.CharField(max_length=100, null=True, blank=True, unique=True)
+    # Not unique: a user's own provider may repeat ids, and every call must still leave its row.
+    response_id = models.CharField(max_length=100, null=True, blank=True)
     error_type = models.CharField(max_length=40, blank=True)
     outcome = models.CharField(max_length=12, choices=State.choices, default=State.COMPLETE)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
@@ -237,3 +256,156 @@ class UsageRecord(models.Model):
     def error_label(self) -> str:
         """The error kind in words for staff (tokens.provider.errors.KIND_LABELS); unknown kinds as stored."""
         return str(KIND_LABELS.get(self.error_type, self.error_type))
+
+
+MICRO = Decimal("0.000001")
+
+
+class UsageDailyQuerySet(models.QuerySet):
+    def in_range(self, since: date | None, until: date | None) -> UsageDailyQuerySet:
+        qs = self
+        if since:
+            qs = qs.filter(day__gte=since)
+        if until:
+            qs = qs.filter(day__lte=until)
+        return qs
+
+    def _sums(self) -> dict:
+        return {
+            "requests": Sum("requests", default=0),
+            "errors": Sum("errors", default=0),
+            "estimated": Sum("estimated", default=0),
+            "unpriced": Sum("unpriced", default=0),
+            "prompt_tokens": Sum("prompt_tokens", default=0),
+            "completion_tokens": Sum("completion_tokens", default=0),
+            "reasoning_tokens": Sum("reasoning_tokens", default=0),
+            "total_tokens": Sum("total_tokens", default=0),
+            "cost_micro_usd": Sum("cost_micro_usd", default=0),
+            "latency_ms": Sum("latency_ms", default=0),
+        }
+
+    def totals(self) -> dict:
+        """Sums over the selected days: integer counts and `cost_usd` as an exact Decimal."""
+        return _with_cost(self.order_by().aggregate(**self._sums()))
+
+    def grouped(self, *fields: str) -> list[dict]:
+        return [_with_cost(row) for row in self.order_by().values(*fields).annotate(**self._sums())]
+
+
+def _with_cost(row: dict) -> dict:
+    row["cost_usd"] = Decimal(int(row.pop("cost_micro_usd") or 0)) * MICRO
+    latency = row.pop("latency_ms")
+    row["avg_latency_ms"] = latency / row["requests"] if row["requests"] else None
+    return row
+
+
+class UsageDaily(models.Model):
+    """The roll-up of usage rows per day (site time zone), person and model; written with each row.
+
+    Costs are kept as integer micro-dollars so sums are exact on every database.
+    """
+
+    day = models.DateField()
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    model = models.CharField(max_length=100)
+    requests = models.PositiveIntegerField(default=0)
+    errors = models.PositiveIntegerField(default=0)
+    estimated = models.PositiveIntegerField(default=0)
+    unpriced = models.PositiveIntegerField(default=0)
+    prompt_tokens = models.PositiveBigIntegerField(default=0)
+    completion_tokens = models.PositiveBigIntegerField(default=0)
+    reasoning_tokens = models.PositiveBigIntegerField(default=0)
+    total_tokens = models.PositiveBigIntegerField(default=0)
+    cost_micro_usd = models.BigIntegerField(default=0)
+    latency_ms = models.PositiveBigIntegerField(default=0, help_text="Sum, for the average.")
+
+    objects = UsageDailyQuerySet.as_manager()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["day", "user", "model"], name="usage_daily_key")]
+        indexes = [models.Index(fields=["user", "day"], name="usage_daily_user_day")]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.model}"
+
+
+class PriceOverride(models.Model):
+    """A staff-set price for one model from a date on; it wins over the catalogue for calls at or after that time."""
+
+    model = models.CharField(_("model"), max_length=100, help_text=_("The model id exactly as it is sent upstream."))
+    input_usd_per_million = models.DecimalField(
+        _("input, USD per million tokens"),
+        max_digits=12,
+        decimal_places=6,
+        null=True,
+        blank=True,
+        help_text=_("Empty keeps the catalogue's price (for an override of the context window only)."),
+    )
+    output_usd_per_million = models.DecimalField(
+        _("output, USD per million tokens"), max_digits=12, decimal_places=6, null=True, blank=True
+    )
+    cached_input_usd_per_million = models.DecimalField(
+        _("cached input, USD per million tokens"),
+        max_digits=12,
+        decimal_places=6,
+        null=True,
+        blank=True,
+        help_text=_("Empty charges cached input tokens at the input price."),
+    )
+    context_window = models.PositiveIntegerField(_("context window (tokens)"), null=True, blank=True)
+    effective_from = models.DateTimeField(_("effective from"), default=timezone.now)
+    note = models.CharField(_("note"), max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["model", "-effective_from"]
+        indexes = [models.Index(fields=["model", "effective_from"], name="price_override_model_from")]
+        verbose_name = _("price override")
+
+    def __str__(self) -> str:
+        return f"{self.model} from {self.effective_from:%Y-%m-%d}"
+
+    def clean(self) -> None:
+        from django.core.exceptions import ValidationError
+
+        if (self.input_usd_per_million is None) != (self.output_usd_per_million is None):
+            raise ValidationError(_("Give both the input and the output price, or neither."))
+        if self.input_usd_per_million is None and not self.context_window:
+            raise ValidationError(_("Give a price, a context window, or both."))
+
+
+class TeamLimits(models.Model):
+    """The team's default limits (one row); a person's own limit on User wins when set."""
+
+    monthly_budget_usd = models.DecimalField(
+        _("monthly budget (USD)"), max_digits=12, decimal_places=2, null=True, blank=True
+    )
+    monthly_token_budget = models.PositiveBigIntegerField(_("monthly token budget"), null=True, blank=True)
+    chat_rate_limit = models.PositiveIntegerField(_("chat requests per minute"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("team limits")
+        verbose_name_plural = _("team limits")
+
+    def __str__(self) -> str:
+        return str(_("Team limits"))
+
+    @classmethod
+    def current(cls) -> TeamLimits:
+        return cls.objects.get_or_create(pk=1)[0]
+
+
+class BudgetAlert(models.Model):
+    """One row per person, month and threshold reached, so each email goes out once."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    month = models.DateField(help_text="First day of the month.")
+    threshold = models.PositiveSmallIntegerField(help_text="Percent of the budget: 80 or 100.")
+    created_at = models.DateTimeField(default=timezone.now)
+    digested_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "month", "threshold"], name="budget_alert_once")]
+
+    def __str__(self) -> str:
+        return f"{self.threshold}% {self.month:%Y-%m}"

@@ -15,7 +15,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.humanize.templatetags.humanize import intcomma
 from django.core.cache import cache
-from django.db import IntegrityError, close_old_connections, transaction
+from django.db import close_old_connections, transaction
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -23,9 +23,11 @@ from django.utils.translation import ngettext
 
 from accounts import ratelimit
 from accounts.models import User
-from chat.catalog import context_window, cost_usd
-from chat.models import Conversation, Message, Role, State, UsageRecord
+from chat import budgets
+from chat.catalog import context_window
+from chat.models import Conversation, Message, Role, Source, State, UsageRecord
 from chat.tokencount import count_message_tokens, count_text_tokens
+from chat.usage import usage_write
 from tokens import provider
 from tokens.models import Credential
 from tokens.provider import Bearer, Completion, ProviderError
@@ -72,7 +74,7 @@ class PreparedReply:
 
 
 def _check_rate(user: User) -> None:
-    limit = user.chat_rate_limit or settings.CHAT_RATE_LIMIT_PER_MINUTE
+    limit = budgets.limits_for(user).chat_rate_limit
     verdict = ratelimit.hit(f"chat:{user.pk}", limit=limit, window=60)
     if not verdict.allowed:
         raise ChatRefusal(
@@ -85,6 +87,13 @@ def _check_rate(user: User) -> None:
             status=429,
             retry_after=verdict.retry_after,
         )
+
+
+def _check_budget(user: User) -> None:
+    try:
+        budgets.budget_check(user=user)
+    except budgets.BudgetExceeded as exc:
+        raise ChatRefusal(exc.message, status=402) from exc
 
 
 def _lock_key(conversation_id: int) -> str:
@@ -249,6 +258,7 @@ def reply_plan(
     turns, anchor = _turns_for(conversation, mode, message_id, system_prompt, text)
     history, trimmed = trim_history(turns, window)
     _check_rate(user)
+    _check_budget(user)
     try:
         bearer = credential_bearer(credential=credential)
     except CredentialError as exc:
@@ -460,39 +470,28 @@ def usage_record(
     content: str,
     error: ProviderError | None,
 ) -> UsageRecord:
-    usage = completion.usage or {}
-    estimated = (not usage or usage.get("completion_tokens") is None) and bool(content or prepared.history)
-    prompt = usage.get("prompt_tokens")
-    prompt = count_message_tokens(prepared.history, prepared.model) if prompt is None else prompt
-    completion_tokens = usage.get("completion_tokens")
-    completion_tokens = count_text_tokens(content, prepared.model) if completion_tokens is None else completion_tokens
-    prompt, completion_tokens = int(prompt or 0), int(completion_tokens or 0)
-    if error and error.kind != "cut" and not content:
-        prompt, completion_tokens, estimated = 0, 0, False  # nothing was generated or billed
+    """The web chat's one usage row for this reply (see chat.usage.usage_write)."""
+    billed = not (error and error.kind != "cut" and not content)  # nothing was generated or billed
+
+    def estimate() -> tuple[int, int]:
+        return count_message_tokens(prepared.history, prepared.model), count_text_tokens(content, prepared.model)
+
     now = time.perf_counter()
-    record = UsageRecord(
+    return usage_write(
         user_id=prepared.conversation.user_id,
-        credential_id=prepared.bearer.credential_id,
-        conversation=prepared.conversation,
         model=prepared.model,
+        source=Source.WEB,
+        usage=completion.usage if billed else None,
+        estimate=estimate if billed else None,
+        credential_id=prepared.bearer.credential_id,
+        conversation_id=prepared.conversation.pk,
         status_code=completion.status_code or (error.status if error else None),
-        prompt_tokens=prompt,
-        completion_tokens=completion_tokens,
-        total_tokens=int(usage.get("total_tokens") or prompt + completion_tokens),
-        cost_usd=cost_usd(prepared.model, prompt, completion_tokens),
-        is_estimated=estimated,
+        request_id=completion.request_id,
+        response_id=completion.response_id,
         latency_ms=int((now - completion.started) * 1000),
         first_token_ms=int((completion.first_token_at - completion.started) * 1000)
         if completion.first_token_at
         else None,
-        request_id=completion.request_id,
-        response_id=completion.response_id,
         error_type=error.kind if error else "",
         outcome=state,
     )
-    try:
-        with transaction.atomic():
-            record.save()
-    except IntegrityError:  # the same upstream response recorded already (a retry)
-        record = UsageRecord.objects.get(response_id=completion.response_id)
-    return record

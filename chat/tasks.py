@@ -1,22 +1,44 @@
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, time, timedelta
 
 from celery import shared_task
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
-from chat.models import Message, State, UsageRecord
+from chat.budgets import budget_alert_send, budget_digest_send
+from chat.models import BudgetAlert, Message, State, UsageDaily, UsageRecord
+
+PRUNE_BATCH = 5000
+
+
+def _retention_cutoff(now: datetime) -> datetime:
+    """Midnight (site time zone) USAGE_RETENTION_DAYS ago, so whole days go and the roll-up stays equal to the rows."""
+    zone = timezone.get_default_timezone()
+    day = timezone.localtime(now, zone).date() - timedelta(days=settings.USAGE_RETENTION_DAYS)
+    return datetime.combine(day, time.min, tzinfo=zone)
 
 
 @shared_task
-def prune_usage() -> int:
-    """Delete usage rows older than USAGE_RETENTION_DAYS (0 keeps them forever)."""
+def prune_usage(batch_size: int = PRUNE_BATCH) -> int:
+    """Delete usage rows older than USAGE_RETENTION_DAYS (0 keeps them forever), batch by batch.
+
+    Each batch is its own short transaction on at most batch_size rows picked by primary key,
+    so no lock is held for long and the web keeps writing while old rows go.
+    """
     if settings.USAGE_RETENTION_DAYS <= 0:
         return 0
-    cutoff = timezone.now() - timedelta(days=settings.USAGE_RETENTION_DAYS)
-    deleted, _ = UsageRecord.objects.older_than(cutoff).delete()
+    cutoff = _retention_cutoff(timezone.now())
+    deleted = 0
+    while True:
+        ids = list(UsageRecord.objects.older_than(cutoff).order_by().values_list("id", flat=True)[:batch_size])
+        if not ids:
+            break
+        with transaction.atomic():
+            deleted += UsageRecord.objects.filter(id__in=ids).delete()[0]
+    UsageDaily.objects.filter(day__lt=cutoff.date()).delete()
     return deleted
 
 
@@ -34,3 +56,14 @@ def close_abandoned_replies() -> int:
                 .update(state=State.INCOMPLETE, error=_("The server restarted while this reply was being written."))
             )
     return closed
+
+
+@shared_task
+def send_budget_alert(alert_id: int) -> bool:
+    alert = BudgetAlert.objects.select_related("user").filter(pk=alert_id).first()
+    return budget_alert_send(alert=alert) if alert else False
+
+
+@shared_task
+def send_budget_digest() -> int:
+    return budget_digest_send()

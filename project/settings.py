@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import environ
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
 from project.private_files import private_dir, private_file
@@ -70,6 +71,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
     "accounts.preferences.preferences_middleware",
+    "accounts.middleware.ApprovalMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
@@ -151,6 +153,10 @@ LOGIN_URL = "accounts:login"
 LOGIN_REDIRECT_URL = "chat:index"
 LOGOUT_REDIRECT_URL = "accounts:login"
 SIGNUP_OPEN = env.bool("SIGNUP_OPEN", default=True)
+# open: anyone may sign up; approval: new accounts wait for staff; closed: no sign-up. SIGNUP_OPEN=false means closed.
+SIGNUP_MODE = env.str("SIGNUP_MODE", default="open") if SIGNUP_OPEN else "closed"
+if SIGNUP_MODE not in ("open", "approval", "closed"):
+    raise ImproperlyConfigured(f"SIGNUP_MODE must be open, approval or closed, not {SIGNUP_MODE!r}.")
 PASSWORD_HASHERS = [
     "django.contrib.auth.hashers.Argon2PasswordHasher",
     "django.contrib.auth.hashers.PBKDF2PasswordHasher",
@@ -289,6 +295,10 @@ CELERY_BEAT_SCHEDULE = {
     "prune-access-tokens": {
         "task": "tokens.tasks.prune_access_tokens",
         "schedule": 3600.0,
+    },
+    "send-budget-digest": {
+        "task": "chat.tasks.send_budget_digest",
+        "schedule": crontab(hour=env.int("BUDGET_DIGEST_HOUR", default=7), minute=0),
     },
 }
 

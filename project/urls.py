@@ -21,6 +21,7 @@ urlpatterns = [
     path("settings/theme/", views.theme_set, name="theme-set"),
     path("settings/api-keys/", include("tokens.api_key_urls")),
     path("v1/", include("chat.api_urls")),
+    path("settings/usage/", include("chat.my_usage_urls")),
     path("chat/", include("chat.urls")),
     path("usage/", include("chat.usage_urls")),
     path("admin/", admin.site.urls),

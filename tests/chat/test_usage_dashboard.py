@@ -3,21 +3,27 @@ from __future__ import annotations
 import csv
 import io
 from datetime import timedelta
-from decimal import Decimal
 
 import pytest
+from asgiref.sync import async_to_sync
 from django.utils import timezone
 
 from chat.models import UsageRecord
+from chat.usage import usage_write
 from tests.conftest import user_create
 
 pytestmark = pytest.mark.django_db
 
 
-def _record(user, model="gpt-4o-mini", days_ago=0, **fields) -> UsageRecord:
-    defaults = {"status_code": 200, "prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15, "latency_ms": 120}
-    return UsageRecord.objects.create(
-        user=user, model=model, created_at=timezone.now() - timedelta(days=days_ago), **{**defaults, **fields}
+def _record(user, model="gpt-4o-mini", days_ago=0, usage=None, **fields) -> UsageRecord:
+    """A call written the way the relay writes it: the row and its roll-up."""
+    defaults = {"status_code": 200, "latency_ms": 120, "source": "web"}
+    return usage_write(
+        user_id=user.pk,
+        model=model,
+        usage=usage or {"prompt_tokens": 10, "completion_tokens": 5},
+        created_at=timezone.now() - timedelta(days=days_ago),
+        **{**defaults, **fields},
     )
 
 
@@ -35,7 +41,7 @@ def test_it_is_for_staff_only(client, alice):
 
 def test_it_lists_calls_newest_first_with_totals(staff_client, alice, bob):
     _record(alice, days_ago=2, request_id="req_old")
-    _record(bob, model="gpt-4o", request_id="req_new", cost_usd=Decimal("0.000125"))
+    _record(bob, model="gpt-4o", request_id="req_new")
     page = staff_client.get("/usage/").content.decode()
     assert page.index("req_new") < page.index("req_old")
     assert 'data-usage-row data-user="alice" data-model="gpt-4o-mini"' in page
@@ -67,19 +73,24 @@ def test_it_explains_a_bad_date_range(staff_client):
 
 
 def test_it_paginates(staff_client, alice):
-    UsageRecord.objects.bulk_create(
-        [UsageRecord(user=alice, model="gpt-4o-mini", request_id=f"req_{n:03}") for n in range(60)]
-    )
+    for n in range(60):
+        _record(alice, request_id=f"req_{n:03}")
     first = staff_client.get("/usage/").content.decode()
     assert first.count("data-usage-row") == 50 and "Page 1 of 2" in first
     assert staff_client.get("/usage/?page=2").content.decode().count("data-usage-row") == 10
 
 
-def test_it_exports_the_filtered_rows_as_csv(staff_client, alice, bob):
+async def _streamed(response) -> str:
+    return b"".join([chunk async for chunk in response.streaming_content]).decode()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_exports_the_filtered_rows_as_csv(async_client, staff, alice, bob):
     _record(alice, request_id="req_a")
     _record(bob, request_id="req_b")
-    response = staff_client.get("/usage/export.csv?user=bob")
-    rows = list(csv.DictReader(io.StringIO(response.content.decode())))
+    async_client.force_login(staff)
+    response = async_to_sync(async_client.get)("/usage/export.csv?user=bob")
+    rows = list(csv.DictReader(io.StringIO(async_to_sync(_streamed)(response))))
     assert [row["request_id"] for row in rows] == ["req_b"]
     assert rows[0]["user"] == "bob" and rows[0]["total_tokens"] == "15"
 

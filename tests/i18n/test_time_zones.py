@@ -10,12 +10,14 @@ from datetime import UTC, date, datetime
 
 import pytest
 import time_machine
+from asgiref.sync import async_to_sync
 from django.core import mail
 from django.template import Context, Template
 from django.utils import timezone, translation
 
 from accounts.models import User
 from chat.models import Conversation, UsageRecord
+from chat.usage import usage_write
 from tests.conftest import ALICE_KEY, credential_create, user_create
 from tokens.lifecycle import credential_notify_owner
 from tokens.models import Status
@@ -118,10 +120,11 @@ def test_the_sidebar_groups_conversations_by_the_readers_own_day(client, alice):
 
 @pytest.fixture
 def evening_call(alice) -> UsageRecord:
-    return UsageRecord.objects.create(
-        user=alice,
+    return usage_write(  # the one writer of usage rows: the row and its daily roll-up
+        user_id=alice.pk,
         model="gpt-4o-mini",
-        total_tokens=15,
+        source="web",
+        usage={"prompt_tokens": 10, "completion_tokens": 5},
         latency_ms=100,
         request_id="req_evening",
         created_at=EVENING_UTC,
@@ -154,10 +157,16 @@ def test_the_usage_table_and_chart_show_the_readers_time_and_day(client, staff, 
     assert "1 Dec 2026: 15 tokens, 1 requests, 0 errors" in page  # the chart's bar for the local day
 
 
-def test_the_csv_export_has_a_local_time_column_beside_the_utc_one(client, staff, evening_call):
+async def _streamed(response) -> str:
+    return b"".join([chunk async for chunk in response.streaming_content]).decode()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_csv_export_has_a_local_time_column_beside_the_utc_one(async_client, staff, evening_call):
     User.objects.filter(pk=staff.pk).update(timezone="Asia/Shanghai")
-    client.force_login(staff)
-    rows = list(csv.DictReader(io.StringIO(client.get("/usage/export.csv").content.decode())))
+    async_client.force_login(staff)
+    response = async_to_sync(async_client.get)("/usage/export.csv")  # streamed: an async iterator under ASGI
+    rows = list(csv.DictReader(io.StringIO(async_to_sync(_streamed)(response))))
     assert rows[0]["time"] == "2026-11-30T20:30:00+00:00"
     assert rows[0]["local_time"] == "2026-12-01 04:30:00 Asia/Shanghai"
 

@@ -1,0 +1,65 @@
+"""Who may use the product: the sign-up policy (SIGNUP_MODE), approval by staff, deactivation."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import transaction
+from django.urls import reverse
+from django.utils import translation
+
+from accounts.models import Approval, User
+from project.emails import email_send
+
+
+def signup_mode() -> str:
+    """open | approval | closed, from SIGNUP_MODE; SIGNUP_OPEN=false always means closed."""
+    return settings.SIGNUP_MODE if settings.SIGNUP_OPEN else "closed"
+
+
+def account_signed_up(*, user: User) -> User:
+    """Apply the sign-up policy to a new account: in approval mode it waits, and staff hear about it."""
+    if signup_mode() != "approval":
+        return user
+    user.approval = Approval.PENDING
+    user.save(update_fields=["approval"])
+    staff = list(User.objects.filter(is_staff=True, is_active=True).exclude(email="").values_list("email", flat=True))
+    ctx = {"person": user, "users_url": settings.SITE_URL + reverse("usage:user-list")}
+    transaction.on_commit(lambda: _send("account_pending", ctx, staff))
+    return user
+
+
+def _send(name: str, ctx: dict, recipients: list[str]) -> None:
+    with translation.override(settings.LANGUAGE_CODE):
+        email_send(name, ctx, recipients)
+
+
+def account_approve(*, user: User) -> bool:
+    """Let a waiting account in and e-mail the person; False if it was not waiting (nothing changes)."""
+    changed = User.objects.filter(pk=user.pk, approval=Approval.PENDING).update(
+        approval=Approval.APPROVED, is_active=True
+    )
+    if changed and user.email:
+        ctx = {"person": user, "login_url": settings.SITE_URL + reverse("accounts:login")}
+        transaction.on_commit(lambda: _send("account_approved", ctx, [user.email]))
+    return bool(changed)
+
+
+def account_reject(*, user: User) -> bool:
+    """Turn a waiting account away: it is deactivated (so it cannot log in) and the person is told."""
+    changed = User.objects.filter(pk=user.pk, approval=Approval.PENDING).update(
+        approval=Approval.REJECTED, is_active=False
+    )
+    if changed and user.email:
+        transaction.on_commit(lambda: _send("account_rejected", {"person": user}, [user.email]))
+    return bool(changed)
+
+
+def account_set_active(*, user: User, active: bool) -> None:
+    """Deactivate or reactivate an account.
+
+    Deactivation takes effect on the person's very next request in every session: Django's
+    ModelBackend.get_user refuses inactive users when it loads the session's user, so no session
+    has to be found and deleted. Their API access tokens are refused the same way (see CONTRACTS).
+    """
+    user.is_active = active
+    user.save(update_fields=["is_active"])

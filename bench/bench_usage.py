@@ -1,0 +1,329 @@
+"""Usage benchmark (issue 10): the usage pages and the CSV export over 10,000,000 usage rows on PostgreSQL.
+
+Loads ROWS usage rows (default 10,000,000) over 500 people, 8 models and 180 days into
+database byok_kit_team on 127.0.0.1 with one generate_series INSERT per million rows, builds
+the daily roll-up from them, then serves the pages in-process through Django's test client
+(server time: view, queries, template; no HTTP or browser). Each page is loaded 50 times with
+a different random window or person, so PostgreSQL's cache does not see the same query twice:
+
+- /usage/ for a 30-day range ending on a random day (target p95 ≤ 300 ms)
+- /usage/users/<id>/ for a random person (p95 ≤ 200 ms)
+- /settings/usage/ as a random person (p95 ≤ 150 ms)
+- the CSV export of 1,000,000 rows and of 100,000 rows (≥ 100,000 rows/s; peak Python memory
+  from tracemalloc should not grow with the row count)
+
+Baseline in the same run: the 30-day totals computed straight from the raw rows, as the
+dashboard did before the roll-up. EXPLAIN ANALYZE of the queries the indexes serve goes to
+bench/results/usage-explain.txt. The data is kept between runs (BENCH_USAGE_RELOAD=1 reloads).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PG_URL = "postgres://postgres@127.0.0.1:5432/"
+PG_DB = os.environ.get("BENCH_USAGE_DB", "byok_kit_team")
+ROWS = int(os.environ.get("BENCH_USAGE_ROWS", 10_000_000))
+PEOPLE, DAYS, LOADS = 500, 180, 50
+TARGETS_MS = {"usage_30_days": 300, "person": 200, "my_usage": 150}
+EXPORT_TARGET = 100_000
+
+
+def main() -> dict:
+    import psycopg
+
+    with psycopg.connect(PG_URL + "postgres", autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [PG_DB]).fetchone()
+        if not exists:
+            conn.execute(f"CREATE DATABASE {PG_DB}")
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "CELERY_BROKER_URL", "DATABASE_URL")}
+    env.update(
+        DJANGO_SETTINGS_MODULE="project.settings",
+        DATABASE_URL=PG_URL + PG_DB,
+        LOG_LEVEL="WARNING",
+        DEBUG="false",
+        ALLOWED_HOSTS="testserver",
+        SECURE_SSL_REDIRECT="false",
+    )
+    env.setdefault("SECRET_KEY", "bench-only")
+    env.setdefault("ENCRYPTION_KEYS", "bench:" + "A" * 43 + "=")
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.bench_usage"], cwd=ROOT, env=env, check=True, stdout=subprocess.PIPE, text=True
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def table(result: dict) -> str:
+    lines = ["| measure | p50 | p95 | target | met |", "| --- | --- | --- | --- | --- |"]
+    for key, label in (
+        ("usage_30_days", "/usage/ (30-day range)"),
+        ("person", "/usage/users/<id>/"),
+        ("my_usage", "/settings/usage/"),
+    ):
+        page = result["pages"][key]
+        met = "yes" if page["p95_ms"] <= TARGETS_MS[key] else "NO"
+        lines.append(f"| {label} | {page['p50_ms']} ms | {page['p95_ms']} ms | ≤ {TARGETS_MS[key]} ms | {met} |")
+    base = result["baseline_raw_30_day_totals_ms"]
+    lines.append(f"| baseline: 30-day totals from raw rows | {base['p50_ms']} ms | {base['p95_ms']} ms | — | — |")
+    for export in result["exports"]:
+        met = "yes" if export["rows_per_second"] >= EXPORT_TARGET else "NO"
+        lines.append(
+            f"| export {export['rows']:,} rows | {export['rows_per_second']:,} rows/s | "
+            f"peak {export['peak_python_mib']} MiB | ≥ {EXPORT_TARGET:,} rows/s | {met} |"
+        )
+    lines.append(
+        f"\nRows: {result['rows']:,} usage rows, {result['rollup_rows']:,} roll-up rows, {PEOPLE} people, {DAYS} days"
+    )
+    return "\n".join(lines)
+
+
+# The child process: everything below runs against byok_kit_team.
+
+MODELS = ["gpt-4o-mini", "gpt-4o", "gpt-4.1", "gpt-4.1-mini", "o3", "o4-mini", "deepseek-chat", "local-llama"]
+LOAD_SQL = """
+INSERT INTO chat_usagerecord (user_id, source, model, status_code, prompt_tokens, completion_tokens,
+    reasoning_tokens, total_tokens, cost_usd, is_estimated, latency_ms, first_token_ms, request_id,
+    response_id, error_type, outcome, created_at)
+SELECT u.id, CASE WHEN mod(g, 10) = 0 THEN 'api' ELSE 'web' END, m.name,
+       CASE WHEN mod(g, 50) = 0 THEN 429 ELSE 200 END, p, c, c / 10, p + c,
+       CASE WHEN m.name = 'local-llama' THEN NULL ELSE round((p * 0.15 + c * 0.6) / 1000000.0, 6) END,
+       mod(g, 20) = 0, 200 + mod(g, 3000), 100 + mod(g, 900), 'req_' || g, 'chatcmpl-' || g,
+       CASE WHEN mod(g, 50) = 0 THEN 'rate_limit' ELSE '' END,
+       CASE WHEN mod(g, 50) = 0 THEN 'error' ELSE 'complete' END,
+       now() - (random() * interval '180 days')
+FROM generate_series(%s, %s) AS g
+CROSS JOIN LATERAL (SELECT (ARRAY[{models}])[1 + mod(g * 7 + g / 13, 8)] AS name) AS m
+CROSS JOIN LATERAL (SELECT 50 + mod(g * 31, 4000) AS p, 10 + mod(g * 17, 1500) AS c) AS t
+JOIN (SELECT id, row_number() OVER (ORDER BY id) - 1 AS n FROM accounts_user WHERE username LIKE 'bench%%') AS u
+  ON u.n = mod(g * 2654435761, {people})
+"""
+
+
+def _percentiles(samples: list[float]) -> dict:
+    ordered = sorted(samples)
+    return {
+        "p50_ms": round(ordered[len(ordered) // 2], 1),
+        "p95_ms": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))], 1),
+        "max_ms": round(ordered[-1], 1),
+    }
+
+
+def _load(connection) -> None:
+    from django.contrib.auth.hashers import make_password
+
+    from accounts.models import User
+    from chat.usage import rollup_rebuild
+
+    password = make_password(None)
+    User.objects.bulk_create(
+        [User(username=f"bench{n:03}", email=f"bench{n:03}@example.com", password=password) for n in range(PEOPLE)],
+        ignore_conflicts=True,
+    )
+    User.objects.get_or_create(username="bench-staff", defaults={"is_staff": True, "password": password})
+    sql = LOAD_SQL.format(models=", ".join(f"'{m}'" for m in MODELS), people=PEOPLE)
+    with connection.cursor() as cursor:
+        cursor.execute("TRUNCATE chat_usagerecord, chat_usagedaily")
+        # A bulk load: drop the secondary indexes and foreign keys, load, then build them once.
+        cursor.execute(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'chat_usagerecord' "
+            "AND indexname NOT LIKE '%%pkey'"
+        )
+        indexes = cursor.fetchall()
+        cursor.execute(
+            "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+            "WHERE conrelid = 'chat_usagerecord'::regclass AND contype = 'f'"
+        )
+        foreign_keys = cursor.fetchall()
+        for name, _definition in foreign_keys:
+            cursor.execute(f'ALTER TABLE chat_usagerecord DROP CONSTRAINT "{name}"')
+        for name, _definition in indexes:
+            cursor.execute(f'DROP INDEX "{name}"')
+        cursor.execute("SET synchronous_commit = off")
+        cursor.execute("SET maintenance_work_mem = '512MB'")
+        cursor.execute("SELECT setseed(0.42)")
+        for start in range(0, ROWS, 1_000_000):
+            cursor.execute(sql, [start, min(start + 1_000_000, ROWS) - 1])
+            print(f"loaded {min(start + 1_000_000, ROWS):,} rows", file=sys.stderr, flush=True)
+        for _name, definition in indexes:
+            cursor.execute(definition)
+        for name, definition in foreign_keys:
+            cursor.execute(f'ALTER TABLE chat_usagerecord ADD CONSTRAINT "{name}" {definition}')
+        print("indexes and foreign keys rebuilt", file=sys.stderr, flush=True)
+    rollup_rebuild()
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM ANALYZE chat_usagerecord")
+        cursor.execute("VACUUM ANALYZE chat_usagedaily")
+
+
+def _timed(client, url: str) -> float:
+    import time
+
+    started = time.perf_counter()
+    response = client.get(url)
+    elapsed = (time.perf_counter() - started) * 1000
+    assert response.status_code == 200, (url, response.status_code)
+    return elapsed
+
+
+def _export(since: str, until: str) -> dict:
+    import time
+    import tracemalloc
+
+    from asgiref.sync import async_to_sync
+    from django.test import AsyncClient
+
+    from accounts.models import User
+
+    client = AsyncClient()
+    client.force_login(User.objects.get(username="bench-staff"))
+
+    async def run() -> int:
+        response = await client.get(f"/usage/export.csv?since={since}&until={until}")
+        lines = 0
+        async for chunk in response.streaming_content:
+            lines += chunk.count(b"\n")
+        return lines - 1
+
+    tracemalloc.start()
+    started = time.perf_counter()
+    rows = async_to_sync(run)()
+    seconds = time.perf_counter() - started
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return {
+        "rows": rows,
+        "seconds": round(seconds, 2),
+        "rows_per_second": int(rows / seconds),
+        "peak_python_mib": round(peak / 2**20, 1),
+    }
+
+
+def _window_for(rows_wanted: int) -> tuple[str, str]:
+    """A date range ending today holding about rows_wanted rows, from the roll-up."""
+    from chat.models import UsageDaily
+
+    total, days = 0, list(UsageDaily.objects.grouped("day"))
+    days.sort(key=lambda row: row["day"], reverse=True)
+    for row in days:
+        total += row["requests"]
+        if total >= rows_wanted:
+            return row["day"].isoformat(), days[0]["day"].isoformat()
+    return days[-1]["day"].isoformat(), days[0]["day"].isoformat()
+
+
+EXPLAINED = {
+    "30-day totals from the roll-up (usage_daily_key: day range)": (
+        "SELECT SUM(requests), SUM(total_tokens), SUM(cost_micro_usd) FROM chat_usagedaily "
+        "WHERE day >= current_date - 29 AND day <= current_date"
+    ),
+    "a person's month from the roll-up (usage_daily_user_day)": (
+        "SELECT SUM(total_tokens), SUM(cost_micro_usd) FROM chat_usagedaily "
+        "WHERE user_id = (SELECT min(id) FROM accounts_user WHERE username LIKE 'bench%%') "
+        "AND day >= date_trunc('month', current_date)::date"
+    ),
+    "latest 50 calls of 30 days (chat_usagerecord created_at index)": (
+        "SELECT * FROM chat_usagerecord WHERE created_at >= now() - interval '30 days' "
+        "ORDER BY created_at DESC, id DESC LIMIT 50"
+    ),
+    "a person's latest 50 calls (user_id, created_at index)": (
+        "SELECT * FROM chat_usagerecord "
+        "WHERE user_id = (SELECT min(id) FROM accounts_user WHERE username LIKE 'bench%%') "
+        "AND created_at >= now() - interval '30 days' ORDER BY created_at DESC, id DESC LIMIT 50"
+    ),
+    "price in force for a model (price_override_model_from)": (
+        "SELECT * FROM chat_priceoverride WHERE model = 'gpt-4o' AND effective_from <= now() "
+        "ORDER BY effective_from DESC LIMIT 1"
+    ),
+    "baseline: 30-day totals from raw rows": (
+        "SELECT COUNT(*), SUM(total_tokens), SUM(cost_usd) FROM chat_usagerecord "
+        "WHERE created_at >= now() - interval '30 days'"
+    ),
+}
+
+
+def _explain(connection) -> str:
+    parts = []
+    with connection.cursor() as cursor:
+        for title, sql in EXPLAINED.items():
+            cursor.execute("EXPLAIN (ANALYZE, BUFFERS) " + sql.replace("%%", "%"))
+            parts.append(f"-- {title}\n{sql.replace('%%', '%')};\n" + "\n".join(row[0] for row in cursor.fetchall()))
+    return "\n\n".join(parts) + "\n"
+
+
+def _run() -> dict:
+    import random
+    import time
+    from datetime import timedelta
+
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from django.db import connection
+    from django.db.models import Count, Sum
+    from django.test import Client
+    from django.utils import timezone
+
+    from accounts.models import User
+    from chat.models import UsageDaily, UsageRecord
+
+    call_command("migrate", verbosity=0)
+    call_command("collectstatic", verbosity=0, interactive=False)  # DEBUG is off, as in production
+    if os.environ.get("BENCH_USAGE_RELOAD") or UsageDaily.objects.totals()["requests"] != ROWS:
+        _load(connection)
+    rng = random.Random(7)
+    staff = Client()
+    staff.force_login(User.objects.get(username="bench-staff"))
+    people = list(User.objects.filter(username__startswith="bench0").values_list("pk", flat=True)) + list(
+        User.objects.filter(username__startswith="bench").exclude(username="bench-staff").values_list("pk", flat=True)
+    )
+    people = sorted(set(people))
+    today = timezone.localdate()
+    pages = {"usage_30_days": [], "person": [], "my_usage": []}
+    baseline = []
+    _timed(staff, "/usage/")  # warm-up: imports, template compilation
+    for _ in range(LOADS):
+        until = today - timedelta(days=rng.randrange(0, 150))
+        since = until - timedelta(days=29)
+        pages["usage_30_days"].append(_timed(staff, f"/usage/?since={since}&until={until}"))
+        pages["person"].append(_timed(staff, f"/usage/users/{rng.choice(people)}/"))
+        person = Client()
+        person.force_login(User.objects.get(pk=rng.choice(people)))
+        pages["my_usage"].append(_timed(person, "/settings/usage/"))
+    for _ in range(5):
+        until = today - timedelta(days=rng.randrange(0, 150))
+        started = time.perf_counter()
+        UsageRecord.objects.in_range(until - timedelta(days=29), until).order_by().aggregate(
+            n=Count("id"), t=Sum("total_tokens"), c=Sum("cost_usd")
+        )
+        baseline.append((time.perf_counter() - started) * 1000)
+    exports = [_export(*_window_for(100_000)), _export(*_window_for(1_000_000))]
+    (ROOT / "bench" / "results").mkdir(exist_ok=True)
+    (ROOT / "bench" / "results" / "usage-explain.txt").write_text(_explain(connection))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_size_pretty(pg_total_relation_size('chat_usagerecord')), "
+            "pg_size_pretty(pg_total_relation_size('chat_usagedaily'))"
+        )
+        sizes = cursor.fetchone()
+    return {
+        "rows": UsageRecord.objects.count() if ROWS <= 1_000_000 else UsageDaily.objects.totals()["requests"],
+        "rollup_rows": UsageDaily.objects.count(),
+        "table_sizes": {"usage": sizes[0], "rollup": sizes[1]},
+        "pages": {key: _percentiles(samples) for key, samples in pages.items()},
+        "baseline_raw_30_day_totals_ms": _percentiles(baseline),
+        "exports": exports,
+        "loads": LOADS,
+        "database": f"PostgreSQL ({PG_DB} on 127.0.0.1)",
+        "how": "in-process Django test client (server time, no HTTP), 50 loads, random window/person each",
+        "load_average_at_end": os.getloadavg(),
+    }
+
+
+if __name__ == "__main__":
+    print(json.dumps(_run(), default=str))

@@ -1,0 +1,121 @@
+"""Staff pages about people: /usage/users/ (every account, approvals, team limits) and /usage/users/<id>/."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.db.models import Count, OuterRef, Q, Subquery
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_POST
+
+from accounts import services as accounts
+from accounts.models import Approval, User
+from chat.budgets import budget_status, limits_for, month_of
+from chat.dashboard import report_ctx, staff_required, usage_report
+from chat.forms import TeamLimitsForm, UserLimitsForm
+from chat.models import TeamLimits, UsageDaily, UsageRecord
+from tokens.models import CredentialEvent, Status
+
+EVENTS_SHOWN = 15
+
+
+def _get_user(pk: int) -> User:
+    user = User.objects.filter(pk=pk).first()
+    if user is None:
+        raise Http404(_("No such account."))
+    return user
+
+
+@staff_required
+def user_list(request: HttpRequest) -> HttpResponse:
+    team = TeamLimits.current()
+    form = TeamLimitsForm(request.POST or None, instance=team)
+    if request.method == "POST" and form.is_valid():
+        form.save()
+        messages.success(request, _("Team limits saved."))
+        return redirect("usage:user-list")
+    first, resets_at = month_of()
+    month = {
+        row["user_id"]: row
+        for row in UsageDaily.objects.filter(day__gte=first, day__lt=resets_at.date()).grouped("user_id")
+    }
+    last_call = UsageRecord.objects.filter(user=OuterRef("pk")).order_by("-created_at").values("created_at")[:1]
+    people = list(
+        User.objects.annotate(
+            last_call_at=Subquery(last_call),
+            credentials_ok=Count("credentials", filter=Q(credentials__status=Status.ACTIVE)),
+            credentials_bad=Count("credentials", filter=~Q(credentials__status=Status.ACTIVE)),
+        ).order_by("username")
+    )
+    for person in people:
+        person.month = month.get(person.pk)
+        person.limits = limits_for(person, team)
+    ctx = {
+        "pending": [p for p in people if p.approval == Approval.PENDING],
+        "people": [p for p in people if p.approval != Approval.PENDING],
+        "form": form,
+        "month": first,
+    }
+    return render(request, "chat/user_list.html", ctx, status=400 if form.errors else 200)
+
+
+@staff_required
+def user_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    person = _get_user(pk)
+    form = UserLimitsForm(request.POST or None, instance=person)
+    if request.method == "POST" and form.is_valid():
+        form.save()
+        messages.success(request, _("Limits saved for %(name)s.") % {"name": person.username})
+        return redirect("usage:user-detail", pk=person.pk)
+    report = usage_report(request, user=person)
+    ctx = report_ctx(request, report)
+    query = request.GET.copy()
+    query.pop("page", None)
+    query["user"] = person.username
+    ctx.update(
+        {
+            "person": person,
+            "export_query": query.urlencode(),
+            "limits_form": form,
+            "budget": budget_status(user=person),
+            "credentials": list(person.credentials.all()),
+            "credential_events": list(CredentialEvent.objects.filter(user=person)[:EVENTS_SHOWN]),
+            "last_call": person.usage_records.order_by("-created_at").first(),
+        }
+    )
+    return render(request, "chat/user_detail.html", ctx, status=400 if form.errors else 200)
+
+
+@require_POST
+@staff_required
+def user_approve(request: HttpRequest, pk: int) -> HttpResponse:
+    person = _get_user(pk)
+    if accounts.account_approve(user=person):
+        messages.success(request, _("%(name)s can now use BYOK Chat; they have been e-mailed.") % {"name": person})
+    return redirect("usage:user-list")
+
+
+@require_POST
+@staff_required
+def user_reject(request: HttpRequest, pk: int) -> HttpResponse:
+    person = _get_user(pk)
+    if accounts.account_reject(user=person):
+        messages.success(request, _("%(name)s was turned away and e-mailed.") % {"name": person})
+    return redirect("usage:user-list")
+
+
+@require_POST
+@staff_required
+def user_set_active(request: HttpRequest, pk: int) -> HttpResponse:
+    person = _get_user(pk)
+    if person == request.user:
+        messages.error(request, _("You cannot deactivate your own account."))
+        return redirect("usage:user-detail", pk=pk)
+    active = request.POST.get("active") == "1"
+    accounts.account_set_active(user=person, active=active)
+    if active:
+        messages.success(request, _("%(name)s is active again.") % {"name": person})
+    else:
+        messages.success(request, _("%(name)s is deactivated and logged out everywhere.") % {"name": person})
+    return redirect("usage:user-detail", pk=pk)

@@ -1,0 +1,219 @@
+"""Writing usage rows: one per model call, whatever the provider reported, with its daily roll-up."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from decimal import Decimal
+
+from django.db import connection, connections, transaction
+from django.utils import timezone
+
+from chat.catalog import cost_usd
+from chat.models import UsageDaily, UsageRecord, site_day
+
+logger = logging.getLogger(__name__)
+
+MAX_COUNT = 2**31 - 1  # PositiveIntegerField's ceiling on every database
+MAX_REPORTED = 2**30  # more tokens than any model takes in one call: a broken or hostile number
+
+
+def _count(value: object) -> int | None:
+    """A token count a provider sent, or None when it is missing or not a sane whole number."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        value = int(value)
+    if isinstance(value, int) and 0 <= value <= MAX_REPORTED:
+        return value
+    return None
+
+
+def _details(usage: Mapping, key: str, field: str) -> int | None:
+    details = usage.get(key)
+    return _count(details.get(field)) if isinstance(details, Mapping) else None
+
+
+def usage_counts(raw: object, estimate: Callable[[], tuple[int, int]] | None) -> dict:
+    """Normalise a provider's `usage` object into integer counts.
+
+    Reads OpenAI's chat-completions shape (prompt_tokens, completion_tokens,
+    completion_tokens_details.reasoning_tokens, prompt_tokens_details.cached_tokens) and the
+    Responses/Anthropic-style input_tokens/output_tokens. Whatever is missing, negative,
+    fractional, boolean, absurdly large or not a number is replaced by the local estimate (prompt, completion)
+    and the row is flagged estimated. total_tokens is always prompt + completion, so sums agree.
+    """
+    usage = raw if isinstance(raw, Mapping) else {}
+    prompt = _count(usage.get("prompt_tokens", usage.get("input_tokens")))
+    completion = _count(usage.get("completion_tokens", usage.get("output_tokens")))
+    estimated = False
+    if (prompt is None or completion is None) and estimate is not None:
+        guess_prompt, guess_completion = estimate()
+        estimated = True
+        prompt = guess_prompt if prompt is None else prompt
+        completion = guess_completion if completion is None else completion
+    prompt, completion = min(prompt or 0, MAX_REPORTED), min(completion or 0, MAX_REPORTED)
+    reasoning = _details(usage, "completion_tokens_details", "reasoning_tokens") or _count(
+        usage.get("reasoning_tokens")
+    )
+    cached = _details(usage, "prompt_tokens_details", "cached_tokens") or 0
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "reasoning_tokens": min(reasoning or 0, completion),
+        "cached_tokens": min(cached, prompt),
+        "total_tokens": min(prompt + completion, MAX_COUNT),
+        "is_estimated": estimated,
+    }
+
+
+def _text(value: object, limit: int) -> str:
+    return value[:limit] if isinstance(value, str) else ""
+
+
+def usage_write(
+    *,
+    user_id: int,
+    model: str,
+    source: str,
+    usage: object = None,
+    estimate: Callable[[], tuple[int, int]] | None = None,
+    credential_id: object = None,
+    api_key_id: object = None,
+    conversation_id: int | None = None,
+    status_code: int | None = None,
+    request_id: object = "",
+    response_id: object = None,
+    latency_ms: int = 0,
+    first_token_ms: int | None = None,
+    error_type: str = "",
+    outcome: str = "complete",
+    created_at: datetime | None = None,
+) -> UsageRecord:
+    """Record one model call: exactly one UsageRecord, its cost snapshot and its daily roll-up.
+
+    Called once per call by the web relay (source "web") and the API (source "api"), after the
+    call ends however it ended. `usage` is the provider's usage object as sent (any shape, or
+    None); `estimate` returns local (prompt, completion) token counts, and is called only when
+    the provider's numbers are missing or unusable; pass None when nothing was billed (the call
+    failed before generating), which records zero tokens. Response ids are kept but never
+    deduplicated on: a provider repeating ids cannot keep a call off the log. Triggers the
+    budget e-mails after commit. Raises only if the database itself fails.
+    """
+    created_at = created_at or timezone.now()
+    counts = usage_counts(usage, estimate)
+    cost = cost_usd(model, counts, created_at)
+    record = UsageRecord(
+        user_id=user_id,
+        credential_id=credential_id,
+        api_key_id=api_key_id,
+        conversation_id=conversation_id,
+        source=source,
+        model=_text(model, 100),
+        status_code=status_code if isinstance(status_code, int) and 0 < status_code < 1000 else None,
+        prompt_tokens=counts["prompt_tokens"],
+        completion_tokens=counts["completion_tokens"],
+        reasoning_tokens=counts["reasoning_tokens"],
+        total_tokens=counts["total_tokens"],
+        cost_usd=cost,
+        is_estimated=counts["is_estimated"],
+        latency_ms=min(max(int(latency_ms), 0), MAX_COUNT),
+        first_token_ms=min(max(int(first_token_ms), 0), MAX_COUNT) if first_token_ms is not None else None,
+        request_id=_text(request_id, 100),
+        response_id=_text(response_id, 100) or None,
+        error_type=_text(error_type, 40),
+        outcome=outcome,
+        created_at=created_at,
+    )
+    with transaction.atomic():
+        record.save(force_insert=True)
+        rollup_add(record)
+    from chat.budgets import budget_alerts_check  # budgets reads the roll-up this module writes
+
+    transaction.on_commit(lambda: budget_alerts_check(user_id=user_id))
+    return record
+
+
+_ROLLUP_COLUMNS = (
+    "requests",
+    "errors",
+    "estimated",
+    "unpriced",
+    "prompt_tokens",
+    "completion_tokens",
+    "reasoning_tokens",
+    "total_tokens",
+    "cost_micro_usd",
+    "latency_ms",
+)
+
+
+def _micro(cost: Decimal | None) -> int:
+    return int((cost or 0) * 1_000_000)
+
+
+def rollup_add(record: UsageRecord) -> None:
+    """Add one row to its day's roll-up with an upsert (INSERT ... ON CONFLICT DO UPDATE), in the caller's transaction.
+
+    PostgreSQL and SQLite (3.24+) share this syntax; concurrent writers for the same
+    day, person and model serialise on that one roll-up row.
+    """
+    table = UsageDaily._meta.db_table
+    values = (
+        1,
+        1 if record.error_type else 0,
+        1 if record.is_estimated else 0,
+        1 if record.cost_usd is None else 0,
+        record.prompt_tokens,
+        record.completion_tokens,
+        record.reasoning_tokens,
+        record.total_tokens,
+        _micro(record.cost_usd),
+        record.latency_ms,
+    )
+    columns = ", ".join(_ROLLUP_COLUMNS)
+    updates = ", ".join(f"{c} = {table}.{c} + excluded.{c}" for c in _ROLLUP_COLUMNS)
+    placeholders = ", ".join(["%s"] * (3 + len(values)))
+    sql = (
+        f"INSERT INTO {table} (day, user_id, model, {columns}) VALUES ({placeholders}) "  # noqa: S608 (fixed names)
+        f"ON CONFLICT (day, user_id, model) DO UPDATE SET {updates}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [site_day(record.created_at), record.user_id, record.model, *values])
+
+
+ROLLUP_REBUILD_SQL = """
+INSERT INTO chat_usagedaily (day, user_id, model, {columns})
+SELECT {day_expr}, user_id, model, COUNT(*),
+       SUM(CASE WHEN error_type <> '' THEN 1 ELSE 0 END),
+       SUM(CASE WHEN is_estimated THEN 1 ELSE 0 END),
+       SUM(CASE WHEN cost_usd IS NULL THEN 1 ELSE 0 END),
+       SUM(prompt_tokens), SUM(completion_tokens), SUM(reasoning_tokens), SUM(total_tokens),
+       COALESCE(SUM(ROUND(cost_usd * 1000000)), 0), SUM(latency_ms)
+FROM chat_usagerecord
+GROUP BY 1, 2, 3
+"""
+
+
+def rollup_rebuild(using: str = "default") -> int:
+    """Recompute the whole roll-up from the raw rows in one statement (after a bulk load, a restore or the migration).
+
+    Uses table and column names only, so the migration that creates the roll-up can call it.
+    Returns the number of roll-up rows.
+    """
+    conn = connections[using]
+    zone = timezone.get_default_timezone_name()
+    if conn.vendor == "postgresql":
+        day_expr, params = "(created_at AT TIME ZONE %s)::date", [zone]
+    elif zone == "UTC":
+        day_expr, params = "date(created_at)", []  # SQLite keeps UTC text
+    else:
+        raise NotImplementedError("Rebuilding the roll-up on SQLite needs TIME_ZONE=UTC.")
+    sql = ROLLUP_REBUILD_SQL.format(columns=", ".join(_ROLLUP_COLUMNS), day_expr=day_expr)
+    with transaction.atomic(using=using), conn.cursor() as cursor:
+        cursor.execute("DELETE FROM chat_usagedaily")
+        cursor.execute(sql, params)
+        cursor.execute("SELECT COUNT(*) FROM chat_usagedaily")
+        return cursor.fetchone()[0]

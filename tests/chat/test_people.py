@@ -1,0 +1,135 @@
+"""Staff pages about people, sign-up approval and deactivation; every /usage/ route is staff-only."""
+
+from __future__ import annotations
+
+import pytest
+from django.core import mail
+from django.urls import reverse
+
+from accounts.models import Approval, User
+from chat.usage import usage_write
+from tests.conftest import PASSWORD, user_create
+
+pytestmark = pytest.mark.django_db
+
+
+def _usage_routes(user_id: int) -> list[tuple[str, str]]:
+    return [
+        ("get", "/usage/"),
+        ("get", "/usage/export.csv"),
+        ("get", "/usage/users/"),
+        ("post", "/usage/users/"),
+        ("get", f"/usage/users/{user_id}/"),
+        ("post", f"/usage/users/{user_id}/"),
+        ("post", f"/usage/users/{user_id}/approve/"),
+        ("post", f"/usage/users/{user_id}/reject/"),
+        ("post", f"/usage/users/{user_id}/active/"),
+    ]
+
+
+def test_it_forbids_every_usage_route_to_non_staff(client, alice, bob):
+    client.force_login(alice)
+    for method, url in _usage_routes(bob.pk):
+        assert getattr(client, method)(url).status_code == 403, url
+    bob.refresh_from_db()
+    assert bob.is_active
+
+
+def test_it_sends_anonymous_visitors_to_log_in(client, bob):
+    for method, url in _usage_routes(bob.pk):
+        response = getattr(client, method)(url)
+        assert response.status_code == 302 and "/accounts/login/" in response["Location"], url
+
+
+def test_it_answers_404_for_an_unknown_person(client, staff):
+    client.force_login(staff)
+    assert client.get("/usage/users/999999/").status_code == 404
+
+
+def test_it_lists_people_with_this_months_spend(client, staff, alice):
+    usage_write(user_id=alice.pk, model="gpt-4o-mini", source="web", usage={"prompt_tokens": 7, "completion_tokens": 3})
+    client.force_login(staff)
+    page = client.get("/usage/users/").content.decode()
+    assert 'data-account="alice"' in page and ">10<" in page
+
+
+def _signup(client, username: str):
+    return client.post(
+        "/accounts/signup/",
+        {"username": username, "email": f"{username}@example.com", "password1": PASSWORD, "password2": PASSWORD},
+    )
+
+
+def test_approval_mode_keeps_a_new_account_waiting_until_staff_approve(
+    client, settings, staff, django_capture_on_commit_callbacks
+):
+    settings.SIGNUP_MODE = "approval"
+    with django_capture_on_commit_callbacks(execute=True):
+        response = _signup(client, "carol")
+    assert response["Location"] == reverse("accounts:pending")
+    carol = User.objects.get(username="carol")
+    assert carol.approval == Approval.PENDING
+    assert [m.to for m in mail.outbox] == [["staff@example.com"]] and "carol" in mail.outbox[0].subject
+    for url in ("/chat/", "/settings/keys/", "/settings/usage/", "/usage/"):
+        assert client.get(url)["Location"] == reverse("accounts:pending"), url
+    assert "data-account-pending" in client.get("/accounts/pending/").content.decode()
+    assert client.post("/chat/send/", {"message": "hi"}).status_code == 302
+
+    staff_client = client.__class__()
+    staff_client.force_login(staff)
+    page = staff_client.get("/usage/users/").content.decode()
+    assert 'data-action="approve"' in page and 'data-action="reject"' in page
+    mail.outbox.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        staff_client.post(f"/usage/users/{carol.pk}/approve/")
+    carol.refresh_from_db()
+    assert carol.approval == Approval.APPROVED
+    assert mail.outbox[0].to == ["carol@example.com"] and "approved" in mail.outbox[0].subject
+    assert client.get("/chat/").status_code == 200
+
+
+def test_rejection_deactivates_and_tells_the_person(client, settings, staff, django_capture_on_commit_callbacks):
+    settings.SIGNUP_MODE = "approval"
+    _signup(client, "dave")
+    dave = User.objects.get(username="dave")
+    client.force_login(staff)
+    mail.outbox.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(f"/usage/users/{dave.pk}/reject/")
+    dave.refresh_from_db()
+    assert (dave.approval, dave.is_active) == (Approval.REJECTED, False)
+    assert mail.outbox[0].to == ["dave@example.com"]
+    assert not client.__class__().login(username="dave", password=PASSWORD)
+
+
+@pytest.mark.parametrize(("mode", "open_"), [("closed", True), ("open", False)])
+def test_closed_mode_and_signup_open_false_refuse_sign_up(client, settings, mode, open_):
+    settings.SIGNUP_MODE, settings.SIGNUP_OPEN = mode, open_
+    assert _signup(client, "erin").status_code == 403
+    assert not User.objects.filter(username="erin").exists()
+
+
+def test_open_mode_lets_people_straight_in(client, settings):
+    settings.SIGNUP_MODE = "open"
+    assert _signup(client, "frank")["Location"] == reverse("tokens:credential-list")
+
+
+def test_deactivation_ends_a_live_session_at_once(client, staff):
+    grace = user_create("grace")
+    client.force_login(grace)
+    assert client.get("/chat/").status_code == 200
+    staff_client = client.__class__()
+    staff_client.force_login(staff)
+    staff_client.post(f"/usage/users/{grace.pk}/active/", {"active": "0"})
+    response = client.get("/chat/")
+    assert response.status_code == 302 and "/accounts/login/" in response["Location"]
+    staff_client.post(f"/usage/users/{grace.pk}/active/", {"active": "1"})
+    grace.refresh_from_db()
+    assert grace.is_active
+
+
+def test_staff_cannot_deactivate_themselves(client, staff):
+    client.force_login(staff)
+    client.post(f"/usage/users/{staff.pk}/active/", {"active": "0"})
+    staff.refresh_from_db()
+    assert staff.is_active

@@ -1,0 +1,69 @@
+"""Filters that cannot break, and a CSV export that neutralises formulas."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import pytest
+from asgiref.sync import async_to_sync
+
+from chat.dashboard import csv_safe
+from chat.usage import usage_write
+
+pytestmark = pytest.mark.django_db
+
+HOSTILE_QUERIES = [
+    "since=9999-12-31",
+    "until=0001-01-01",
+    "since=1900-01-01&until=9999-12-31",
+    "since=2026-13-45",
+    "since=yesterday",
+    "until=%00",
+    "status=drop+table",
+    "page=-1",
+    "page=99999999999999999999",
+    "page=abc",
+    "user=" + "x" * 5000,
+    "model=%E2%80%AE",
+    "since=2026-11-30&until=2026-11-01",
+    "since[]=1&since=2",
+]
+
+
+@pytest.mark.parametrize("query", HOSTILE_QUERIES)
+def test_it_never_fails_on_a_filter(client, staff, alice, query):
+    usage_write(user_id=alice.pk, model="gpt-4o-mini", source="web", usage={})
+    for user, url in ((staff, "/usage/"), (alice, "/settings/usage/"), (staff, f"/usage/users/{alice.pk}/")):
+        client.force_login(user)
+        response = client.get(f"{url}?{query}")
+        assert response.status_code == 200, (url, query)
+
+
+@pytest.mark.parametrize("cell", ["=1+1", "+1", "-1", "@SUM(A1)", "\tx", "\rx", "＝1+1"])
+def test_it_neutralises_formula_cells(cell):
+    assert csv_safe(cell) == "'" + cell
+    assert csv_safe("gpt-4o") == "gpt-4o"
+
+
+async def _body(response) -> str:
+    return b"".join([chunk async for chunk in response.streaming_content]).decode()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_exports_hostile_model_and_request_ids_as_text(async_client, staff, alice):
+    usage_write(user_id=alice.pk, model='=HYPERLINK("http://x","y")', source="web", request_id="+cmd|' /C calc'!A0")
+    async_client.force_login(staff)
+    response = async_to_sync(async_client.get)("/usage/export.csv")
+    assert response["Content-Type"].startswith("text/csv")
+    row = next(csv.DictReader(io.StringIO(async_to_sync(_body)(response))))
+    assert row["model"] == '\'=HYPERLINK("http://x","y")' and row["request_id"].startswith("'+cmd")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_person_exports_only_their_own_calls(async_client, alice, bob):
+    usage_write(user_id=alice.pk, model="mine", source="web")
+    usage_write(user_id=bob.pk, model="theirs", source="web")
+    async_client.force_login(alice)
+    body = async_to_sync(_body)(async_to_sync(async_client.get)("/settings/usage/export.csv"))
+    assert "mine" in body and "theirs" not in body
