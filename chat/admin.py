@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from chat.models import Conversation, UsageRecord
+from chat.models import Conversation, PriceOverride, TeamLimits, UsageRecord
 from tokens.admin import ReadOnlyAdmin
 
 
@@ -35,3 +35,26 @@ class ConversationAdmin(ReadOnlyAdmin):
     list_display = ("id", "user", "model", "created_at", "updated_at")
     fields = ("user", "model", "credential", "created_at", "updated_at")
     readonly_fields = fields
+
+
+@admin.register(PriceOverride)
+class PriceOverrideAdmin(admin.ModelAdmin):
+    """Staff prices and context windows per model from a date on; usage rows keep the cost they were written with."""
+
+    list_display = (
+        "model",
+        "effective_from",
+        "input_usd_per_million",
+        "output_usd_per_million",
+        "cached_input_usd_per_million",
+        "context_window",
+        "note",
+    )
+    list_filter = ("model",)
+    search_fields = ("model", "note")
+    date_hierarchy = "effective_from"
+
+
+@admin.register(TeamLimits)
+class TeamLimitsAdmin(admin.ModelAdmin):
+    list_display = ("__str__", "monthly_budget_usd", "monthly_token_budget", "chat_rate_limit")

@@ -11,7 +11,7 @@ from django.utils import timezone
 from chat.catalog import context_window, cost_usd
 from chat.models import PriceOverride, UsageDaily, UsageRecord
 from chat.usage import usage_counts, usage_write
-from tests.conftest import ALICE_KEY, credential_create
+from tests.conftest import ALICE_KEY, credential_create, user_create
 from tests.streaming import send
 
 pytestmark = pytest.mark.django_db
@@ -115,3 +115,26 @@ def test_it_uses_the_price_in_force_when_the_call_was_made():
     assert cost_usd("gpt-4o-mini", usage, now - timedelta(days=20)) == Decimal(1)
     assert cost_usd("gpt-4o-mini", usage, now) == Decimal(3)
     assert cost_usd("gpt-4o-mini", usage, now - timedelta(days=40)) == Decimal("0.15")  # catalogue before that
+
+
+def test_staff_add_a_price_override_in_the_admin(client):
+    root = user_create("root", is_staff=True, is_superuser=True)
+    client.force_login(root)
+    response = client.post(
+        "/admin/chat/priceoverride/add/",
+        {
+            "model": "house-model",
+            "input_usd_per_million": "1",
+            "output_usd_per_million": "2",
+            "effective_from_0": "2026-01-01",
+            "effective_from_1": "00:00:00",
+            "note": "negotiated",
+        },
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    assert cost_usd("house-model", {"prompt_tokens": 1_000_000, "completion_tokens": 1_000_000}) == Decimal(3)
+    bad = client.post(
+        "/admin/chat/priceoverride/add/",
+        {"model": "x", "effective_from_0": "2026-01-01", "effective_from_1": "00:00:00"},
+    )
+    assert bad.status_code == 200 and "Give a price, a context window, or both." in bad.content.decode()
