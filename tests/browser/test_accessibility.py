@@ -25,7 +25,14 @@ RUN_AXE = """async () => {
     .map((v) => ({ id: v.id, impact: v.impact, help: v.help,
                    targets: v.nodes.slice(0, 3).map((n) => n.target.join(" ")) }));
 }"""
-ANONYMOUS = ["/accounts/login/", "/accounts/signup/", "/accounts/password/reset/", "/accounts/password/reset/sent/"]
+ANONYMOUS = [
+    "/accounts/login/",
+    "/accounts/signup/",
+    "/accounts/password/reset/",
+    "/accounts/password/reset/sent/",
+    "/accounts/password/reset/MQ/not-a-token/",  # the expired-link page
+    "/accounts/password/reset/complete/",
+]
 SIGNED_IN = [
     "/chat/",
     "/chat/{conversation}/",
@@ -33,6 +40,8 @@ SIGNED_IN = [
     "/settings/keys/{credential}/",
     "/accounts/password/change/",
     "/accounts/password/change/done/",
+    "/settings/profile/",
+    "/settings/api-keys/",
     "/chat/999999/",  # the 404 page
 ]
 STAFF = ["/usage/"]
