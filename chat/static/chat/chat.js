@@ -495,6 +495,7 @@ document.addEventListener("submit", (event) => {
   if (message && !window.confirm(message)) event.preventDefault();
 });
 
+if (coarse.matches) box.placeholder = _("Message…"); // on touch, Enter is a new line and Send sends
 box.value = localStorage.getItem(draftKey()) || box.value;
 sendButton.disabled = false;
 grow();
