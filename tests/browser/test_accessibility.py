@@ -42,9 +42,10 @@ SIGNED_IN = [
     "/accounts/password/change/done/",
     "/settings/profile/",
     "/settings/api-keys/",
+    "/settings/usage/",
     "/chat/999999/",  # the 404 page
 ]
-STAFF = ["/usage/"]
+STAFF = ["/usage/", "/usage/users/", "/usage/users/{alice}/"]
 
 
 def _conversation(user) -> Conversation:
@@ -113,7 +114,7 @@ def test_it_has_no_serious_accessibility_violations_on_any_page(
     page.fill("input[name=password]", "correct horse battery staple")
     page.click("button[type=submit]:has-text('Log in')")
     page.wait_for_url("**/chat/")
-    found.update(_audit(page, STAFF))
+    found.update(_audit(page, [p.format(alice=alice.pk) for p in STAFF]))
     page.context.close()
 
     assert found == {}, "\n".join(f"{path}: {v}" for path, violations in found.items() for v in violations)
