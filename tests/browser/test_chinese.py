@@ -12,7 +12,8 @@ import pytest
 from django.core import mail
 from playwright.sync_api import Page, expect
 
-from chat.models import UsageRecord
+from accounts.models import User
+from chat.models import Conversation, UsageRecord
 from tests.browser.conftest import send_message
 from tests.conftest import PASSWORD, user_create
 from tokens.models import Credential
@@ -22,6 +23,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 LI_KEY = "sk-proj-li-000000000000000000000000000000004e2a"
 REJECTED_KEY = "sk-proj-rejected-00000000000000000000000000007777"
 NEW_PASSWORD = "一个足够长的新密码 2026"
+LONG_TITLE = "关于下季度华东区渠道合作伙伴返利政策调整的会议纪要整理与后续待办事项跟进"
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 860}
 
@@ -131,8 +133,15 @@ def test_a_chinese_reader_meets_no_english_from_sign_up_to_password_reset(page, 
     expect(assistant.last).to_have_attribute("data-state", "error")
     expect(assistant.last).to_contain_text("服务商正在限制这个凭据的请求频率（429）")
     look(page, "chat-error", "li")
+    Conversation.objects.create(user=User.objects.get(username="li"), title=LONG_TITLE)
     page.reload()
     expect(page.locator(".sidebar-group").first).to_have_text("今天")
+    long_link = page.locator(".conversation-link", has_text=LONG_TITLE[:10])
+    # One line, cut with an ellipsis, inside the sidebar: never wrapped or pushing the layout wider.
+    assert long_link.evaluate("a => a.scrollWidth > a.clientWidth && getComputedStyle(a).textOverflow") == "ellipsis"
+    assert long_link.evaluate(
+        "a => a.getBoundingClientRect().height < 2.2 * parseFloat(getComputedStyle(a).fontSize) + 20"
+    )
     look(page, "chat-reloaded", "li")
 
     # Profile: the browser's zone was saved on the first visit; times follow it.
