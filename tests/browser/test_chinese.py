@@ -54,9 +54,9 @@ def english_words(page: Page, *own: str) -> list[str]:
     text = "\n".join(p for p in parts if not p.startswith("\u0000"))
     for excluded in [p[1:] for p in parts if p.startswith("\u0000")]:
         text = text.replace(excluded, " ")
+    text = re.sub(r"https?://\S+|\b[A-Z][a-z]+/[\w/+-]+|/[\w/.?=&-]+|“[^”]*”|\bsk-\S+|\b[\w.-]+@[\w.-]+", " ", text)
     for word in own:
         text = re.sub(rf"\b{re.escape(word)}\b", " ", text)
-    text = re.sub(r"https?://\S+|\b[A-Z][a-z]+/[\w/+-]+|/[\w/.?=&-]+|“[^”]*”|\bsk-\S+|\b[\w.-]+@[\w.-]+", " ", text)
     text = re.sub(r"\b(gpt|o\d|claude|deepseek)[\w.:-]*", " ", text)  # model ids
     return [w for w in re.findall(r"[A-Za-z][A-Za-z_-]*[A-Za-z0-9]|[A-Za-z]{2,}", text) if w not in ALLOWED]
 
@@ -169,6 +169,13 @@ def test_a_chinese_reader_meets_no_english_from_sign_up_to_password_reset(page, 
     expect(rows.first.locator("time")).to_have_attribute("datetime", re.compile(r"\+08:00$"))
     assert UsageRecord.objects.count() == 2
     look(staff, "usage-staff", "li", "wang")
+    staff.goto("/usage/users/")
+    look(staff, "people", "li", "wang")
+    staff.goto(f"/usage/users/{User.objects.get(username='li').pk}/")
+    look(staff, "person", "li", "wang")
+    page.goto("/settings/usage/")
+    expect(page.locator("tr[data-usage-row]")).to_have_count(2)
+    look(page, "my-usage", "li")
 
     # Password reset, the email included.
     page.context.clear_cookies()
@@ -194,3 +201,15 @@ def test_a_chinese_reader_meets_no_english_from_sign_up_to_password_reset(page, 
     look(page, "login")
     page.goto("/no-such-page/")
     look(page, "not-found")
+
+
+def test_a_chinese_sign_up_waiting_for_approval_is_told_so_in_chinese(page, settings, look):
+    settings.SIGNUP_MODE = "approval"
+    page.goto("/accounts/signup/")
+    page.fill("input[name=username]", "zhao")
+    page.fill("input[name=email]", "zhao@example.com")
+    page.fill("input[name=password1]", PASSWORD)
+    page.fill("input[name=password2]", PASSWORD)
+    page.click("main form button[type=submit]")
+    expect(page.locator("[data-account-pending]")).to_be_visible()
+    look(page, "pending", "zhao")
