@@ -45,9 +45,7 @@ class User(AbstractUser):
         return order[(order.index(self.theme) + 1) % len(order)]
 
     # SIGNUP_MODE=approval: a pending account may log in but sees only the waiting page (ApprovalMiddleware).
-    approval = models.CharField(
-        _("approval"), max_length=10, choices=Approval.choices, default=Approval.APPROVED, db_index=True
-    )
+    approval = models.CharField(_("approval"), max_length=10, choices=Approval.choices, default=Approval.APPROVED)
     monthly_budget_usd = models.DecimalField(
         _("monthly budget (USD)"),
         max_digits=12,
