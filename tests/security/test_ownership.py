@@ -36,8 +36,8 @@ def test_bob_gets_404_for_alices_object(route, world, client):
     if route.name.startswith(STAFF_PREFIXES):
         ids = dict.fromkeys(route.params, world.alice.pk)
         before = database_fingerprint()
-        for method in (client.get, client.post):
-            assert method(route.url(**ids)).status_code in (302, 403, 404)
+        assert client.get(route.url(**ids)).status_code in (302, 403, 404, 405)  # 405: POST-only, says nothing
+        assert client.post(route.url(**ids)).status_code in (302, 403, 404)
         assert database_fingerprint() == before
         return
     value = world.object_ids()[_prefix(route, world)]
