@@ -295,3 +295,21 @@ def test_it_follows_the_system_and_remembers_a_chosen_theme(browser: Browser, as
     log_in(other, "alice")
     assert _is_dark(other)
     other.context.close()
+
+
+def test_it_shows_saved_thinking_collapsed_and_rendered(alice_page: Page, alice):
+    conversation = Conversation.objects.create(user=alice, title="Thoughtful")
+    question = Message.objects.create(conversation=conversation, role="user", content="Why?")
+    Message.objects.create(
+        conversation=conversation,
+        role="assistant",
+        parent=question,
+        reasoning="Consider **both** sides.",
+        content="Because.",
+    )
+    alice_page.goto(f"/chat/{conversation.pk}/")
+    thinking = _assistant(alice_page).locator("[data-reasoning]")
+    expect(thinking).not_to_have_attribute("open", "")
+    thinking.locator("summary").click()
+    expect(thinking.locator("strong")).to_have_text("both")
+    expect(_assistant(alice_page).locator(".bubble")).to_have_text("Because.")
