@@ -24,7 +24,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from accounts.models import User
+from accounts.models import Approval, User
 from tokens.models import AccessToken, ApiKey, Credential
 
 KEY_PREFIX, TOKEN_PREFIX = "byok_", "byokat_"
@@ -188,8 +188,10 @@ def api_bearer_verify(bearer: str) -> ApiGrant:
         raise ApiAuthError(_("This API key has been revoked."), code="revoked")
     if api_key.expires_at is not None and api_key.expires_at <= now:
         raise ApiAuthError(_("This API key has expired. Create a new one at /settings/api-keys/."), code="expired")
-    if not api_key.user.is_active:
+    if not api_key.user.is_active or api_key.user.approval == Approval.REJECTED:
         raise ApiAuthError(_("This account is deactivated."), code="account_inactive")
+    if api_key.user.approval == Approval.PENDING:  # SIGNUP_MODE=approval: nothing works until staff approve
+        raise ApiAuthError(_("Waiting for approval"), code="account_pending")
     _touch(api_key, now)
     return ApiGrant(api_key.user, api_key, tuple(allowed), expires_at, via_token=kind == TOKEN_PREFIX)
 

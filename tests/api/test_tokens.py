@@ -227,3 +227,11 @@ def test_errors_follow_the_callers_language(api):
     assert english.json()["error"]["message"].startswith("You didn't provide an API key")
     assert chinese.json()["error"]["message"].startswith("你没有提供 API 密钥")
     assert chinese.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_a_pending_or_rejected_account_cannot_use_its_key(api, alice):
+    issued = key_issue(alice)
+    for approval in ("pending", "rejected"):
+        type(alice).objects.filter(pk=alice.pk).update(approval=approval)
+
+        assert _exchange(api, issued.key).status_code == 401
