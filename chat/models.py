@@ -33,6 +33,9 @@ class Conversation(models.Model):
     system_prompt = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(default=timezone.now, db_index=True)
+    # The generation lease: one reply at a time, held by whoever set reply_lease and renewed while it streams.
+    reply_lease = models.CharField(max_length=32, blank=True)
+    reply_lease_until = models.DateTimeField(null=True, blank=True)
 
     objects = ConversationQuerySet.as_manager()
 
@@ -67,8 +70,11 @@ class State(models.TextChoices):
 
 
 class MessageQuerySet(models.QuerySet):
-    def abandoned(self, before: datetime) -> MessageQuerySet:
-        return self.filter(state=State.STREAMING, created_at__lt=before)
+    def abandoned(self, now: datetime) -> MessageQuerySet:
+        """Replies still marked streaming whose conversation's lease has lapsed: their process is gone."""
+        return self.filter(state=State.STREAMING).filter(
+            Q(conversation__reply_lease_until__isnull=True) | Q(conversation__reply_lease_until__lt=now)
+        )
 
     def thread(self) -> list[Message]:
         """The versions in view, root to leaf: from each message, the most recently selected child.
@@ -94,8 +100,11 @@ class Message(models.Model):
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
     role = models.CharField(max_length=10, choices=Role.choices)
     content = models.TextField(blank=True)
+    reasoning = models.TextField(blank=True, help_text=_("The model's reasoning (thinking) text, when it sent one."))
     state = models.CharField(max_length=12, choices=State.choices, default=State.COMPLETE)
+    finish_reason = models.CharField(max_length=40, blank=True, help_text=_("Why the provider ended the reply."))
     error = models.CharField(max_length=300, blank=True, help_text=_("What went wrong, in words for the user."))
+    error_kind = models.CharField(max_length=40, blank=True, help_text=_("What went wrong, for the page (e.g. auth)."))
     model = models.CharField(max_length=100, blank=True)
     trimmed_turns = models.PositiveIntegerField(
         default=0, help_text=_("Earlier messages left out to fit the model's context window.")

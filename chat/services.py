@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import aclosing
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import wraps
 
 from asgiref.sync import sync_to_async
@@ -16,8 +15,9 @@ from django.conf import settings
 from django.contrib.humanize.templatetags.humanize import intcomma
 from django.core.cache import cache
 from django.db import close_old_connections, transaction
+from django.db.models import Q
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
@@ -34,8 +34,6 @@ from tokens.provider import Bearer, Completion, ProviderError
 from tokens.services import CredentialError, credential_bearer, credential_for_user, release_db_connection
 
 logger = logging.getLogger(__name__)
-
-GENERATION_LOCK_SECONDS = 600
 
 
 class ChatRefusal(Exception):
@@ -60,6 +58,7 @@ class ReplyPlan:
     system_prompt: str
     history: list[dict]
     trimmed: int
+    lease: str = ""
     anchor: Message | None = None  # see thread_fork
 
 
@@ -71,6 +70,7 @@ class PreparedReply:
     bearer: Bearer
     model: str
     history: list[dict]
+    lease: str
 
 
 def _check_rate(user: User) -> None:
@@ -96,25 +96,62 @@ def _check_budget(user: User) -> None:
         raise ChatRefusal(exc.message, status=402) from exc
 
 
-def _lock_key(conversation_id: int) -> str:
-    return f"chat:generating:{conversation_id}"
+def lease_acquire(conversation_id: int) -> str | None:
+    """Claim the conversation for one reply with a conditional UPDATE; None if a live lease holds it.
+
+    The lease lapses CHAT_LEASE_SECONDS after its last renewal, so a process that dies frees the conversation
+    and `replies_reap` marks its reply incomplete (the claim pattern of tokens.lifecycle's refresh).
+    """
+    lease, now = uuid.uuid4().hex, timezone.now()
+    claimed = (
+        Conversation.objects.filter(pk=conversation_id)
+        .filter(Q(reply_lease_until__isnull=True) | Q(reply_lease_until__lt=now))
+        .update(reply_lease=lease, reply_lease_until=now + timedelta(seconds=settings.CHAT_LEASE_SECONDS))
+    )
+    return lease if claimed else None
 
 
-def generation_lock_acquire(conversation_id: int) -> bool:
-    """Claim the conversation for one reply; a cache outage lets the reply go ahead rather than fail."""
-    try:
-        # False means someone holds it; None means the cache swallowed an outage.
-        return cache.add(_lock_key(conversation_id), 1, timeout=GENERATION_LOCK_SECONDS) is not False
-    except Exception:
-        logger.warning("generation lock unavailable for conversation %s", conversation_id, exc_info=True)
-        return True
+def lease_release(conversation_id: int | None, lease: str) -> None:
+    if conversation_id is not None:
+        Conversation.objects.filter(pk=conversation_id, reply_lease=lease).update(
+            reply_lease="", reply_lease_until=None
+        )
 
 
-def generation_lock_release(conversation_id: int) -> None:
-    try:
-        cache.delete(_lock_key(conversation_id))
-    except Exception:
-        logger.warning("could not release generation lock of conversation %s", conversation_id, exc_info=True)
+def leases_renew(leases: dict[int, str], checkpoints: dict[int, tuple[str, str]]) -> None:
+    """Renew leases (conversation id -> lease) in one UPDATE and save each reply's text so far.
+
+    `checkpoints` maps message id -> (content, reasoning); only replies still streaming are written.
+    """
+    until = timezone.now() + timedelta(seconds=settings.CHAT_LEASE_SECONDS)
+    with transaction.atomic():
+        Conversation.objects.filter(pk__in=leases, reply_lease__in=leases.values()).update(reply_lease_until=until)
+        streaming = Message.objects.filter(pk__in=checkpoints, state=State.STREAMING).only("pk")
+        messages = [Message(pk=m.pk, content=checkpoints[m.pk][0], reasoning=checkpoints[m.pk][1]) for m in streaming]
+        Message.objects.bulk_update(messages, ["content", "reasoning"])
+
+
+def replies_reap(*, conversation_id: int | None = None) -> int:
+    """Mark replies whose process is gone (lapsed lease) incomplete, keeping the text saved so far."""
+    abandoned = Message.objects.abandoned(timezone.now())
+    if conversation_id is not None:
+        abandoned = abandoned.filter(conversation_id=conversation_id)
+    closed = 0
+    for language in dict(settings.LANGUAGES):  # the note is stored in its reader's language
+        readers = [language, ""] if language == settings.LANGUAGE_CODE else [language]
+        with translation.override(language):
+            closed += abandoned.filter(conversation__user__language__in=readers).update(
+                state=State.INCOMPLETE, error=_("The server restarted while this reply was being written.")
+            )
+    return closed
+
+
+def reply_reap_if_abandoned(message_id: int) -> Message:
+    """The message, re-read, after reaping it if its process is gone."""
+    message = Message.objects.select_related("conversation").get(pk=message_id)
+    if message.state == State.STREAMING and replies_reap(conversation_id=message.conversation_id):
+        message.refresh_from_db()
+    return message
 
 
 def _pick_credential(user: User, credential_id: str | None) -> Credential:
@@ -263,10 +300,17 @@ def reply_plan(
         bearer = credential_bearer(credential=credential)
     except CredentialError as exc:
         raise ChatRefusal(str(exc), status=409, redirect=reverse("tokens:credential-list")) from exc
-    # Locked last, so no refusal above has a lock to give back.
-    if conversation is not None and not generation_lock_acquire(conversation.pk):
-        raise ChatRefusal(_("A reply is still being written in this conversation. Stop it or wait for it."), status=409)
-    return ReplyPlan(user, conversation, credential, bearer, model, mode, text, system_prompt, history, trimmed, anchor)
+    # Leased last, so no refusal above has a lease to give back.
+    lease = ""
+    if conversation is not None:
+        lease = lease_acquire(conversation.pk)
+        if lease is None:
+            raise ChatRefusal(
+                _("A reply is still being written in this conversation. Stop it or wait for it."), status=409
+            )
+    return ReplyPlan(
+        user, conversation, credential, bearer, model, mode, text, system_prompt, history, trimmed, lease, anchor
+    )
 
 
 def reply_record(plan: ReplyPlan) -> PreparedReply:
@@ -274,10 +318,18 @@ def reply_record(plan: ReplyPlan) -> PreparedReply:
     with transaction.atomic():
         conversation = plan.conversation
         if conversation is None:
+            plan.lease = uuid.uuid4().hex  # nobody else can know this conversation yet
             conversation = Conversation.objects.create(
-                user=plan.user, title=Conversation().title_from(plan.text), system_prompt=plan.system_prompt
+                user=plan.user,
+                title=Conversation().title_from(plan.text),
+                system_prompt=plan.system_prompt,
+                reply_lease=plan.lease,
+                reply_lease_until=timezone.now() + timedelta(seconds=settings.CHAT_LEASE_SECONDS),
             )
-            generation_lock_acquire(conversation.pk)  # nobody else can know this conversation yet
+        else:  # a reply left streaming by a process that died before its lease lapsed
+            conversation.messages.filter(state=State.STREAMING).update(
+                state=State.INCOMPLETE, error=_("The server restarted while this reply was being written.")
+            )
         user_message = _record_user_turn(conversation, plan.text, plan.mode, plan.anchor)
         conversation.model, conversation.credential = plan.model, plan.credential
         conversation.updated_at = timezone.now()
@@ -290,7 +342,7 @@ def reply_record(plan: ReplyPlan) -> PreparedReply:
             trimmed_turns=plan.trimmed,
             parent=user_message,
         )
-    return PreparedReply(conversation, user_message, assistant, plan.bearer, plan.model, plan.history)
+    return PreparedReply(conversation, user_message, assistant, plan.bearer, plan.model, plan.history, plan.lease)
 
 
 def _record_user_turn(conversation: Conversation, text: str, mode: str, anchor: Message | None) -> Message:
@@ -322,11 +374,11 @@ def models_for(*, credential: Credential) -> list[str]:
     return models
 
 
-def in_own_thread(function: Callable) -> Callable:
-    """Wrap a database-touching function for sync_to_async, handing its connection back afterwards.
+def in_thread(function: Callable) -> Callable:
+    """Run a database-touching function in a worker thread, handing its connection back afterwards.
 
-    A streaming request keeps its thread for the whole reply; without this each open
-    stream would hold a database connection until it ends.
+    Not thread-sensitive: a reply runs on after its request has ended, so there is no request thread to go back
+    to, and replies must not queue behind one another on one shared thread.
     """
 
     @wraps(function)
@@ -336,130 +388,56 @@ def in_own_thread(function: Callable) -> Callable:
         finally:
             close_old_connections()
 
-    return sync_to_async(run)
-
-
-def _sse(event: str, data: dict) -> bytes:
-    return f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()
-
-
-async def conversation_reply(plan: ReplyPlan) -> AsyncIterator[bytes]:
-    """Relay the upstream stream to the browser as server-sent events, then save the reply once.
-
-    The upstream request starts first and the user's turn is saved while it connects,
-    so saving adds nothing to the time to first token.
-    """
-    completion = Completion(model=plan.model)
-    stream = provider.stream_chat(
-        plan.bearer, model=plan.model, messages=plan.history, completion=completion, trim_on_overflow=True
-    )
-    first = asyncio.ensure_future(anext(stream, None))
-    try:
-        prepared = await in_own_thread(reply_record)(plan)
-    except Exception:
-        logger.exception("could not save a chat turn")
-        first.cancel()
-        await asyncio.gather(first, return_exceptions=True)
-        await stream.aclose()
-        if plan.conversation is not None:
-            generation_lock_release(plan.conversation.pk)
-        message = _("We could not save your message, so nothing was sent. It is still in the box; try again.")
-        yield _sse("done", {"state": State.ERROR, "error": message, "redirect": ""})
-        return
-    async for event in _relay(prepared, stream, first, completion):
-        yield event
-
-
-async def _relay(
-    prepared: PreparedReply, stream: AsyncIterator[provider.Delta], first: asyncio.Future, completion: Completion
-) -> AsyncIterator[bytes]:
-    conversation, assistant = prepared.conversation, prepared.assistant_message
-    parts: list[str] = []
-    state, error = State.STREAMING, None
-    yield _sse(
-        "start",
-        {
-            "trimmed": assistant.trimmed_turns,
-            "conversation": conversation.pk,
-            "url": reverse("chat:conversation-detail", args=[conversation.pk]),
-            "title": conversation.title,
-            "user_message": prepared.user_message.pk,
-            "assistant_message": assistant.pk,
-        },
-    )
-    try:
-        async with aclosing(stream):
-            delta = await first
-            while delta is not None:
-                if delta.kind == "content":
-                    parts.append(delta.text)
-                    yield b"data: " + json.dumps(delta.text).encode() + b"\n\n"
-                delta = await anext(stream, None)
-        state = State.COMPLETE
-    except asyncio.CancelledError:
-        state = State.STOPPED
-        raise
-    except ProviderError as exc:
-        error = exc
-        state = State.INCOMPLETE if parts else State.ERROR
-    except Exception:
-        logger.exception("reply %s failed", assistant.pk)
-        error = ProviderError("internal", _("Something went wrong on our side. Your message is saved; retry."))
-        state = State.INCOMPLETE if parts else State.ERROR
-    finally:
-        if state == State.STREAMING:  # closed by the client (aclose) rather than cancelled
-            state = State.STOPPED
-        saved = asyncio.ensure_future(
-            in_own_thread(reply_finish)(
-                prepared, content="".join(parts), state=state, completion=completion, error=error
-            )
-        )
-        await asyncio.shield(saved)
-    yield _sse(
-        "done",
-        {
-            "state": state,
-            "error": error.message if error else "",
-            "notes": completion.notes,
-            "redirect": reverse("tokens:credential-list") if error and error.kind == "auth" else "",
-        },
-    )
+    return sync_to_async(run, thread_sensitive=False)
 
 
 def reply_finish(
     prepared: PreparedReply,
     *,
     content: str,
+    reasoning: str,
     state: str,
     completion: Completion,
     error: ProviderError | None,
-) -> UsageRecord | None:
+) -> None:
     """Save the assistant message and its usage row, once per reply, whatever happened."""
     try:
-        return _reply_save(prepared, content=content, state=state, completion=completion, error=error)
+        _reply_save(prepared, content=content, reasoning=reasoning, state=state, completion=completion, error=error)
     except Exception:
         # The browser already has the text; losing the row must not break the stream.
         logger.exception("could not save reply %s", prepared.assistant_message.pk)
-        generation_lock_release(prepared.conversation.pk)
-        return None
+        lease_release(prepared.conversation.pk, prepared.lease)
 
 
 def _reply_save(
     prepared: PreparedReply,
     *,
     content: str,
+    reasoning: str,
     state: str,
     completion: Completion,
     error: ProviderError | None,
 ) -> UsageRecord:
     assistant = prepared.assistant_message
-    assistant.content, assistant.state = content, state
-    assistant.error = error.message[:300] if error else ""
-    with transaction.atomic():  # the reply and its usage row appear together
-        assistant.save(update_fields=["content", "state", "error"])
+    assistant.content, assistant.reasoning, assistant.state = content, reasoning, state
+    assistant.finish_reason = (completion.finish_reason or "")[:40]
+    assistant.error, assistant.error_kind = (error.message[:300], error.kind[:40]) if error else ("", "")
+    with transaction.atomic():  # the reply, its usage row and the lease's end appear together
+        assistant.save(update_fields=["content", "reasoning", "state", "finish_reason", "error", "error_kind"])
         record = usage_record(prepared, completion=completion, state=state, content=content, error=error)
-    generation_lock_release(prepared.conversation.pk)
+        lease_release(prepared.conversation.pk, prepared.lease)
     return record
+
+
+def done_payload(message: Message) -> dict:
+    """The `done` event of a saved reply, as its running process sent it."""
+    redirect = reverse("tokens:credential-list") if message.error_kind == "auth" else ""
+    return {
+        "state": message.state,
+        "finish": message.finish_reason or None,
+        "error": message.error,
+        "redirect": redirect,
+    }
 
 
 def usage_record(

@@ -5,11 +5,11 @@ from datetime import datetime, time, timedelta
 from celery import shared_task
 from django.conf import settings
 from django.db import transaction
-from django.utils import timezone, translation
-from django.utils.translation import gettext as _
+from django.utils import timezone
 
 from chat.budgets import budget_alert_send, budget_digest_send
-from chat.models import BudgetAlert, Message, State, UsageDaily, UsageRecord
+from chat.models import BudgetAlert, UsageDaily, UsageRecord
+from chat.services import replies_reap
 
 PRUNE_BATCH = 5000
 
@@ -44,18 +44,8 @@ def prune_usage(batch_size: int = PRUNE_BATCH) -> int:
 
 @shared_task
 def close_abandoned_replies() -> int:
-    """Mark replies left 'streaming' by a web process that died as incomplete, keeping their text."""
-    cutoff = timezone.now() - timedelta(minutes=15)
-    closed = 0
-    for language in dict(settings.LANGUAGES):  # the note is stored in its reader's language
-        readers = [language, ""] if language == settings.LANGUAGE_CODE else [language]
-        with translation.override(language):
-            closed += (
-                Message.objects.abandoned(cutoff)
-                .filter(conversation__user__language__in=readers)
-                .update(state=State.INCOMPLETE, error=_("The server restarted while this reply was being written."))
-            )
-    return closed
+    """Mark replies whose web process died (their lease lapsed) incomplete, keeping the text saved so far."""
+    return replies_reap()
 
 
 @shared_task

@@ -20,4 +20,6 @@ urlpatterns = [
     path("<int:pk>/versions/", views.message_select, name="message-select"),
     path("<int:pk>/export.md", views.conversation_export, {"fmt": "md"}, name="conversation-export-markdown"),
     path("<int:pk>/export.json", views.conversation_export, {"fmt": "json"}, name="conversation-export-json"),
+    path("messages/<int:pk>/events/", views.message_events, name="message-events"),
+    path("messages/<int:pk>/stop/", views.message_stop, name="message-stop"),
 ]

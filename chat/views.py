@@ -8,9 +8,9 @@ from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
-from chat import export, services
+from chat import export, relay, services
 from chat.forms import RenameForm, SystemPromptForm
-from chat.models import Conversation
+from chat.models import Conversation, Message, Role, State
 from tokens.provider import ProviderError
 from tokens.services import CredentialError, credential_for_user
 
@@ -56,7 +56,7 @@ def _message_id(request: HttpRequest) -> int | None:
 
 async def _stream_reply(request: HttpRequest, pk: int | None, mode: str) -> HttpResponse:
     try:
-        plan = await services.in_own_thread(services.reply_plan)(
+        plan = await services.in_thread(services.reply_plan)(
             # LoginRequiredMiddleware has already loaded the user; request.auser() would fetch it again.
             user=request.user,
             conversation_id=pk,
@@ -73,11 +73,53 @@ async def _stream_reply(request: HttpRequest, pk: int | None, mode: str) -> Http
         if refusal.retry_after:
             response["Retry-After"] = str(refusal.retry_after)
         return response
+    # The reply runs on its own; this response only follows it, so closing it stops nothing.
+    return _event_stream(relay.reply_start(plan).follow(0))
+
+
+def _event_stream(events) -> StreamingHttpResponse:
     return StreamingHttpResponse(
-        services.conversation_reply(plan),
+        events,
         content_type="text/event-stream",
         headers={"Cache-Control": "no-cache, no-transform", "X-Accel-Buffering": "no"},
     )
+
+
+def _owned_reply(user, pk: int) -> Message:
+    message = (
+        Message.objects.select_related("conversation")
+        .filter(pk=pk, role=Role.ASSISTANT, conversation__user=user)
+        .first()
+    )
+    if message is None:
+        raise Http404("No such message.")
+    return message
+
+
+def _offset(request: HttpRequest) -> int:
+    raw = request.headers.get("Last-Event-ID") or request.GET.get("offset") or "0"
+    return max(0, int(raw)) if raw.isdigit() else 0
+
+
+@require_GET
+async def message_events(request: HttpRequest, pk: int) -> HttpResponse:
+    """The events of a reply from Last-Event-ID (or ?offset=) on, live while it runs on any web process."""
+    message = await services.in_thread(_owned_reply)(request.user, pk)
+    offset = _offset(request)
+    running = relay.running(message.pk)
+    if running is not None:
+        return _event_stream(running.follow(offset))
+    if message.state != State.STREAMING:
+        return _event_stream(relay.follow_saved(message, offset))
+    return _event_stream(relay.follow_elsewhere(message, offset))
+
+
+@require_POST
+async def message_stop(request: HttpRequest, pk: int) -> JsonResponse:
+    """Stop a reply, whichever tab or web process started it; answer its state."""
+    message = await services.in_thread(_owned_reply)(request.user, pk)
+    state = await relay.reply_stop(message)
+    return JsonResponse({"state": state})
 
 
 @require_POST

@@ -242,6 +242,10 @@ KEY_CHECK_BATCH = env.int("KEY_CHECK_BATCH", default=500)
 CHAT_RATE_LIMIT_PER_MINUTE = env.int("CHAT_RATE_LIMIT_PER_MINUTE", default=20)
 CHAT_MAX_MESSAGE_CHARS = env.int("CHAT_MAX_MESSAGE_CHARS", default=32000)
 USAGE_RETENTION_DAYS = env.int("USAGE_RETENTION_DAYS", default=90)
+# A reply's lease on its conversation lapses this long after its process stops renewing it (so: after it died).
+CHAT_LEASE_SECONDS = env.float("CHAT_LEASE_SECONDS", default=30.0)
+# Longest silence on a reply's event stream before a keep-alive comment (proxies cut idle streams).
+CHAT_KEEPALIVE_SECONDS = env.float("CHAT_KEEPALIVE_SECONDS", default=10.0)
 
 # API for programs (/v1/)
 API_ACCESS_TOKEN_LIFETIME = env.int("API_ACCESS_TOKEN_LIFETIME", default=3600)
@@ -286,7 +290,7 @@ CELERY_BEAT_SCHEDULE = {
     },
     "close-abandoned-replies": {
         "task": "chat.tasks.close_abandoned_replies",
-        "schedule": 300.0,
+        "schedule": 15.0,  # with the lease, a dead process's reply is closed within CHAT_LEASE_SECONDS + 15 s
     },
     "prune-usage": {
         "task": "chat.tasks.prune_usage",

@@ -17,6 +17,9 @@ class Events:
     tokens: list[str] = field(default_factory=list)
     done: dict = field(default_factory=dict)
     body: dict = field(default_factory=dict)
+    reasoning: list[str] = field(default_factory=list)
+    last_id: str = ""
+    keepalives: int = 0
 
     @property
     def text(self) -> str:
@@ -36,7 +39,8 @@ def logged_in_session(server_url: str, username: str) -> requests.Session:
     return session
 
 
-def parse_events(lines) -> Events:
+def parse_events(lines, *, stop_after_tokens: int | None = None) -> Events:
+    """Read server-sent events; with stop_after_tokens, return once that many text events arrived."""
     events = Events(status=200)
     name, data = "message", ""
     for line in lines:
@@ -44,14 +48,40 @@ def parse_events(lines) -> Events:
             name = line[7:]
         elif line.startswith("data: "):
             data += line[6:]
+        elif line.startswith("id: "):
+            events.last_id = line[4:]
+        elif line == ": keep-alive":
+            events.keepalives += 1
         elif line == "" and data:
             payload = json.loads(data)
             if name == "message":
                 events.tokens.append(payload)
+            elif name == "reasoning":
+                events.reasoning.append(payload)
             else:
                 setattr(events, name, payload)
             name, data = "message", ""
+            if stop_after_tokens is not None and len(events.tokens) >= stop_after_tokens:
+                break
     return events
+
+
+def follow(session: requests.Session, server_url: str, message_id: int, last_event_id: str = "") -> Events:
+    """Follow a reply's events from another tab, from Last-Event-ID (or the start) to its end."""
+    headers = {"Accept": "text/event-stream", **({"Last-Event-ID": last_event_id} if last_event_id else {})}
+    response = session.get(f"{server_url}/chat/messages/{message_id}/events/", headers=headers, stream=True, timeout=30)
+    assert response.status_code == 200, response.status_code
+    assert response.headers["content-type"].startswith("text/event-stream")
+    return parse_events(response.iter_lines(decode_unicode=True))
+
+
+def stop(session: requests.Session, server_url: str, message_id: int) -> requests.Response:
+    return session.post(
+        f"{server_url}/chat/messages/{message_id}/stop/",
+        data={"csrfmiddlewaretoken": session.cookies["csrftoken"]},
+        headers={"Referer": f"{server_url}/chat/"},
+        timeout=30,
+    )
 
 
 def open_stream(session: requests.Session, server_url: str, path: str, message: str, **fields) -> requests.Response:

@@ -11,7 +11,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def test_it_streams_a_reply_with_the_users_own_key(asgi_server, fake_openai, alice):
     credential_create(alice, ALICE_KEY)
-    fake_openai.reply("Hello Alice, nice to meet you.", prompt_tokens=11, completion_tokens=7)
+    fake_openai.reply("Hello Alice, nice to meet you.", delay=0.01, prompt_tokens=11, completion_tokens=7)
     session = logged_in_session(asgi_server.url, "alice")
 
     events = send(session, asgi_server.url, "/chat/send/", "Hi there")

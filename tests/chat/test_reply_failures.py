@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 import requests
 from django.test import override_settings
@@ -67,33 +65,6 @@ def test_it_says_when_the_provider_is_unreachable(asgi_server, session, settings
     assert events.done["state"] == "error"
     assert "Could not connect" in events.done["error"]
     assert UsageRecord.objects.get().error_type == "connection"
-
-
-def test_it_stops_when_the_browser_goes_away_and_closes_upstream(asgi_server, fake_openai, session):
-    fake_openai.tokens(200, delay=0.02)
-    response = open_stream(session, asgi_server.url, "/chat/send/", "Go on")
-    seen = 0
-    for line in response.iter_lines(decode_unicode=True):
-        seen += line.startswith('data: "tok')
-        if seen == 5:
-            break
-    response.close()  # the browser closes the tab
-    assert fake_openai.disconnected.wait(10), "upstream request was not closed"
-    reply = _wait_for_state(Message, "stopped")
-    assert reply.content.startswith("tok0 tok1 tok2 tok3 tok4")
-    assert len(reply.content.split()) < 200
-    usage = UsageRecord.objects.get()
-    assert usage.outcome == "stopped" and usage.is_estimated and usage.completion_tokens >= 5
-
-
-def _wait_for_state(model, state: str, timeout: float = 10.0):
-    done = threading.Event()
-    for _ in range(int(timeout / 0.05)):
-        reply = model.objects.filter(role="assistant").first()
-        if reply and reply.state == state:
-            return reply
-        done.wait(0.05)
-    raise AssertionError(f"reply never reached {state}")
 
 
 def test_it_refuses_a_second_generation_in_the_same_conversation(asgi_server, fake_openai, session):

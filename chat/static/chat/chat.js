@@ -1,4 +1,6 @@
-// Chat page: send with fetch, read the server-sent events, render Markdown as it streams.
+// Chat page: send with fetch, read the server-sent events, render Markdown as it streams. A reply runs on the
+// server on its own: leaving the page does not stop it, Stop asks the server to, and a lost or reopened stream
+// resumes from its last event id.
 import { paint } from "./render.js";
 
 const _ = (text) => (window.gettext ? window.gettext(text) : text);
@@ -22,7 +24,8 @@ const coarse = window.matchMedia("(pointer: coarse)");
 // Drafts are per user, so the next person on a shared browser never sees them (also cleared on log-out).
 const draftKey = (path = location.pathname) => "byok-draft:" + form.dataset.user + ":" + path;
 let conversationUrl = form.dataset.conversationUrl || "";
-let controller = null;
+let controller = null; // the reply this page is following, if any
+let stopUrl = "";
 let following = true; // keep the newest text in view until the reader scrolls up
 let composing = false;
 
@@ -162,6 +165,8 @@ function reasoningBox(article) {
 
 function started(article, user, data) {
   article.dataset.messageId = data.assistant_message;
+  article.dataset.eventsUrl = data.events_url;
+  stopUrl = data.stop_url;
   if (user) user.dataset.messageId = data.user_message;
   if (data.trimmed) {
     note(article, "note-trimmed", format(ngettext(
@@ -226,17 +231,19 @@ function finished(article, data) {
 }
 
 // Read a text/event-stream body: `data:` text (default event), `event: reasoning`, `start`, `done`.
-async function readEvents(response, article, onStart) {
+async function readEvents(response, article, onStart, resumed = false) {
   const reader = response.body.getReader();
   const decoder = new TextDecoder();
   const body = article.querySelector(".bubble");
-  let text = body.mdSource || "";
-  let thinking = "";
+  if (!resumed || !article.dataset.lastEventId) { // the server sends the reply from its beginning
+    article.text = "";
+    article.thinking = "";
+  }
   let frame = 0;
   const repaint = () => {
     frame = 0;
-    render(body, text);
-    if (thinking) render(reasoningBox(article).querySelector(".reasoning-body"), thinking);
+    render(body, article.text);
+    if (article.thinking) render(reasoningBox(article).querySelector(".reasoning-body"), article.thinking);
     keepInView();
   };
   const schedule = () => { if (!frame) frame = requestAnimationFrame(repaint); };
@@ -257,9 +264,12 @@ async function readEvents(response, article, onStart) {
       }
       if (!data) continue; // a comment or keep-alive
       const payload = JSON.parse(data);
-      if (name === "message") { text += payload; schedule(); }
-      else if (name === "reasoning") { thinking += payload; schedule(); }
-      else if (name === "start") onStart(payload);
+      if (name === "message") { article.text += payload; schedule(); }
+      else if (name === "reasoning") { article.thinking += payload; schedule(); }
+      else if (name === "start") {
+        if (resumed) { stopUrl = payload.stop_url; article.dataset.eventsUrl = payload.events_url; }
+        else onStart(payload);
+      }
       else if (name === "done") {
         if (frame) cancelAnimationFrame(frame);
         repaint();
@@ -279,12 +289,11 @@ async function stream(url, fields, undo, user = null) {
   const article = bubble("assistant", "");
   article.dataset.state = "streaming";
   article.dataset.model = modelPicker?.value || "";
-  controller = new AbortController();
+  controller = article;
   busy(true);
   try {
     const response = await fetch(url, {
-      method: "POST", body: fields, headers: { Accept: "text/event-stream" },
-      signal: controller.signal, credentials: "same-origin",
+      method: "POST", body: fields, headers: { Accept: "text/event-stream" }, credentials: "same-origin",
     });
     if (!response.ok) {
       article.remove();
@@ -295,18 +304,20 @@ async function stream(url, fields, undo, user = null) {
         { status: response.status }), data.redirect);
       return;
     }
-    await readEvents(response, article, (data) => {
-      started(article, user, data);
-      if (user) { box.value = ""; grow(); updateCounter(); }
-    });
-    if (article.dataset.state === "streaming") {
-      setState(article, "incomplete", _("The connection ended before the reply was finished."));
+    try {
+      await readEvents(response, article, (data) => {
+        started(article, user, data);
+        if (user) { box.value = ""; grow(); updateCounter(); }
+      });
+    } catch {
+      // The reply goes on without us; follow it again below.
     }
-  } catch (error) {
-    if (error.name === "AbortError") setState(article, "stopped", "");
-    else setState(article, "error", _("The connection to the server was lost. Reload to see what was saved."));
+    if (article.dataset.state === "streaming") await resume(article);
+  } catch {
+    setState(article, "error", _("The connection to the server was lost. Reload to see what was saved."));
   } finally {
     controller = null;
+    stopUrl = "";
     if (user) addActions(user);
     addActions(article);
     busy(false);
@@ -314,6 +325,32 @@ async function stream(url, fields, undo, user = null) {
     keepInView();
   }
   return article;
+}
+
+// Follow a reply that is still being written (after a reload or a lost connection), from the last event seen.
+async function resume(article) {
+  for (let attempt = 0; attempt < 20 && article.dataset.state === "streaming"; attempt += 1) {
+    if (!article.dataset.eventsUrl) return;
+    try {
+      const headers = { Accept: "text/event-stream" };
+      if (article.dataset.lastEventId) headers["Last-Event-ID"] = article.dataset.lastEventId;
+      const response = await fetch(article.dataset.eventsUrl, { headers, credentials: "same-origin" });
+      if (!response.ok) break;
+      await readEvents(response, article, () => {}, true);
+    } catch {
+      await new Promise((resolve) => { setTimeout(resolve, Math.min(1000 * 2 ** attempt, 15000)); });
+    }
+  }
+  if (article.dataset.state === "streaming") {
+    setState(article, "incomplete", _("The connection ended before the reply was finished. Reload to see it."));
+  }
+}
+
+async function stopReply() {
+  if (!stopUrl) return;
+  const fields = new FormData();
+  fields.set("csrfmiddlewaretoken", csrf);
+  await fetch(stopUrl, { method: "POST", body: fields, credentials: "same-origin" }).catch(() => {});
 }
 
 // After an edit or a regenerate the thread has a new version: show the server's view of it.
@@ -470,7 +507,7 @@ async function loadModels() {
 }
 
 form.addEventListener("submit", (event) => { event.preventDefault(); send(); });
-stopButton.addEventListener("click", () => controller?.abort());
+stopButton.addEventListener("click", stopReply);
 list.addEventListener("click", (event) => {
   const button = event.target.closest("button[data-action]");
   if (!button) return;
@@ -503,3 +540,18 @@ updateCounter();
 paintSaved(list);
 loadModels();
 list.scrollTop = list.scrollHeight;
+const streaming = list.querySelector('[data-role="assistant"][data-state="streaming"]');
+if (streaming) {
+  // Reopened while a reply is still being written: show it from the start and follow it live.
+  streaming.querySelector(".msg-note:not(.note-trimmed)")?.remove();
+  controller = streaming;
+  stopUrl = streaming.dataset.stopUrl;
+  busy(true);
+  resume(streaming).finally(() => {
+    controller = null;
+    stopUrl = "";
+    addActions(streaming);
+    busy(false);
+    announce(streaming);
+  });
+}

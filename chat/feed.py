@@ -1,0 +1,181 @@
+"""Copies of running replies in Redis, so a request on any web process can follow or stop them.
+
+Used only with REDIS_URL. Each reply has a stream `chat:reply:<message id>` whose entries are batches of deltas
+(`o`: offset before the batch, `d`: JSON list of [kind, text]) and a last entry `done` (the done payload); its
+length is capped (XADD MAXLEN ~) and it expires FEED_TTL seconds after its last write. Deltas are copied at most
+every FLUSH_SECONDS for all replies of the process in one pipeline, so Redis costs a round trip per batch, not per
+chunk. Stop is a key `chat:stop:<message id>` plus a message on channel `chat:stop`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import weakref
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING
+
+import redis.asyncio as redis
+from django.conf import settings
+
+from chat.models import Message, State
+from chat.services import done_payload, in_thread, reply_reap_if_abandoned
+from chat.sse import KEEPALIVE, sse_delta, sse_event, start_payload
+
+if TYPE_CHECKING:
+    from chat.relay import Reply
+
+logger = logging.getLogger(__name__)
+
+FEED_MAXLEN = 20000  # entries kept per reply; each entry is a batch of deltas
+FEED_TTL = 3600  # seconds a reply's stream stays readable after its last write
+FLUSH_SECONDS = 0.05  # how long deltas may wait before they are copied to Redis
+STOP_CHANNEL = "chat:stop"
+STOP_TTL = 600
+
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, redis.Redis] = weakref.WeakKeyDictionary()
+_pending: set[Reply] = set()
+_flush_lock: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
+_news: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Event] = weakref.WeakKeyDictionary()
+
+
+def enabled() -> bool:
+    return bool(settings.REDIS_URL)
+
+
+def _key(message_id: int) -> str:
+    return f"chat:reply:{message_id}"
+
+
+def client() -> redis.Redis:
+    """This event loop's Redis client (a pool; blocking reads need longer than keep-alives)."""
+    loop = asyncio.get_running_loop()
+    if loop not in _clients:
+        _clients[loop] = redis.Redis.from_url(
+            settings.REDIS_URL, socket_connect_timeout=2, socket_timeout=settings.CHAT_KEEPALIVE_SECONDS + 10
+        )
+    return _clients[loop]
+
+
+def _lock() -> asyncio.Lock:
+    return _flush_lock.setdefault(asyncio.get_running_loop(), asyncio.Lock())
+
+
+def _news_event() -> asyncio.Event:
+    return _news.setdefault(asyncio.get_running_loop(), asyncio.Event())
+
+
+def mark(reply: Reply) -> None:
+    """Note that `reply` has deltas Redis has not seen yet."""
+    _pending.add(reply)
+    _news_event().set()
+
+
+def _add_batch(pipe: redis.client.Pipeline, reply: Reply) -> None:
+    start = reply.flushed
+    if start >= len(reply.deltas):
+        return
+    offset = reply.ends[start - 1] if start else 0
+    batch = reply.deltas[start:]
+    reply.flushed += len(batch)
+    key = _key(reply.message_id)
+    pipe.xadd(key, {"o": offset, "d": json.dumps(batch)}, maxlen=FEED_MAXLEN, approximate=True)
+    if start == 0:
+        pipe.expire(key, FEED_TTL)
+
+
+async def flush_forever() -> None:
+    """Copy pending deltas of every reply of this process to Redis, one pipeline per FLUSH_SECONDS."""
+    news = _news_event()
+    while True:
+        await news.wait()
+        await asyncio.sleep(FLUSH_SECONDS)
+        news.clear()
+        try:
+            async with _lock():
+                replies = [reply for reply in _pending if reply.message_id is not None]
+                _pending.clear()
+                pipe = client().pipeline(transaction=False)
+                for reply in replies:
+                    _add_batch(pipe, reply)
+                if len(pipe):
+                    await pipe.execute()
+        except Exception:
+            logger.warning("could not copy replies to Redis", exc_info=True)
+
+
+async def publish_done(reply: Reply) -> None:
+    """Copy what is left of `reply` and its done payload, at once, so followers elsewhere end promptly."""
+    try:
+        async with _lock():
+            _pending.discard(reply)
+            pipe = client().pipeline(transaction=False)
+            _add_batch(pipe, reply)
+            key = _key(reply.message_id)
+            pipe.xadd(key, {"done": json.dumps(reply.done)}, maxlen=FEED_MAXLEN, approximate=True)
+            pipe.expire(key, FEED_TTL)
+            await pipe.execute()
+    except Exception:
+        logger.warning("could not copy the end of reply %s to Redis", reply.message_id, exc_info=True)
+
+
+async def request_stop(message_id: int) -> None:
+    """Ask whichever process runs this reply to stop it."""
+    pipe = client().pipeline(transaction=False)
+    pipe.set(f"chat:stop:{message_id}", 1, ex=STOP_TTL)
+    pipe.publish(STOP_CHANNEL, str(message_id))
+    await pipe.execute()
+
+
+async def stops_requested(message_ids: list[int]) -> list[int]:
+    """The replies among `message_ids` someone asked to stop (a pub/sub message can be missed)."""
+    values = await client().mget([f"chat:stop:{pk}" for pk in message_ids])
+    return [pk for pk, value in zip(message_ids, values, strict=True) if value]
+
+
+async def listen_for_stops(on_stop: Callable[[int], object]) -> None:
+    """Call `on_stop(message id)` for every stop request published by any process; reconnect on failure."""
+    while True:
+        try:
+            async with client().pubsub() as pubsub:
+                await pubsub.subscribe(STOP_CHANNEL)
+                async for item in pubsub.listen():
+                    if item["type"] == "message":
+                        on_stop(int(item["data"]))
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.warning("stop listener lost Redis; reconnecting", exc_info=True)
+            await asyncio.sleep(1)
+
+
+async def follow(message: Message, offset: int) -> AsyncIterator[bytes]:
+    """Follow a reply that runs on another process through its Redis stream, from `offset`, until `done`."""
+    yield sse_event("start", start_payload(message))
+    key, last, size = _key(message.pk), "0-0", 0
+    redis_client = client()
+    while True:
+        answer = await redis_client.xread({key: last}, count=500, block=int(settings.CHAT_KEEPALIVE_SECONDS * 1000))
+        if not answer:
+            message = await in_thread(reply_reap_if_abandoned)(message.pk)
+            if message.state != State.STREAMING:  # ended, and its stream expired or never reached Redis
+                yield sse_event("done", await in_thread(done_payload)(message))
+                return
+            yield KEEPALIVE
+            continue
+        out = []
+        for entry_id, fields in answer[0][1]:
+            last = entry_id
+            if b"done" in fields:
+                out.append(sse_event("done", json.loads(fields[b"done"])))
+                yield b"".join(out)
+                return
+            size = int(fields[b"o"])
+            for kind, text in json.loads(fields[b"d"]):
+                size += len(text)
+                if size > offset:
+                    out.append(sse_delta(kind, text[max(0, len(text) - (size - offset)) :], size))
+                    offset = size
+        if out:
+            yield b"".join(out)

@@ -1,0 +1,303 @@
+"""Replies that outlive the request: each one runs as a task of the web process, and any request can follow it.
+
+A running reply keeps its deltas in this process (`Reply`). With REDIS_URL they are also copied, in batches, to
+a Redis stream `chat:reply:<message id>` (bounded length, expiring), so a request on another web process can
+follow it, and Stop reaches the process that runs it by pub/sub (channel `chat:stop`, plus a key read when
+leases are renewed). Without Redis everything stays in the one process of the embedded default.
+
+While replies run, one task per process renews all their conversation leases in one UPDATE every
+CHAT_LEASE_SECONDS / 3 and checkpoints their text, so a process that dies leaves leases that lapse, and
+`chat.tasks.close_abandoned_replies` marks those replies incomplete with the text saved so far.
+
+Wire format (server-sent events, CONTRACTS.md section 2): `event: start` (ids), text as `id: <offset>` +
+`data: "<json string>"`, reasoning the same with `event: reasoning`, `: keep-alive` comments, `event: done`.
+The offset counts characters of reasoning and content in arrival order; a follower passes it back to resume.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+
+from django.conf import settings
+from django.urls import reverse
+from django.utils.translation import gettext as _
+
+from chat import feed, services
+from chat.models import Message, State
+from chat.services import in_thread
+from chat.sse import KEEPALIVE, since, sse_event, start_payload
+from tokens import provider
+from tokens.provider import Completion, ProviderError
+
+logger = logging.getLogger(__name__)
+
+# Replies running in this process.
+
+
+class Reply:
+    """One reply being generated in this process: its deltas so far and the requests waiting for more."""
+
+    def __init__(self) -> None:
+        self.start: dict | None = None
+        self.deltas: list[tuple[str, str]] = []
+        self.ends: list[int] = []
+        self.size = 0
+        self.done: dict | None = None
+        self.message_id: int | None = None
+        self.conversation_id: int | None = None
+        self.lease = ""
+        self.stopping = False
+        self.task: asyncio.Task | None = None
+        self.mirrored = feed.enabled()
+        self.flushed = 0  # deltas already copied to Redis
+        self.checkpointed = 0  # size of the text already saved as a checkpoint
+        self._waiters: list[asyncio.Future] = []
+
+    def push(self, kind: str, text: str) -> None:
+        self.deltas.append((kind, text))
+        self.size += len(text)
+        self.ends.append(self.size)
+        if self.mirrored:
+            feed.mark(self)
+        self._wake()
+
+    def finish(self, done: dict) -> None:
+        self.done = done
+        self._wake()
+
+    def text(self, kind: str) -> str:
+        return "".join(text for k, text in self.deltas if k == kind)
+
+    def _wake(self) -> None:
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(True)
+
+    async def _wait(self, timeout: float) -> bool:
+        """Wait for news; False after `timeout` seconds without any."""
+        loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
+        self._waiters.append(waiter)
+        timer = loop.call_later(timeout, lambda: waiter.done() or waiter.set_result(False))
+        try:
+            return await waiter
+        finally:
+            timer.cancel()
+
+    async def follow(self, offset: int = 0) -> AsyncIterator[bytes]:
+        """Yield this reply's events from `offset` on, live, with keep-alives, until `done`."""
+        while self.start is None and self.done is None:
+            if not await self._wait(settings.CHAT_KEEPALIVE_SECONDS):
+                yield KEEPALIVE
+        if self.start is not None:
+            yield sse_event("start", self.start)
+        while True:
+            if offset < self.size:
+                events, offset = since(self.deltas, self.ends, offset), self.size
+                yield events
+            elif self.done is not None:
+                yield sse_event("done", self.done)
+                return
+            elif not await self._wait(settings.CHAT_KEEPALIVE_SECONDS):
+                yield KEEPALIVE
+
+    def stop(self) -> None:
+        if self.task is not None and not self.task.done() and not self.stopping:
+            self.stopping = True
+            self.task.cancel()
+
+
+_running: dict[int, Reply] = {}  # by assistant message id
+_tasks: set[asyncio.Task] = set()  # strong references, so a running reply is never collected
+_keepers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, list[asyncio.Task]] = weakref.WeakKeyDictionary()
+
+
+def running(message_id: int) -> Reply | None:
+    return _running.get(message_id)
+
+
+def reply_start(plan: services.ReplyPlan) -> Reply:
+    """Start generating the reply planned in `plan` as a task of this process, and return it to follow."""
+    reply = Reply()
+    reply.lease = plan.lease
+    task = asyncio.get_running_loop().create_task(_generate(reply, plan))
+    reply.task = task
+    _tasks.add(task)
+    task.add_done_callback(_tasks.discard)
+    _ensure_keepers()
+    return reply
+
+
+async def _generate(reply: Reply, plan: services.ReplyPlan) -> None:
+    """Stream upstream into `reply`, then save it once: the upstream call starts before the user's turn is saved."""
+    completion = Completion(model=plan.model)
+    stream = provider.stream_chat(
+        plan.bearer, model=plan.model, messages=plan.history, completion=completion, trim_on_overflow=True
+    )
+    first = asyncio.ensure_future(anext(stream, None))
+    try:
+        prepared = await in_thread(services.reply_record)(plan)
+    except Exception:
+        logger.exception("could not save a chat turn")
+        first.cancel()
+        await asyncio.gather(first, return_exceptions=True)
+        await stream.aclose()
+        await in_thread(services.lease_release)(plan.conversation and plan.conversation.pk, plan.lease)
+        message = _("We could not save your message, so nothing was sent. It is still in the box; try again.")
+        reply.finish({"state": State.ERROR, "finish": None, "error": message, "redirect": ""})
+        return
+    reply.message_id, reply.conversation_id = prepared.assistant_message.pk, prepared.conversation.pk
+    reply.start = start_payload(prepared.assistant_message, user_message_id=prepared.user_message.pk)
+    _running[reply.message_id] = reply
+    reply._wake()
+    try:
+        await _relay(reply, prepared, stream, first, completion)
+    finally:
+        _running.pop(reply.message_id, None)
+
+
+async def _relay(
+    reply: Reply,
+    prepared: services.PreparedReply,
+    stream: AsyncIterator,
+    first: asyncio.Future,
+    completion: Completion,
+) -> None:
+    state, error = State.STREAMING, None
+    try:
+        async with aclosing(stream):
+            delta = await first
+            while delta is not None:
+                reply.push(delta.kind, delta.text)
+                delta = await anext(stream, None)
+        state = State.COMPLETE
+    except asyncio.CancelledError:
+        # Stop cancels the task; so does the event loop closing down, which leaves the reply incomplete.
+        state = State.STOPPED if reply.stopping else State.INCOMPLETE
+        if not reply.stopping:
+            error = ProviderError("internal", _("The server restarted while this reply was being written."))
+    except ProviderError as exc:
+        error = exc
+        state = State.INCOMPLETE if reply.size else State.ERROR
+    except Exception:
+        logger.exception("reply %s failed", reply.message_id)
+        error = ProviderError("internal", _("Something went wrong on our side. Your message is saved; retry."))
+        state = State.INCOMPLETE if reply.size else State.ERROR
+    saved = asyncio.ensure_future(
+        in_thread(services.reply_finish)(
+            prepared,
+            content=reply.text("content"),
+            reasoning=reply.text("reasoning"),
+            state=state,
+            completion=completion,
+            error=error,
+        )
+    )
+    await asyncio.shield(saved)
+    done = {
+        "state": state,
+        "finish": completion.finish_reason,
+        "error": error.message if error else "",
+        "notes": completion.notes,
+        "redirect": reverse("tokens:credential-list") if error and error.kind == "auth" else "",
+    }
+    reply.finish(done)
+    if feed.enabled():
+        await feed.publish_done(reply)
+
+
+# Background work of the process while replies run: Redis copies, lease renewal, stop requests.
+
+
+def _ensure_keepers() -> None:
+    loop = asyncio.get_running_loop()
+    tasks = _keepers.get(loop)
+    if tasks and not any(task.done() for task in tasks):
+        return
+    tasks = [loop.create_task(_renew_leases())]
+    if feed.enabled():
+        tasks += [loop.create_task(feed.flush_forever()), loop.create_task(feed.listen_for_stops(reply_stop_local))]
+    _keepers[loop] = tasks
+
+
+async def _renew_leases() -> None:
+    """Every CHAT_LEASE_SECONDS / 3: renew the leases of this process's replies and checkpoint their text."""
+    interval = settings.CHAT_LEASE_SECONDS / 3
+    while True:
+        await asyncio.sleep(interval)
+        replies = [reply for reply in _running.values() if reply.done is None]
+        if not replies:
+            continue
+        checkpoints = {
+            reply.message_id: (reply.text("content"), reply.text("reasoning"))
+            for reply in replies
+            if reply.size > reply.checkpointed
+        }
+        try:
+            await in_thread(services.leases_renew)({r.conversation_id: r.lease for r in replies}, checkpoints)
+            for reply in replies:
+                reply.checkpointed = reply.size
+            if feed.enabled():
+                for message_id in await feed.stops_requested([reply.message_id for reply in replies]):
+                    reply_stop_local(message_id)
+        except Exception:
+            logger.warning("could not renew reply leases", exc_info=True)
+
+
+def reply_stop_local(message_id: int) -> bool:
+    reply = _running.get(message_id)
+    if reply is None:
+        return False
+    reply.stop()
+    return True
+
+
+# Following a reply that is not running in this process.
+
+
+async def follow_saved(message: Message, offset: int) -> AsyncIterator[bytes]:
+    """A finished reply, from the database: what `offset` has not seen, then `done`."""
+    yield sse_event("start", start_payload(message))
+    deltas = [(kind, text) for kind, text in (("reasoning", message.reasoning), ("content", message.content)) if text]
+    ends = [sum(len(text) for _kind, text in deltas[: i + 1]) for i in range(len(deltas))]
+    events = since(deltas, ends, offset)
+    if events:
+        yield events
+    yield sse_event("done", await in_thread(services.done_payload)(message))
+
+
+async def follow_elsewhere(message: Message, offset: int) -> AsyncIterator[bytes]:
+    """A reply running on another process (through Redis), or on none: wait, with keep-alives, until it ends."""
+    if feed.enabled():
+        async for event in feed.follow(message, offset):
+            yield event
+        return
+    # Without Redis there is one process: a streaming reply that is not ours belongs to a process that died.
+    while True:
+        message = await in_thread(services.reply_reap_if_abandoned)(message.pk)
+        if message.state != State.STREAMING:
+            async for event in follow_saved(message, offset):
+                yield event
+            return
+        yield KEEPALIVE
+        await asyncio.sleep(settings.CHAT_KEEPALIVE_SECONDS)
+
+
+async def reply_stop(message: Message) -> str:
+    """Stop `message`'s reply wherever it runs; return its state as far as this process can tell."""
+    reply = _running.get(message.pk)
+    if reply is not None:
+        reply.stop()
+        await asyncio.wait({reply.task}, timeout=10)  # saved as stopped, so a reload shows it at once
+        return reply.done["state"] if reply.done else State.STOPPED
+    if message.state != State.STREAMING:
+        return message.state
+    if feed.enabled():
+        await feed.request_stop(message.pk)
+    message = await in_thread(services.reply_reap_if_abandoned)(message.pk)
+    return message.state

@@ -1,0 +1,69 @@
+"""Server-sent events of a reply, as the chat page and the bench kit read them (CONTRACTS.md section 2).
+
+`event: start` (ids), text as `id: <offset>` + `data: "<json string>"`, reasoning the same with
+`event: reasoning`, `: keep-alive` comments, `event: done`. The offset counts characters of reasoning and content
+in arrival order, after the event; a follower passes it back (Last-Event-ID or ?offset=) to resume.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+
+from django.urls import reverse
+
+from chat.models import Message
+
+KEEPALIVE = b": keep-alive\n\n"
+
+
+def sse_event(name: str, data: dict) -> bytes:
+    return b"event: %s\ndata: %s\n\n" % (name.encode(), json.dumps(data).encode())
+
+
+def sse_delta(kind: str, text: str, offset: int) -> bytes:
+    if kind == "content":
+        return b"id: %d\ndata: %s\n\n" % (offset, json.dumps(text).encode())
+    return b"id: %d\nevent: reasoning\ndata: %s\n\n" % (offset, json.dumps(text).encode())
+
+
+def _frame(deltas: list[tuple[str, str]], offset: int) -> bytes:
+    """Frame deltas that start at `offset`, one event per run of the same kind."""
+    out, run_kind, run = [], None, []
+    for kind, text in deltas:
+        if kind != run_kind and run:
+            offset += sum(map(len, run))
+            out.append(sse_delta(run_kind, "".join(run), offset))
+            run = []
+        run_kind = kind
+        run.append(text)
+    if run:
+        offset += sum(map(len, run))
+        out.append(sse_delta(run_kind, "".join(run), offset))
+    return b"".join(out)
+
+
+def since(deltas: list[tuple[str, str]], ends: list[int], offset: int) -> bytes:
+    """The events a follower at `offset` has not seen; `ends[i]` is the offset after deltas[i]."""
+    i = bisect.bisect_right(ends, offset)
+    if i >= len(deltas):
+        return b""
+    start = ends[i - 1] if i else 0
+    kind, text = deltas[i]
+    pending = [(kind, text[offset - start :]), *deltas[i + 1 :]]
+    return _frame(pending, offset)
+
+
+def start_payload(message: Message, *, user_message_id: int | None = None) -> dict:
+    conversation = message.conversation
+    return {
+        "conversation": conversation.pk,
+        "url": reverse("chat:conversation-detail", args=[conversation.pk]),
+        "title": conversation.title,
+        "user_message": user_message_id,
+        "assistant_message": message.pk,
+        "trimmed": message.trimmed_turns,
+        "model": message.model,
+        "events_url": reverse("chat:message-events", args=[message.pk]),
+        "stop_url": reverse("chat:message-stop", args=[message.pk]),
+    }

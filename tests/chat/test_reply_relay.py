@@ -1,0 +1,109 @@
+"""A reply outlives the request that started it: follow it from any tab, stop it from any tab, keep-alives."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+import requests
+from django.utils import timezone
+
+from chat.models import Conversation, Message, UsageRecord
+from tests.conftest import credential_create, user_create
+from tests.streaming import follow, logged_in_session, open_stream, parse_events, send, stop
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+ALL_200 = "".join(f"tok{i} " for i in range(200))
+
+
+def _start(session, asgi_server, path: str = "/chat/send/"):
+    """Open a reply and read its first five text events; return the open response, its lines and what was read."""
+    response = open_stream(session, asgi_server.url, path, "Go on")
+    assert response.status_code == 200
+    lines = response.iter_lines(decode_unicode=True)
+    return response, lines, parse_events(lines, stop_after_tokens=5)
+
+
+def test_it_keeps_generating_when_the_browser_leaves_and_resumes_from_the_last_event(asgi_server, fake_openai, session):
+    fake_openai.tokens(200, delay=0.01)
+    response, _lines, seen = _start(session, asgi_server)
+    response.close()  # the tab is closed mid-reply
+    message_id = seen.start["assistant_message"]
+    assert seen.start["events_url"] == f"/chat/messages/{message_id}/events/"
+    assert int(seen.last_id) == len(seen.text)
+
+    rest = follow(session, asgi_server.url, message_id, last_event_id=seen.last_id)
+
+    assert seen.text + rest.text == ALL_200  # nothing lost, nothing twice
+    assert rest.start["assistant_message"] == message_id
+    assert rest.done["state"] == "complete" and rest.done["finish"] == "stop"
+    assert not fake_openai.disconnected.is_set() and fake_openai.completed_streams == 1
+    reply = Message.objects.get(pk=message_id)
+    assert (reply.content, reply.state, reply.finish_reason) == (ALL_200, "complete", "stop")
+    assert UsageRecord.objects.get().outcome == "complete"
+    assert Conversation.objects.get().reply_lease_until is None  # the lease is given back
+
+
+def test_it_shows_two_tabs_the_same_reply(asgi_server, fake_openai, session):
+    fake_openai.tokens(50, delay=0.01)
+    _response, lines, seen = _start(session, asgi_server)
+    second_tab = follow(session, asgi_server.url, seen.start["assistant_message"])
+    first_tab = parse_events(lines)
+    assert seen.text + first_tab.text == second_tab.text == "".join(f"tok{i} " for i in range(50))
+    assert first_tab.done == second_tab.done and second_tab.done["state"] == "complete"
+
+
+def test_it_stops_from_another_tab_and_closes_upstream(asgi_server, fake_openai, session):
+    fake_openai.tokens(200, delay=0.02)
+    _response, lines, seen = _start(session, asgi_server)
+    message_id = seen.start["assistant_message"]
+
+    answer = stop(session, asgi_server.url, message_id)
+
+    assert answer.status_code == 200 and answer.json() == {"state": "stopped"}
+    assert fake_openai.disconnected.wait(10), "upstream request was not closed"
+    first_tab = parse_events(lines)
+    assert first_tab.done["state"] == "stopped"
+    reply = Message.objects.get(pk=message_id)
+    assert reply.state == "stopped" and reply.content == seen.text + first_tab.text
+    assert 5 <= len(reply.content.split()) < 200
+    usage = UsageRecord.objects.get()
+    assert usage.outcome == "stopped" and usage.completion_tokens >= 5
+    # Stopping again, or following afterwards, tells the saved state.
+    assert stop(session, asgi_server.url, message_id).json() == {"state": "stopped"}
+    later = follow(session, asgi_server.url, message_id, last_event_id=str(len(reply.content) - 5))
+    assert later.text == reply.content[-5:] and later.done["state"] == "stopped"
+
+
+def test_it_sends_keep_alives_while_upstream_is_silent(asgi_server, fake_openai, session, settings):
+    settings.CHAT_KEEPALIVE_SECONDS = 0.1
+    settings.UPSTREAM_READ_TIMEOUT = 1.0
+    fake_openai.hang().hang().hang()
+    events = send(session, asgi_server.url, "/chat/send/", "Anyone?")
+    assert events.keepalives >= 3
+    assert events.done["state"] == "error"
+
+
+def test_it_takes_over_a_lapsed_lease_and_closes_the_dead_reply(asgi_server, fake_openai, session, alice):
+    conversation = Conversation.objects.create(
+        user=alice, reply_lease="x" * 32, reply_lease_until=timezone.now() - timedelta(seconds=1)
+    )
+    dead = Message.objects.create(conversation=conversation, role="assistant", state="streaming", content="Half")
+    events = send(session, asgi_server.url, f"/chat/{conversation.pk}/send/", "Again")
+    assert events.done["state"] == "complete"
+    dead.refresh_from_db()
+    assert (dead.state, dead.content) == ("incomplete", "Half")
+
+
+def test_it_hides_other_peoples_replies(asgi_server, fake_openai, session, alice):
+    conversation = Conversation.objects.create(user=alice)
+    reply = Message.objects.create(conversation=conversation, role="assistant", content="Mine")
+    bob = user_create("bob")
+    credential_create(bob, "sk-bob-000000000000000000000000000000")
+    bobs = logged_in_session(asgi_server.url, "bob")
+    assert bobs.get(f"{asgi_server.url}/chat/messages/{reply.pk}/events/", timeout=10).status_code == 404
+    assert stop(bobs, asgi_server.url, reply.pk).status_code == 404
+    anonymous = requests.get(f"{asgi_server.url}/chat/messages/{reply.pk}/events/", allow_redirects=False, timeout=10)
+    assert anonymous.status_code == 302
+    assert follow(session, asgi_server.url, reply.pk).text == "Mine"
