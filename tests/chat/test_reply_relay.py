@@ -78,8 +78,8 @@ def test_it_stops_from_another_tab_and_closes_upstream(asgi_server, fake_openai,
 
 def test_it_sends_keep_alives_while_upstream_is_silent(asgi_server, fake_openai, session, settings):
     settings.CHAT_KEEPALIVE_SECONDS = 0.1
-    settings.UPSTREAM_READ_TIMEOUT = 1.0
-    fake_openai.hang().hang().hang()
+    settings.UPSTREAM_FIRST_TOKEN_TIMEOUT = 1.0
+    fake_openai.hang()
     events = send(session, asgi_server.url, "/chat/send/", "Anyone?")
     assert events.keepalives >= 3
     assert events.done["state"] == "error"
