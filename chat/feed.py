@@ -16,6 +16,7 @@ import weakref
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING
 
+import redis as sync_redis
 import redis.asyncio as redis
 from django.conf import settings
 
@@ -30,7 +31,7 @@ logger = logging.getLogger(__name__)
 
 FEED_MAXLEN = 20000  # entries kept per reply; each entry is a batch of deltas
 FEED_TTL = 3600  # seconds a reply's stream stays readable after its last write
-FLUSH_SECONDS = 0.05  # how long deltas may wait before they are copied to Redis
+FLUSH_SECONDS = 0.1  # how long deltas may wait before they are copied to Redis (followers elsewhere lag this much)
 STOP_CHANNEL = "chat:stop"
 STOP_TTL = 600
 
@@ -59,11 +60,17 @@ def client() -> redis.Redis:
 
 
 def _lock() -> asyncio.Lock:
-    return _flush_lock.setdefault(asyncio.get_running_loop(), asyncio.Lock())
+    loop = asyncio.get_running_loop()
+    if loop not in _flush_lock:
+        _flush_lock[loop] = asyncio.Lock()
+    return _flush_lock[loop]
 
 
 def _news_event() -> asyncio.Event:
-    return _news.setdefault(asyncio.get_running_loop(), asyncio.Event())
+    loop = asyncio.get_running_loop()
+    if loop not in _news:
+        _news[loop] = asyncio.Event()
+    return _news[loop]
 
 
 def mark(reply: Reply) -> None:
@@ -73,16 +80,14 @@ def mark(reply: Reply) -> None:
 
 
 def _add_batch(pipe: redis.client.Pipeline, reply: Reply) -> None:
-    start = reply.flushed
-    if start >= len(reply.deltas):
+    offset = reply.flushed
+    if offset >= reply.size:
         return
-    offset = reply.ends[start - 1] if start else 0
-    batch = reply.deltas[start:]
-    reply.flushed += len(batch)
     key = _key(reply.message_id)
-    pipe.xadd(key, {"o": offset, "d": json.dumps(batch)}, maxlen=FEED_MAXLEN, approximate=True)
-    if start == 0:
+    pipe.xadd(key, {"o": offset, "d": json.dumps(reply.pending(offset))}, maxlen=FEED_MAXLEN, approximate=True)
+    if offset == 0:
         pipe.expire(key, FEED_TTL)
+    reply.flushed = reply.size
 
 
 async def flush_forever() -> None:
@@ -148,6 +153,17 @@ async def listen_for_stops(on_stop: Callable[[int], object]) -> None:
         except Exception:
             logger.warning("stop listener lost Redis; reconnecting", exc_info=True)
             await asyncio.sleep(1)
+
+
+def saved_text(message_id: int) -> tuple[str, str]:
+    """The (content, reasoning) Redis holds for a reply, read synchronously (for the reaper); empty if none."""
+    parts: dict[str, list[str]] = {"content": [], "reasoning": []}
+    client = sync_redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2, socket_timeout=5)
+    with client:
+        for _entry_id, fields in client.xrange(_key(message_id)):
+            for kind, text in json.loads(fields.get(b"d", b"[]")):
+                parts.setdefault(kind, []).append(text)
+    return "".join(parts["content"]), "".join(parts["reasoning"])
 
 
 async def follow(message: Message, offset: int) -> AsyncIterator[bytes]:

@@ -100,7 +100,6 @@ class Message(models.Model):
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
     role = models.CharField(max_length=10, choices=Role.choices)
     content = models.TextField(blank=True)
-    reasoning = models.TextField(blank=True, help_text=_("The model's reasoning (thinking) text, when it sent one."))
     state = models.CharField(max_length=12, choices=State.choices, default=State.COMPLETE)
     finish_reason = models.CharField(max_length=40, blank=True, help_text=_("Why the provider ended the reply."))
     error = models.CharField(max_length=300, blank=True, help_text=_("What went wrong, in words for the user."))

@@ -1,7 +1,7 @@
 """Replies that outlive the request: each one runs as a task of the web process, and any request can follow it.
 
-A running reply keeps its deltas in this process (`Reply`). With REDIS_URL they are also copied, in batches, to
-a Redis stream `chat:reply:<message id>` (bounded length, expiring), so a request on another web process can
+A running reply keeps its text in this process (`Reply`). With REDIS_URL it is also copied, every 0.1 s, to a
+Redis stream `chat:reply:<message id>` (bounded length, expiring), so a request on another web process can
 follow it, and Stop reaches the process that runs it by pub/sub (channel `chat:stop`, plus a key read when
 leases are renewed). Without Redis everything stays in the one process of the embedded default.
 
@@ -17,34 +17,44 @@ The offset counts characters of reasoning and content in arrival order; a follow
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import weakref
 from collections.abc import AsyncIterator
 from contextlib import aclosing
+from itertools import accumulate, groupby
+from operator import itemgetter
 
 from django.conf import settings
 from django.urls import reverse
+from django.utils import translation
 from django.utils.translation import gettext as _
 
 from chat import feed, services
 from chat.models import Message, State
 from chat.services import in_thread
-from chat.sse import KEEPALIVE, since, sse_event, start_payload
+from chat.sse import KEEPALIVE, frame, pending, sse_event, start_payload
 from tokens import provider
 from tokens.provider import Completion, ProviderError
 
 logger = logging.getLogger(__name__)
 
+COMPACT_EVERY = 32  # deltas kept apart before they are merged into runs
+
 # Replies running in this process.
 
 
 class Reply:
-    """One reply being generated in this process: its deltas so far and the requests waiting for more."""
+    """One reply being generated in this process: its text so far and the requests waiting for more.
+
+    The text is kept as runs of (kind, text), merged every COMPACT_EVERY deltas, so a long reply holds a few
+    strings rather than an object per chunk; followers and the Redis copy track character offsets.
+    """
 
     def __init__(self) -> None:
         self.start: dict | None = None
-        self.deltas: list[tuple[str, str]] = []
-        self.ends: list[int] = []
+        self.runs: list[tuple[str, str]] = []
+        self.ends: list[int] = []  # the offset after each run
         self.size = 0
         self.done: dict | None = None
         self.message_id: int | None = None
@@ -53,24 +63,31 @@ class Reply:
         self.stopping = False
         self.task: asyncio.Task | None = None
         self.mirrored = feed.enabled()
-        self.flushed = 0  # deltas already copied to Redis
-        self.checkpointed = 0  # size of the text already saved as a checkpoint
+        self.flushed = 0  # offset already copied to Redis
+        self.checkpointed = 0  # offset already saved as a checkpoint
         self._waiters: list[asyncio.Future] = []
 
     def push(self, kind: str, text: str) -> None:
-        self.deltas.append((kind, text))
+        self.runs.append((kind, text))
         self.size += len(text)
         self.ends.append(self.size)
+        if len(self.runs) >= COMPACT_EVERY:
+            self.runs = [(k, "".join(text for _k, text in run)) for k, run in groupby(self.runs, key=itemgetter(0))]
+            self.ends = list(accumulate(len(text) for _k, text in self.runs))
         if self.mirrored:
             feed.mark(self)
         self._wake()
+
+    def pending(self, offset: int) -> list[tuple[str, str]]:
+        """The (kind, text) runs after `offset`."""
+        return pending(self.runs, self.ends, offset)
 
     def finish(self, done: dict) -> None:
         self.done = done
         self._wake()
 
     def text(self, kind: str) -> str:
-        return "".join(text for k, text in self.deltas if k == kind)
+        return "".join(text for k, text in self.runs if k == kind)
 
     def _wake(self) -> None:
         waiters, self._waiters = self._waiters, []
@@ -98,7 +115,7 @@ class Reply:
             yield sse_event("start", self.start)
         while True:
             if offset < self.size:
-                events, offset = since(self.deltas, self.ends, offset), self.size
+                events, offset = frame(self.pending(offset), offset), self.size
                 yield events
             elif self.done is not None:
                 yield sse_event("done", self.done)
@@ -125,7 +142,9 @@ def reply_start(plan: services.ReplyPlan) -> Reply:
     """Start generating the reply planned in `plan` as a task of this process, and return it to follow."""
     reply = Reply()
     reply.lease = plan.lease
-    task = asyncio.get_running_loop().create_task(_generate(reply, plan))
+    # A fresh context: the request's asgiref executors end with the request, and the reply must not call into them.
+    language = translation.get_language()
+    task = asyncio.get_running_loop().create_task(_generate(reply, plan, language), context=contextvars.Context())
     reply.task = task
     _tasks.add(task)
     task.add_done_callback(_tasks.discard)
@@ -133,8 +152,9 @@ def reply_start(plan: services.ReplyPlan) -> Reply:
     return reply
 
 
-async def _generate(reply: Reply, plan: services.ReplyPlan) -> None:
+async def _generate(reply: Reply, plan: services.ReplyPlan, language: str) -> None:
     """Stream upstream into `reply`, then save it once: the upstream call starts before the user's turn is saved."""
+    translation.activate(language)  # messages in the reader's language, as the request had it
     completion = Completion(model=plan.model)
     stream = provider.stream_chat(
         plan.bearer, model=plan.model, messages=plan.history, completion=completion, trim_on_overflow=True
@@ -219,9 +239,10 @@ def _ensure_keepers() -> None:
     tasks = _keepers.get(loop)
     if tasks and not any(task.done() for task in tasks):
         return
-    tasks = [loop.create_task(_renew_leases())]
+    jobs = [_renew_leases()]
     if feed.enabled():
-        tasks += [loop.create_task(feed.flush_forever()), loop.create_task(feed.listen_for_stops(reply_stop_local))]
+        jobs += [feed.flush_forever(), feed.listen_for_stops(reply_stop_local)]
+    tasks = [loop.create_task(job, context=contextvars.Context()) for job in jobs]
     _keepers[loop] = tasks
 
 
@@ -263,9 +284,8 @@ def reply_stop_local(message_id: int) -> bool:
 async def follow_saved(message: Message, offset: int) -> AsyncIterator[bytes]:
     """A finished reply, from the database: what `offset` has not seen, then `done`."""
     yield sse_event("start", start_payload(message))
-    deltas = [(kind, text) for kind, text in (("reasoning", message.reasoning), ("content", message.content)) if text]
-    ends = [sum(len(text) for _kind, text in deltas[: i + 1]) for i in range(len(deltas))]
-    events = since(deltas, ends, offset)
+    runs = [(kind, text) for kind, text in (("reasoning", message.reasoning), ("content", message.content)) if text]
+    events = frame(pending(runs, list(accumulate(len(text) for _kind, text in runs)), offset), offset)
     if events:
         yield events
     yield sse_event("done", await in_thread(services.done_payload)(message))

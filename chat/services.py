@@ -25,8 +25,8 @@ from accounts import ratelimit
 from accounts.models import User
 from chat import budgets
 from chat.catalog import context_window
-from chat.models import Conversation, Message, Role, Source, State, UsageRecord
-from chat.tokencount import count_message_tokens, count_text_tokens
+from chat.models import Conversation, Message, MessageQuerySet, Role, Source, State, UsageRecord
+from chat.tokencount import TOKENS_PER_MESSAGE, TOKENS_PER_REPLY, count_message_tokens, count_text_tokens
 from chat.usage import usage_write
 from tokens import provider
 from tokens.models import Credential
@@ -136,6 +136,8 @@ def replies_reap(*, conversation_id: int | None = None) -> int:
     abandoned = Message.objects.abandoned(timezone.now())
     if conversation_id is not None:
         abandoned = abandoned.filter(conversation_id=conversation_id)
+    if settings.REDIS_URL:
+        _checkpoints_from_feed(abandoned)
     closed = 0
     for language in dict(settings.LANGUAGES):  # the note is stored in its reader's language
         readers = [language, ""] if language == settings.LANGUAGE_CODE else [language]
@@ -144,6 +146,20 @@ def replies_reap(*, conversation_id: int | None = None) -> int:
                 state=State.INCOMPLETE, error=_("The server restarted while this reply was being written.")
             )
     return closed
+
+
+def _checkpoints_from_feed(abandoned: MessageQuerySet) -> None:
+    """Take the text of dead replies from their Redis copy when it is ahead of the last database checkpoint."""
+    from chat import feed  # feed builds on this module
+
+    for message in abandoned.only("pk", "content", "reasoning"):
+        try:
+            content, reasoning = feed.saved_text(message.pk)
+        except Exception:
+            logger.warning("could not read reply %s from Redis", message.pk, exc_info=True)
+            continue
+        if len(content) + len(reasoning) > len(message.content) + len(message.reasoning):
+            Message.objects.filter(pk=message.pk, state=State.STREAMING).update(content=content, reasoning=reasoning)
 
 
 def reply_reap_if_abandoned(message_id: int) -> Message:
@@ -216,6 +232,11 @@ def _input_budget(window: int | None) -> int | None:
     return None if window is None else window - min(4096, window // 4)
 
 
+def _surely_fits(messages: list[dict], budget: int) -> bool:
+    """True when even one token per UTF-8 byte fits `budget` (a BPE token is at least one byte): no need to count."""
+    return TOKENS_PER_REPLY + sum(len(m["content"].encode()) + TOKENS_PER_MESSAGE for m in messages) <= budget
+
+
 def trim_history(messages: list[dict], window: int | None) -> tuple[list[dict], int]:
     """Drop the oldest turns until the history fits the model's window; keep the system prompt and last turn.
 
@@ -223,7 +244,7 @@ def trim_history(messages: list[dict], window: int | None) -> tuple[list[dict], 
     tokens.provider.stream_chat trims and retries once (trim_on_overflow).
     """
     budget = _input_budget(window)
-    if budget is None:
+    if budget is None or _surely_fits(messages, budget):
         return messages, 0
     system = messages[:1] if messages and messages[0]["role"] == "system" else []
     turns = messages[len(system) :]
@@ -246,7 +267,9 @@ def _validate_text(text: str, model: str, window: int | None) -> str:
             % {"length": intcomma(len(text)), "limit": intcomma(settings.CHAT_MAX_MESSAGE_CHARS)},
             status=413,
         )
-    tokens, budget = count_text_tokens(text), _input_budget(window)
+    budget = _input_budget(window)
+    # Counting is skipped when even one token per UTF-8 byte would fit.
+    tokens = 0 if budget is None or len(text.encode()) <= budget else count_text_tokens(text)
     if budget is not None and tokens > budget:
         raise ChatRefusal(
             _("That message is about %(tokens)s tokens; %(model)s can take about %(budget)s. Shorten it.")
@@ -374,11 +397,13 @@ def models_for(*, credential: Credential) -> list[str]:
     return models
 
 
-def in_thread(function: Callable) -> Callable:
+def in_thread(function: Callable, *, request: bool = False) -> Callable:
     """Run a database-touching function in a worker thread, handing its connection back afterwards.
 
-    Not thread-sensitive: a reply runs on after its request has ended, so there is no request thread to go back
-    to, and replies must not queue behind one another on one shared thread.
+    `request=True` runs it on the request's own thread, where middleware loaded the session and user, so the
+    connection handed back is the one the request holds; a streaming response would keep it until the stream ends.
+    Otherwise any worker thread: a reply runs on after its request has ended, and replies must not queue behind
+    one another on one thread.
     """
 
     @wraps(function)
@@ -388,7 +413,7 @@ def in_thread(function: Callable) -> Callable:
         finally:
             close_old_connections()
 
-    return sync_to_async(run, thread_sensitive=False)
+    return sync_to_async(run, thread_sensitive=request)
 
 
 def reply_finish(

@@ -27,31 +27,28 @@ def sse_delta(kind: str, text: str, offset: int) -> bytes:
     return b"id: %d\nevent: reasoning\ndata: %s\n\n" % (offset, json.dumps(text).encode())
 
 
-def _frame(deltas: list[tuple[str, str]], offset: int) -> bytes:
-    """Frame deltas that start at `offset`, one event per run of the same kind."""
-    out, run_kind, run = [], None, []
-    for kind, text in deltas:
-        if kind != run_kind and run:
-            offset += sum(map(len, run))
-            out.append(sse_delta(run_kind, "".join(run), offset))
-            run = []
-        run_kind = kind
-        run.append(text)
-    if run:
-        offset += sum(map(len, run))
-        out.append(sse_delta(run_kind, "".join(run), offset))
+def frame(runs: list[tuple[str, str]], offset: int) -> bytes:
+    """Frame (kind, text) runs that start at `offset`, one event per run of the same kind."""
+    out = []
+    for kind, text in runs:
+        offset += len(text)
+        out.append(sse_delta(kind, text, offset))
     return b"".join(out)
 
 
-def since(deltas: list[tuple[str, str]], ends: list[int], offset: int) -> bytes:
-    """The events a follower at `offset` has not seen; `ends[i]` is the offset after deltas[i]."""
+def pending(runs: list[tuple[str, str]], ends: list[int], offset: int) -> list[tuple[str, str]]:
+    """The runs after `offset`, same kinds merged; `ends[i]` is the offset after runs[i]."""
     i = bisect.bisect_right(ends, offset)
-    if i >= len(deltas):
-        return b""
-    start = ends[i - 1] if i else 0
-    kind, text = deltas[i]
-    pending = [(kind, text[offset - start :]), *deltas[i + 1 :]]
-    return _frame(pending, offset)
+    if i >= len(runs):
+        return []
+    kind, text = runs[i]
+    out = [(kind, text[offset - (ends[i - 1] if i else 0) :])]
+    for kind, text in runs[i + 1 :]:
+        if kind == out[-1][0]:
+            out[-1] = (kind, out[-1][1] + text)
+        else:
+            out.append((kind, text))
+    return out
 
 
 def start_payload(message: Message, *, user_message_id: int | None = None) -> dict:

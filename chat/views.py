@@ -56,7 +56,7 @@ def _message_id(request: HttpRequest) -> int | None:
 
 async def _stream_reply(request: HttpRequest, pk: int | None, mode: str) -> HttpResponse:
     try:
-        plan = await services.in_thread(services.reply_plan)(
+        plan = await services.in_thread(services.reply_plan, request=True)(
             # LoginRequiredMiddleware has already loaded the user; request.auser() would fetch it again.
             user=request.user,
             conversation_id=pk,
@@ -104,7 +104,7 @@ def _offset(request: HttpRequest) -> int:
 @require_GET
 async def message_events(request: HttpRequest, pk: int) -> HttpResponse:
     """The events of a reply from Last-Event-ID (or ?offset=) on, live while it runs on any web process."""
-    message = await services.in_thread(_owned_reply)(request.user, pk)
+    message = await services.in_thread(_owned_reply, request=True)(request.user, pk)
     offset = _offset(request)
     running = relay.running(message.pk)
     if running is not None:
@@ -117,7 +117,7 @@ async def message_events(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 async def message_stop(request: HttpRequest, pk: int) -> JsonResponse:
     """Stop a reply, whichever tab or web process started it; answer its state."""
-    message = await services.in_thread(_owned_reply)(request.user, pk)
+    message = await services.in_thread(_owned_reply, request=True)(request.user, pk)
     state = await relay.reply_stop(message)
     return JsonResponse({"state": state})
 

@@ -10,6 +10,24 @@ from django.utils.cache import add_never_cache_headers
 from django.utils.decorators import sync_and_async_middleware
 
 
+class OneThreadHop:
+    """Make Django run the whole middleware stack in one thread hop per request; keep it last in MIDDLEWARE.
+
+    Under ASGI the innermost handler is async, so every MiddlewareMixin above it picks async mode and runs each
+    sync hook in its own sync_to_async hop (about 18 per chat request). A sync-only middleware at the bottom makes
+    each middleware above it pick sync mode instead, and Django adapts the stack once at the top
+    (django/core/handlers/base.py `load_middleware`). Async views still run on the event loop below it.
+    """
+
+    sync_capable, async_capable = True, False
+
+    def __init__(self, get_response: Callable) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+
 def _mark(response: HttpResponse) -> HttpResponse:
     if not response.has_header("Cache-Control"):
         add_never_cache_headers(response)

@@ -75,6 +75,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
+    "project.middleware.OneThreadHop",  # last: one thread hop per request instead of one per hook
 ]
 
 ROOT_URLCONF = "project.urls"
