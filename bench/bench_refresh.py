@@ -89,6 +89,13 @@ def table(result: dict) -> str:
             f"{queries['100']['per_credential']} / {queries['1000']['per_credential']} "
             f"(batches of {queries['1000']['per_batch_min']}–{queries['1000']['per_batch_max']} queries)",
         ),
+        (
+            "CPU ms per refresh: worker / token server + bench / PostgreSQL",
+            f"{result['cpu']['worker_ms_per_refresh']} / {result['cpu']['token_server_and_bench_ms_per_refresh']} "
+            f"/ {result['cpu']['database_ms_per_refresh']}",
+        ),
+        ("other processes on the machine meanwhile", f"{result['cpu']['other_processes_cores']} cores"),
+        ("that CPU spread over every core (model, not measured)", f"{result['cpu']['seconds_on_free_cores']} s"),
         ("target met", "yes" if result["target_met"] else "no"),
     ]
     lines = ["| measure | value |", "| --- | --- |"]
@@ -134,7 +141,9 @@ def _run() -> dict:
         app.control.purge()
         worker = _worker_start(app)
         try:
+            before = _cpu_snapshot(worker.pid)
             timing = _refresh_all(token_server, len(ids))
+            cpu = _cpu_used(before, _cpu_snapshot(worker.pid), timing["seconds"], len(ids))
         finally:
             worker.terminate()
             worker.wait(timeout=30)
@@ -156,6 +165,7 @@ def _run() -> dict:
         "fanout_queries": [fanout[100], fanout[1000]],
         "queries_per_credential": per_refresh,
         "target_met": seconds <= TARGET_SECONDS and requests_seen == len(ids),
+        "cpu": cpu,
     }
 
 
@@ -213,6 +223,73 @@ def _worker_start(app) -> subprocess.Popen:
         if worker.poll() is not None or time.monotonic() > deadline:
             raise RuntimeError("the Celery worker did not start")
     return worker
+
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _proc_cpu(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def _processes() -> dict[int, tuple[int, str]]:
+    """Every process: pid -> (parent pid, command line)."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                found[int(entry.name)] = (parent, (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode())
+            except (OSError, ValueError, IndexError):
+                continue
+    return found
+
+
+def _cpu_snapshot(worker_pid: int) -> dict:
+    """CPU seconds so far: the worker node (all its processes), this process (token server, polling), the
+    PostgreSQL backends of the benchmark's database, and the whole machine (/proc/stat)."""
+    from django.conf import settings
+
+    processes = _processes()
+    tree, frontier = {worker_pid}, [worker_pid]
+    while frontier:
+        parent = frontier.pop()
+        children = [pid for pid, (ppid, _) in processes.items() if ppid == parent]
+        tree.update(children)
+        frontier += children
+    database = settings.DATABASES["default"]["NAME"]
+    backends = [pid for pid, (_, line) in processes.items() if line.startswith("postgres:") and database in line]
+    machine = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return {
+        "worker": {pid: _proc_cpu(pid) for pid in tree},
+        "bench": time.process_time(),
+        "database": {pid: _proc_cpu(pid) for pid in backends},
+        "busy": (sum(machine[:8]) - machine[3] - machine[4]) / TICK,
+    }
+
+
+def _cpu_used(before: dict, after: dict, seconds: float, count: int) -> dict:
+    """CPU per refresh of each side and the cores other processes on the machine used meanwhile."""
+
+    def spent(key: str) -> float:
+        return sum(cpu - before[key].get(pid, 0.0) for pid, cpu in after[key].items())
+
+    worker, database = spent("worker"), spent("database")
+    bench = after["bench"] - before["bench"]
+    busy = after["busy"] - before["busy"]
+    ours = worker + database + bench
+    return {
+        "worker_ms_per_refresh": round(worker / count * 1000, 2),
+        "token_server_and_bench_ms_per_refresh": round(bench / count * 1000, 2),
+        "database_ms_per_refresh": round(database / count * 1000, 2),
+        "other_processes_cores": round(max(0.0, busy - ours) / seconds, 2),
+        # What the same work would take if it had every core to itself; a model, not a measurement.
+        "seconds_on_free_cores": round(ours / (os.cpu_count() or 1), 1),
+    }
 
 
 def _refresh_all(token_server, count: int) -> dict:
