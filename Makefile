@@ -5,19 +5,30 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: run test bench lint format clean messages
+.PHONY: run test bench lint format clean messages lock audit
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
+# requirements*.txt are locked with hashes (`make lock`); pip refuses any file whose hash is not listed.
 $(STAMP): requirements.txt | $(BIN)/python
-	$(BIN)/pip install --quiet -r requirements.txt
+	$(BIN)/pip install --quiet --require-hashes -r requirements.txt
 	touch $@
 
 $(DEV_STAMP): requirements.txt requirements-dev.txt $(STAMP)
-	$(BIN)/pip install --quiet -r requirements-dev.txt
+	$(BIN)/pip install --quiet --require-hashes -r requirements-dev.txt
 	touch $@
+
+# Re-lock after editing requirements.in / requirements-dev.in (pip-tools; keeps current pins where allowed).
+PIP_COMPILE := $(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links
+lock: $(DEV_STAMP)
+	$(PIP_COMPILE) -o requirements.txt requirements.in
+	$(PIP_COMPILE) -o requirements-dev.txt requirements-dev.in
+
+# Known vulnerabilities in the locked dependencies (pip-audit asks the package registry's advisory data).
+audit: $(DEV_STAMP)
+	$(BIN)/pip-audit --progress-spinner off --require-hashes --disable-pip -r requirements-dev.txt
 
 run: $(STAMP)
 	$(BIN)/python -m project.envfile .env
