@@ -14,7 +14,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.humanize.templatetags.humanize import intcomma
 from django.core.cache import cache
-from django.db import close_old_connections, transaction
+from django.db import close_old_connections, connection, transaction
 from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone, translation
@@ -411,7 +411,9 @@ def in_thread(function: Callable, *, request: bool = False) -> Callable:
         try:
             return function(*args, **kwargs)
         finally:
-            close_old_connections()
+            # Never close a connection inside a transaction someone else opened (a caller's atomic block).
+            if not connection.in_atomic_block:
+                close_old_connections()
 
     return sync_to_async(run, thread_sensitive=request)
 
