@@ -167,7 +167,7 @@ def test_the_csv_export_has_a_local_time_column_beside_the_utc_one(async_client,
     async_client.force_login(staff)
     response = async_to_sync(async_client.get)("/usage/export.csv")  # streamed: an async iterator under ASGI
     rows = list(csv.DictReader(io.StringIO(async_to_sync(_streamed)(response))))
-    assert rows[0]["time"] == "2026-11-30T20:30:00+00:00"
+    assert datetime.fromisoformat(rows[0]["time"]) == datetime.fromisoformat("2026-11-30T20:30:00+00:00")
     assert rows[0]["local_time"] == "2026-12-01 04:30:00 Asia/Shanghai"
 
 
