@@ -93,8 +93,11 @@ async def aresolve_checked(host: str, port: int) -> list[str]:
 
 def check_url(url: str) -> str:
     """Validate a user-typed upstream URL; return it normalised, or raise UnsafeURL."""
-    parts = urlsplit(url.strip())
-    host = (parts.hostname or "").rstrip(".").lower()
+    try:
+        parts = urlsplit(url.strip())
+        host, port = (parts.hostname or "").rstrip(".").lower(), parts.port
+    except ValueError as exc:  # a port that is not a number 0-65535, a bracketed host that is no IPv6 address
+        raise UnsafeURL(_("Enter a full URL starting with https://.")) from exc
     if parts.scheme not in ("https", "http") or not host:
         raise UnsafeURL(_("Enter a full URL starting with https://."))
     if parts.username or parts.password:
@@ -105,7 +108,7 @@ def check_url(url: str) -> str:
     if host in METADATA_HOSTS and not insecure_ok:
         raise UnsafeURL(_("Cloud metadata addresses are not allowed."))
     try:
-        infos = socket.getaddrinfo(host, parts.port or 443, type=socket.SOCK_STREAM)
+        infos = socket.getaddrinfo(host, port or 443, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
         raise UnsafeURL(_("Could not find the host %(host)s.") % {"host": host}) from exc
     for info in infos:
