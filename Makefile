@@ -48,7 +48,7 @@ lint: $(DEV_STAMP)
 
 # Refresh the zh-Hans catalogues from the code, then compile them (the .mo files are committed, so a
 # fresh clone needs no gettext tools). Needs GNU gettext (xgettext, msgfmt).
-MESSAGES_IGNORE := --ignore=.venv --ignore=var --ignore=tests --ignore=bench --ignore=screenshots --no-location
+MESSAGES_IGNORE := --ignore=.venv --ignore=var --ignore=tests --ignore=bench --ignore=screenshots --no-location --no-wrap
 messages: $(DEV_STAMP)
 	DEBUG=true $(BIN)/python manage.py makemessages -l zh_Hans $(MESSAGES_IGNORE)
 	DEBUG=true $(BIN)/python manage.py makemessages -d djangojs -l zh_Hans $(MESSAGES_IGNORE)

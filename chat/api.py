@@ -103,11 +103,26 @@ def in_pool(function: Callable) -> Callable:
     return sync_to_async(run, thread_sensitive=False)
 
 
-def _secured(response: HttpResponse) -> HttpResponse:
+def _secured(request: HttpRequest, response: HttpResponse) -> HttpResponse:
     # /v1/ runs without SecurityMiddleware (project.asgi.BearerOnlyHandler); these are the headers that matter here.
     response["X-Content-Type-Options"] = "nosniff"
     response["Cache-Control"] = response.get("Cache-Control") or "no-store"
+    if settings.SECURE_HSTS_SECONDS and request.is_secure():
+        hsts = f"max-age={settings.SECURE_HSTS_SECONDS}"
+        if settings.SECURE_HSTS_INCLUDE_SUBDOMAINS:
+            hsts += "; includeSubDomains"
+        if settings.SECURE_HSTS_PRELOAD:
+            hsts += "; preload"
+        response["Strict-Transport-Security"] = hsts
     return response
+
+
+def _plain_http_refused(request: HttpRequest) -> JsonResponse | None:
+    """With SECURE_SSL_REDIRECT, refuse plain http instead of redirecting: a program that followed a redirect would
+    already have sent its bearer in clear, and a 301 turns POST into GET."""
+    if not settings.SECURE_SSL_REDIRECT or request.is_secure():
+        return None
+    return error_response(ApiError(403, _("Use https:// for this API; plain http is refused."), code="https_required"))
 
 
 def api_view(method: str) -> Callable:
@@ -131,24 +146,26 @@ def api_view(method: str) -> Callable:
         if asyncio.iscoroutinefunction(view):
 
             async def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
-                if request.method != method:
-                    return _secured(refuse(request))
+                refused = _plain_http_refused(request) or (refuse(request) if request.method != method else None)
+                if refused is not None:
+                    return _secured(request, refused)
                 try:
                     with translation.override(translation.get_language_from_request(request)):
-                        return _secured(await view(request, *args, **kwargs))
+                        return _secured(request, await view(request, *args, **kwargs))
                 except Exception:
-                    return _secured(failed(request))
+                    return _secured(request, failed(request))
 
         else:
 
             def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
-                if request.method != method:
-                    return _secured(refuse(request))
+                refused = _plain_http_refused(request) or (refuse(request) if request.method != method else None)
+                if refused is not None:
+                    return _secured(request, refused)
                 try:
                     with translation.override(translation.get_language_from_request(request)):
-                        return _secured(view(request, *args, **kwargs))
+                        return _secured(request, view(request, *args, **kwargs))
                 except Exception:
-                    return _secured(failed(request))
+                    return _secured(request, failed(request))
 
         return csrf_exempt(login_not_required(wraps(view)(wrapper)))
 
@@ -351,9 +368,9 @@ class ApiCall:
     created: int = field(default_factory=lambda: int(time.time()))
 
 
-def _parse_body(request: HttpRequest) -> dict:
+def _parse_body(raw: bytes) -> dict:
     try:
-        body = json.loads(request.body or b"null")
+        body = json.loads(raw or b"null")
     except ValueError as exc:
         raise ApiError(400, _("The request body is not valid JSON."), code="invalid_json") from exc
     if not isinstance(body, dict):
@@ -382,9 +399,11 @@ def _parse_body(request: HttpRequest) -> dict:
     return body
 
 
-def _call_plan(bearer: str, ip: str, body: dict) -> ApiCall:
-    """Authenticate, check scope and the rate limit, and get the owner's provider bearer; write nothing."""
+def _call_plan(bearer: str, ip: str, raw: bytes) -> ApiCall:
+    """Authenticate, then validate the body, check scope and the rate limit, and get the owner's provider bearer;
+    write nothing. A caller without a valid bearer learns nothing about the body (401 before any 400)."""
     grant = authenticate(bearer, ip)
+    body = _parse_body(raw)
     model = body["model"].strip()
     if not grant.allows(model):
         raise ApiError(
@@ -622,8 +641,7 @@ async def _complete(call: ApiCall, stream: AsyncIterator[Delta], completion: Com
 async def chat_completions(request: HttpRequest) -> HttpResponse:
     """Create a chat completion with the bearer owner's credential, streamed (SSE) or whole, as OpenAI does."""
     try:
-        body = _parse_body(request)
-        call = await in_pool(_call_plan)(_bearer_of(request), ratelimit.client_ip(request), body)
+        call = await in_pool(_call_plan)(_bearer_of(request), ratelimit.client_ip(request), request.body)
     except ApiError as exc:
         return error_response(exc)
     completion = Completion(model=call.model)

@@ -8,8 +8,10 @@ from datetime import timedelta
 import pytest
 import requests
 import time_machine
+from django.test import RequestFactory
 from django.utils import timezone
 
+from chat.api import model_list
 from tests.api.conftest import key_issue
 from tests.conftest import BOB_KEY, credential_create, user_create
 from tokens.api_keys import ApiAuthError, access_token_issue, api_bearer_verify, api_key_revoke
@@ -235,3 +237,31 @@ def test_a_pending_or_rejected_account_cannot_use_its_key(api, alice):
         type(alice).objects.filter(pk=alice.pk).update(approval=approval)
 
         assert _exchange(api, issued.key).status_code == 401
+
+
+def test_a_bearer_is_checked_before_the_body(api):
+    """Without a valid bearer the caller learns nothing about what the endpoint would accept."""
+    for body in (b"not json", b"[]", b'{"model": ""}'):
+        answer = requests.post(
+            f"{api}/chat/completions", data=body, headers={"Authorization": "Bearer byok_000000000000_nope"}
+        )
+        assert answer.status_code == 401, body
+        assert answer.json()["error"]["code"] == "invalid_api_key"
+
+
+def test_plain_http_is_refused_not_redirected_when_https_is_required(api, alice_key, settings):
+    settings.SECURE_SSL_REDIRECT = True
+    answer = requests.get(f"{api}/models", headers={"Authorization": f"Bearer {alice_key.key}"}, allow_redirects=False)
+
+    assert answer.status_code == 403
+    assert answer.json()["error"]["code"] == "https_required"
+    assert "Strict-Transport-Security" not in answer.headers
+
+
+def test_https_answers_carry_hsts(alice_key, settings):
+    settings.SECURE_SSL_REDIRECT, settings.SECURE_HSTS_SECONDS = True, 3600
+    request = RequestFactory().get("/v1/models", secure=True, HTTP_AUTHORIZATION="Bearer nope")
+    answer = model_list(request)
+
+    assert answer.status_code == 401
+    assert answer["Strict-Transport-Security"].startswith("max-age=3600")
