@@ -35,7 +35,7 @@ def _second_tab(page: Page, url: str) -> Page:
 def test_it_finishes_a_reply_after_the_page_is_closed_and_shows_it_live_on_reopening(
     alice_page: Page, fake_openai, shoot
 ):
-    fake_openai.tokens(60, delay=0.05)
+    fake_openai.tokens(60, delay=0.05, hold_after=5)
     send_message(alice_page, "Count for me")
     expect(_assistant(alice_page).locator(".bubble")).to_contain_text("tok3 ")
     url = alice_page.url
@@ -48,6 +48,7 @@ def test_it_finishes_a_reply_after_the_page_is_closed_and_shows_it_live_on_reope
     expect(assistant).to_have_attribute("data-state", "streaming")
     expect(reopened.locator("[data-action=stop]")).to_be_visible()
     shoot(reopened, "relay-reopened-streaming")
+    fake_openai.released.set()
     expect(assistant).to_have_attribute("data-state", "complete")
     expect(assistant.locator(".bubble")).to_have_text(ALL_60)
     assert not fake_openai.disconnected.is_set(), "the upstream saw the browser leave"
@@ -57,18 +58,20 @@ def test_it_finishes_a_reply_after_the_page_is_closed_and_shows_it_live_on_reope
 
 
 def test_it_shows_one_reply_in_two_tabs(alice_page: Page, fake_openai):
-    fake_openai.tokens(60, delay=0.05)
+    fake_openai.tokens(60, delay=0.05, hold_after=5)
     send_message(alice_page, "Count for me")
     expect(_assistant(alice_page).locator(".bubble")).to_contain_text("tok2 ")
     other = _second_tab(alice_page, alice_page.url)
     expect(_assistant(other)).to_have_attribute("data-state", "streaming")
+    expect(_assistant(other).locator(".bubble")).to_contain_text("tok4")
+    fake_openai.released.set()
     for tab in (alice_page, other):
         expect(_assistant(tab)).to_have_attribute("data-state", "complete")
         expect(_assistant(tab).locator(".bubble")).to_have_text(ALL_60)
 
 
 def test_it_stops_a_reply_from_another_tab(alice_page: Page, fake_openai):
-    fake_openai.tokens(200, delay=0.05)
+    fake_openai.tokens(200, delay=0.05, hold_after=5)  # never released: only Stop ends it
     send_message(alice_page, "Count slowly")
     expect(_assistant(alice_page).locator(".bubble")).to_contain_text("tok2 ")
     other = _second_tab(alice_page, alice_page.url)

@@ -68,6 +68,7 @@ class _Reply:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     cut_after: int | None = None  # close the socket after this many pieces
+    hold_after: int | None = None  # after this many pieces, wait for FakeOpenAI.released
 
 
 @dataclass(frozen=True)
@@ -117,6 +118,7 @@ class FakeOpenAI(FakeServer):
         self.authorize = authorize
         self.default_reply = DEFAULT_REPLY
         self.disconnected = threading.Event()
+        self.released = threading.Event()
         self.completed_streams = 0
         self._script: deque[_Action] = deque()
 
@@ -170,10 +172,11 @@ class FakeOpenAI(FakeServer):
         """Accept the request and never answer (until close() or the client leaves)."""
         return self._push(_Hang())
 
-    def tokens(self, n: int, delay: float = 0.0) -> Self:
-        """Stream ``n`` pieces "tok0 ", "tok1 ", ... with ``delay`` between them."""
+    def tokens(self, n: int, delay: float = 0.0, hold_after: int | None = None) -> Self:
+        """Stream ``n`` pieces "tok0 ", "tok1 ", ... with ``delay`` between them; with ``hold_after``, stop after
+        that many pieces until the test sets ``released`` (so "still streaming" is a state, not a race)."""
         pieces = tuple(f"tok{i} " for i in range(n))
-        return self._push(_Reply("".join(pieces), pieces, delay, completion_tokens=n))
+        return self._push(_Reply("".join(pieces), pieces, delay, completion_tokens=n, hold_after=hold_after))
 
     def _push(self, action: _Action) -> Self:
         with self._lock:
@@ -267,6 +270,11 @@ class FakeOpenAI(FakeServer):
         # Pace against a fixed schedule so per-chunk overhead does not add up.
         started = time.monotonic()
         for index, frame in enumerate(encoder.head()):
+            if index == (reply.hold_after or -2) + 1:  # frame 0 is the role frame
+                while not self.released.is_set():
+                    if not http.wait(0.05):
+                        return
+                started = time.monotonic() - index * reply.delay
             pause = started + index * reply.delay - time.monotonic()
             if pause > 0 and not http.wait(pause):
                 return
