@@ -14,17 +14,19 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import random
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
 
 from django.conf import settings
 from django.core.mail import send_mail
-from django.db import DatabaseError, transaction
-from django.db.models import Case, F, Q, Value, When
+from django.db import DatabaseError, connection, transaction
+from django.db.models import F, Q
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
@@ -204,8 +206,18 @@ def _grants_fetch(credentials: list[Credential]) -> dict:
     """Run each credential's grant, up to REFRESH_THREADS at once (token requests wait on the network)."""
     if len(credentials) == 1:
         return {credentials[0].pk: _grant_or_error(credentials[0])}
-    with ThreadPoolExecutor(max_workers=min(settings.REFRESH_THREADS, len(credentials)) or 1) as pool:
-        return dict(zip([c.pk for c in credentials], pool.map(_grant_or_error, credentials), strict=True))
+    pool = _token_pool(settings.REFRESH_THREADS)
+    return dict(zip([c.pk for c in credentials], pool.map(_grant_or_error, credentials), strict=True))
+
+
+@cache
+def _token_pool(size: int) -> ThreadPoolExecutor:
+    """The process's threads for token requests, made once: starting 8 threads per batch cost 5% of a worker's CPU."""
+    return ThreadPoolExecutor(max_workers=max(1, size), thread_name_prefix="token-request")
+
+
+# A forked Celery child starts without the parent's threads: it makes its own pool.
+os.register_at_fork(after_in_child=_token_pool.cache_clear)
 
 
 def grant_fetch(credential: Credential) -> oauth.TokenGrant:
@@ -234,12 +246,12 @@ def _refresh_store(credential: Credential, grant: oauth.TokenGrant, *, actor: st
 
 
 GRANT_FIELDS = ("access_token", "access_token_expires_at", "last_refreshed_at", "failure_count", "retry_at")
-GRANT_FIELDS += ("refresh_claimed_until", "status", "status_detail", "notified_at")
+GRANT_FIELDS += ("refresh_claimed_until", "status", "status_detail", "notified_at")  # and a rotated refresh_token
 
 
 def _refresh_store_many(granted: list[tuple[Credential, oauth.TokenGrant]], *, actor: str) -> set:
-    """Store each grant's access token, refresh token and expiry and release the claims, all rows in one UPDATE
-    under row locks in one transaction; return the ids stored. Rows expired or deleted meanwhile keep nothing.
+    """Store each grant's access token, refresh token and expiry and release the claims, all rows in one pipelined
+    UPDATE under row locks in one transaction; return the ids stored. Rows expired or deleted meanwhile keep nothing.
     """
     if not granted:
         return set()
@@ -247,11 +259,12 @@ def _refresh_store_many(granted: list[tuple[Credential, oauth.TokenGrant]], *, a
         locked = Credential.objects.select_for_update().filter(pk__in=[c.pk for c, _grant in granted]).order_by("pk")
         current = dict(locked.values_list("pk", "status"))
         kept = [(c, grant) for c, grant in granted if current.get(c.pk) not in (None, Status.EXPIRED)]
-        events, changed = [], {}
+        events: list[dict] = []
+        changed: dict[Credential, bool] = {}
         for credential, grant in kept:
             was = credential.status
             rotated = _grant_apply(credential, grant)
-            changed[credential] = (*GRANT_FIELDS, "refresh_token") if rotated else GRANT_FIELDS
+            changed[credential] = rotated
             with user_locale(credential.user):  # the owner's language and time zone, not the worker's
                 events += _grant_events(credential, grant, rotated=rotated, recovered=was != Status.ACTIVE, actor=actor)
         _credentials_update(changed)
@@ -259,21 +272,30 @@ def _refresh_store_many(granted: list[tuple[Credential, oauth.TokenGrant]], *, a
     return {c.pk for c in changed}
 
 
-def _credentials_update(changed: dict[Credential, tuple[str, ...]]) -> None:
-    """Write each credential's listed fields in ONE UPDATE (the CASE WHEN that bulk_update builds), sealing
-    secrets first as save() would; a field a row does not list keeps its value."""
+def _credentials_update(changed: dict[Credential, bool]) -> None:
+    """Write GRANT_FIELDS of each credential, and its refresh token where `changed` says it rotated, sealing
+    secrets first as save() would; an unrotated refresh token keeps its stored value.
+
+    One parameterised UPDATE sent for every row with executemany, which psycopg pipelines (one round trip for the
+    batch). The CASE WHEN UPDATE that bulk_update builds cost about 2.5 ms of Python per row to compile (py-spy).
+    """
     if not changed:
         return
-    values = {}
-    for name in dict.fromkeys(name for fields in changed.values() for name in fields):
-        field = Credential._meta.get_field(name)
-        whens = [
-            When(pk=c.pk, then=Value(field.pre_save(c, False), output_field=field))
-            for c, fields in changed.items()
-            if name in fields
-        ]
-        values[name] = Case(*whens, default=F(name), output_field=field)
-    Credential.objects.filter(pk__in=[c.pk for c in changed]).update(**values)
+    meta, qn = Credential._meta, connection.ops.quote_name
+    fields = [meta.get_field(name) for name in GRANT_FIELDS]
+    token = meta.get_field("refresh_token")
+    assignments = [f"{qn(field.column)} = %s" for field in fields]
+    assignments.append(f"{qn(token.column)} = COALESCE(%s, {qn(token.column)})")
+    # Names come from the model, values are parameters.
+    sql = f"UPDATE {qn(meta.db_table)} SET {', '.join(assignments)} WHERE {qn(meta.pk.column)} = %s"  # noqa: S608
+    rows = [
+        [field.get_db_prep_save(field.pre_save(c, False), connection) for field in fields]
+        + [token.get_db_prep_save(token.pre_save(c, False), connection) if rotated else None]
+        + [meta.pk.get_db_prep_value(c.pk, connection)]
+        for c, rotated in changed.items()
+    ]
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, rows)
 
 
 def _grant_apply(credential: Credential, grant: oauth.TokenGrant) -> bool:

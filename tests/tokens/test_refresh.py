@@ -241,6 +241,29 @@ def test_it_refreshes_a_batch_in_a_constant_number_of_queries(alice, oauth_setup
     assert small == large <= 10
 
 
+def test_it_stores_rotated_and_unrotated_refresh_tokens_of_one_batch(alice, oauth_setup):
+    first = oauth_setup.issue_refresh_token(CLIENT_ID)
+    rotating = oauth_credential_create(
+        alice, oauth_setup, name="rotating", kind=Kind.REFRESH_TOKEN, refresh_token=first
+    )
+    plain = oauth_credential_create(alice, oauth_setup, name="client credentials")
+    assert lifecycle.credentials_refresh_due(limit=10) == [lifecycle.RefreshResult("refreshed")] * 2
+    rotating.refresh_from_db()
+    second = rotating.refresh_token.reveal()
+    assert second not in ("", first)
+
+    oauth_setup.rotate_refresh_tokens = False  # the provider now answers without a new refresh token
+    Credential.objects.update(access_token_expires_at=timezone.now())
+    assert lifecycle.credentials_refresh_due(limit=10) == [lifecycle.RefreshResult("refreshed")] * 2
+    for credential in (rotating, plain):
+        credential.refresh_from_db()
+        assert oauth_setup.is_valid_access_token(credential.access_token.reveal())
+        assert credential.status == Status.ACTIVE and credential.refresh_claimed_until is None
+    assert rotating.refresh_token.reveal() == second  # kept, still sealed for its row
+    assert not plain.refresh_token
+    assert _events(rotating) == ["refreshed", "rotated", "refreshed"]
+
+
 @pytest.mark.django_db(transaction=True)
 def test_it_refreshes_each_credential_once_when_batches_race(alice, oauth_setup, settings):
     settings.REFRESH_BATCH_SIZE = 3
