@@ -1,18 +1,19 @@
-"""Refresh benchmark (issue 4): 10,000 OAuth2 credentials all inside the refresh margin.
+"""Refresh benchmark (issue 9 item 4): 10,000 OAuth2 credentials all inside the refresh margin.
 
-Measures the time from beat's `refresh_due_credentials` message to the moment
-every credential holds a new access token, with ONE Celery worker node (prefork
-pool, concurrency 2 on this 2-core machine) against the local FakeTokenServer,
-on a throwaway database (a temp SQLite file by default; BENCH_REFRESH_DB=postgres
-uses database byok_bench_refresh on 127.0.0.1). Half the credentials use the
-client-credentials grant, half the refresh-token grant with rotation.
+`python -m bench refresh` measures the time from beat's `refresh_due_credentials` message to the moment
+every credential holds a new access token, with ONE Celery worker node (prefork pool, concurrency 2 on this
+2-core machine) on PostgreSQL (database byok_bench_refresh on 127.0.0.1, dropped and created; BENCH_REFRESH_DB=sqlite
+for a temp SQLite file) with Redis as broker, against the local RFC 6749 token server running in a process of its
+own (so its CPU is counted apart). Half the credentials use the client-credentials grant, each with a client id of
+its own, half the refresh-token grant with rotation, each with its own refresh token: the token server counts grants
+per client id and uses per refresh token, and the run checks that every credential was refreshed exactly once.
 
 Then, in this process, database queries per credential are counted with
 `connection.execute_wrapper`: beat's fan-out once, and each batch task run
 eagerly, for 100 and for 1,000 due credentials, to show the count is constant.
 
-BENCH_REFRESH_POOL and BENCH_REFRESH_CONCURRENCY change the worker's pool for experiments;
-BENCH_REDIS_URL the broker (default Redis database 13 on 127.0.0.1:6379, the kombu filesystem
+BENCH_REFRESH_CREDENTIALS (10,000) changes the size, BENCH_REFRESH_POOL and BENCH_REFRESH_CONCURRENCY the worker's
+pool for experiments; BENCH_REDIS_URL the broker (default Redis database 13 on 127.0.0.1:6379, the kombu filesystem
 broker when no Redis answers), BENCH_REFRESH_PG_DB the PostgreSQL database it drops and creates.
 The measuring runs in a child process (`python -m bench.bench_refresh`) so its
 DATABASE_URL and broker never mix with another benchmark's Django setup.
@@ -44,7 +45,7 @@ DEADLINE_SECONDS = 600
 
 
 def main() -> dict:
-    use_pg = os.environ.get("BENCH_REFRESH_DB", "sqlite") == "postgres"
+    use_pg = os.environ.get("BENCH_REFRESH_DB", "postgres") == "postgres"
     with tempfile.TemporaryDirectory(prefix="byok-bench-refresh-") as tmp:
         database_url = _postgres_fresh() if use_pg else f"sqlite:///{tmp}/bench.sqlite3"
         env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "CELERY_BROKER_URL", "DATABASE_URL")}
@@ -73,16 +74,21 @@ def main() -> dict:
 
 def table(result: dict) -> str:
     queries = result["queries_per_credential"]
+    cpu, server = result["cpu"], result["token_server"]
     rows = [
         ("credentials (all inside the refresh margin)", f"{result['credentials']:,}"),
-        ("grants", "half client credentials, half refresh token with rotation"),
+        ("grants", "half client credentials (a client id each), half refresh token with rotation"),
         ("database", result["database"]),
         ("broker", result["broker"]),
         ("worker", result["worker"]),
         ("beat message → all refreshed", f"{result['seconds_to_refresh_all']} s (target ≤ {TARGET_SECONDS} s)"),
         ("refreshes per second", f"{result['refreshes_per_second']}"),
         ("progress (refreshed after 10/20/30 s)", " / ".join(f"{n:,}" for n in result["progress"])),
-        ("token requests / double refreshes", f"{result['token_requests']:,} / {result['double_refreshes']}"),
+        (
+            "token requests / refreshed exactly once / double refreshes / missed",
+            f"{server['requests']:,} / {server['exactly_once']:,} / {result['double_refreshes']} / {server['missed']}",
+        ),
+        ("TCP connections the token server accepted (keep-alive)", f"{server['connections']}"),
         ("fan-out queries (100 / 1,000 due)", f"{result['fanout_queries'][0]} / {result['fanout_queries'][1]}"),
         (
             "queries per refreshed credential (100 / 1,000 due)",
@@ -90,12 +96,13 @@ def table(result: dict) -> str:
             f"(batches of {queries['1000']['per_batch_min']}–{queries['1000']['per_batch_max']} queries)",
         ),
         (
-            "CPU ms per refresh: worker / token server + bench / PostgreSQL",
-            f"{result['cpu']['worker_ms_per_refresh']} / {result['cpu']['token_server_and_bench_ms_per_refresh']} "
-            f"/ {result['cpu']['database_ms_per_refresh']}",
+            "CPU ms per refresh: worker node / token server / PostgreSQL / bench's poller",
+            f"{cpu['worker_ms_per_refresh']} / {cpu['token_server_ms_per_refresh']} "
+            f"/ {cpu['database_ms_per_refresh']} / {cpu['bench_ms_per_refresh']}",
         ),
-        ("other processes on the machine meanwhile", f"{result['cpu']['other_processes_cores']} cores"),
-        ("that CPU spread over every core (model, not measured)", f"{result['cpu']['seconds_on_free_cores']} s"),
+        ("other processes on the machine meanwhile", f"{cpu['other_processes_cores']} cores"),
+        ("load average (1 min) before / after", f"{result['load_average'][0]} / {result['load_average'][1]}"),
+        ("that CPU spread over every core (model, not measured)", f"{cpu['seconds_on_free_cores']} s"),
         ("target met", "yes" if result["target_met"] else "no"),
     ]
     lines = ["| measure | value |", "| --- | --- |"]
@@ -122,6 +129,81 @@ def _broker_url() -> str:
     return REDIS_BROKER
 
 
+# The token server: its own process (`python -m bench.bench_refresh token-server N`), so its CPU is its own.
+
+REFRESH_CLIENT = ("bench-app", "bench-secret-0000000000000000")
+
+
+def _client_id(index: int) -> str:
+    """Credential `index`'s client id: client-credentials ones each have their own, so grants count per credential."""
+    return REFRESH_CLIENT[0] if index % 2 else f"bench-cc-{index}"
+
+
+def _serve_tokens(count: int) -> None:
+    """Run the token server for `count` credentials: print its URL and the refresh tokens (index -> token) as one JSON
+    line, then answer each "stats" line on stdin with the counts per credential; stop at end of input."""
+    from tests.fakes.oauth import FakeTokenServer
+
+    class CountingTokenServer(FakeTokenServer):
+        """The fake, also counting client-credentials grants per client id and accepted connections."""
+
+        def __init__(self) -> None:
+            super().__init__(expires_in=3600)
+            self.client_grants: Counter = Counter()
+            self.connections = 0
+
+        def _issue(self, grant, refresh_token):
+            if refresh_token is None:  # the bench rotates every refresh token: None is a client-credentials grant
+                self.client_grants[grant.client_id] += 1
+            return super()._issue(grant, refresh_token)
+
+        def _track(self, connection) -> None:
+            super()._track(connection)
+            with self._lock:
+                self.connections += 1
+
+    with CountingTokenServer() as server:
+        server.add_client(*REFRESH_CLIENT)
+        refresh_tokens = {}
+        for index in range(count):
+            if index % 2:
+                refresh_tokens[index] = server.issue_refresh_token(REFRESH_CLIENT[0])
+            else:
+                server.add_client(_client_id(index), REFRESH_CLIENT[1])
+        print(json.dumps({"token_url": server.token_url, "refresh_tokens": refresh_tokens}), flush=True)
+        for _line in sys.stdin:
+            with server._lock:
+                uses = [server.refresh_token_uses.get(token, 0) for token in refresh_tokens.values()]
+                uses += [server.client_grants[_client_id(i)] for i in range(count) if i % 2 == 0]
+                stats = {"requests": len(server._requests), "connections": server.connections}
+            stats |= {
+                "exactly_once": uses.count(1),
+                "double_refreshes": sum(n - 1 for n in uses if n > 1),
+                "missed": uses.count(0),
+            }
+            print(json.dumps(stats), flush=True)
+
+
+class TokenServerProcess:
+    """The token server's process, seen from the bench: its URL, refresh tokens, pid and counts."""
+
+    def __init__(self, count: int) -> None:
+        command = [sys.executable, "-m", "bench.bench_refresh", "token-server", str(count)]
+        self.process = subprocess.Popen(command, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        started = json.loads(self.process.stdout.readline())
+        self.token_url = started["token_url"]
+        self.refresh_tokens = {int(index): token for index, token in started["refresh_tokens"].items()}
+
+    def stats(self) -> dict:
+        self.process.stdin.write("stats\n")
+        self.process.stdin.flush()
+        return json.loads(self.process.stdout.readline())
+
+    def close(self) -> None:
+        self.process.stdin.close()
+        self.process.wait(timeout=30)
+
+
 # The child process: everything below runs with the throwaway database configured.
 
 
@@ -132,26 +214,31 @@ def _run() -> dict:
     from django.core.management import call_command
 
     from project.celery import app
-    from tests.fakes.oauth import FakeTokenServer
 
     call_command("migrate", verbosity=0)
-    with FakeTokenServer(expires_in=3600) as token_server:
-        token_server.add_client("bench-app", "bench-secret-0000000000000000")
+    token_server = TokenServerProcess(CREDENTIALS)
+    try:
         ids = _credentials_create(token_server, CREDENTIALS)
         app.control.purge()
         worker = _worker_start(app)
+        load_before = os.getloadavg()[0]
         try:
-            before = _cpu_snapshot(worker.pid)
-            timing = _refresh_all(token_server, len(ids))
-            cpu = _cpu_used(before, _cpu_snapshot(worker.pid), timing["seconds"], len(ids))
+            before = _cpu_snapshot(worker.pid, token_server.process.pid)
+            timing = _refresh_all(len(ids))
+            after = _cpu_snapshot(worker.pid, token_server.process.pid)
+            cpu = _cpu_used(before, after, timing["seconds"], len(ids))
         finally:
             worker.terminate()
             worker.wait(timeout=30)
-        requests_seen = len(token_server.token_requests)
+        load_after = os.getloadavg()[0]
+        served = token_server.stats()
         fanout, per_refresh = {}, {}
         for due in (100, 1000):
             fanout[due], per_refresh[str(due)] = _count_queries(app, ids[:due])
+    finally:
+        token_server.close()
     seconds = timing["seconds"]
+    once = served["exactly_once"] == len(ids) and served["double_refreshes"] == 0 and served["missed"] == 0
     return {
         "credentials": len(ids),
         "broker": "Redis" if settings_broker().startswith("redis") else "kombu filesystem",
@@ -160,12 +247,13 @@ def _run() -> dict:
         "seconds_to_refresh_all": round(seconds, 1),
         "refreshes_per_second": round(len(ids) / seconds),
         "progress": timing["progress"],
-        "token_requests": requests_seen,
-        "double_refreshes": requests_seen - len(ids),
+        "token_server": served,
+        "double_refreshes": served["double_refreshes"],
         "fanout_queries": [fanout[100], fanout[1000]],
         "queries_per_credential": per_refresh,
-        "target_met": seconds <= TARGET_SECONDS and requests_seen == len(ids),
+        "target_met": seconds <= TARGET_SECONDS and once,
         "cpu": cpu,
+        "load_average": [round(load_before, 2), round(load_after, 2)],
     }
 
 
@@ -181,7 +269,7 @@ def settings_broker() -> str:
     return settings.CELERY_BROKER_URL
 
 
-def _credentials_create(token_server, count: int) -> list:
+def _credentials_create(token_server: TokenServerProcess, count: int) -> list:
     from datetime import timedelta
 
     from django.utils import timezone
@@ -200,14 +288,14 @@ def _credentials_create(token_server, count: int) -> list:
             kind=Kind.REFRESH_TOKEN if rotating else Kind.CLIENT_CREDENTIALS,
             status=Status.ACTIVE,
             token_url=token_server.token_url,
-            client_id="bench-app",
+            client_id=_client_id(i),
             client_auth="client_secret_post" if i % 4 < 2 else "client_secret_basic",
             access_token_expires_at=soon,
         )
-        credential.client_secret = "bench-secret-0000000000000000"
+        credential.client_secret = REFRESH_CLIENT[1]
         credential.access_token = f"at_old_{i}"
         if rotating:
-            credential.refresh_token = token_server.issue_refresh_token("bench-app")
+            credential.refresh_token = token_server.refresh_tokens[i]
         rows.append(credential)
     Credential.objects.bulk_create(rows, batch_size=500)
     return [row.pk for row in rows]
@@ -249,8 +337,8 @@ def _processes() -> dict[int, tuple[int, str]]:
     return found
 
 
-def _cpu_snapshot(worker_pid: int) -> dict:
-    """CPU seconds so far: the worker node (all its processes), this process (token server, polling), the
+def _cpu_snapshot(worker_pid: int, token_server_pid: int) -> dict:
+    """CPU seconds so far: the worker node (all its processes), the token server, this process (polling), the
     PostgreSQL backends of the benchmark's database, and the whole machine (/proc/stat)."""
     from django.conf import settings
 
@@ -266,7 +354,8 @@ def _cpu_snapshot(worker_pid: int) -> dict:
     machine = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     return {
         "worker": {pid: _proc_cpu(pid) for pid in tree},
-        "bench": time.process_time(),
+        "token_server": {token_server_pid: _proc_cpu(token_server_pid)},
+        "bench": {0: time.process_time()},
         "database": {pid: _proc_cpu(pid) for pid in backends},
         "busy": (sum(machine[:8]) - machine[3] - machine[4]) / TICK,
     }
@@ -278,21 +367,18 @@ def _cpu_used(before: dict, after: dict, seconds: float, count: int) -> dict:
     def spent(key: str) -> float:
         return sum(cpu - before[key].get(pid, 0.0) for pid, cpu in after[key].items())
 
-    worker, database = spent("worker"), spent("database")
-    bench = after["bench"] - before["bench"]
+    sides = {key: spent(key) for key in ("worker", "token_server", "database", "bench")}
+    ours = sum(sides.values())
     busy = after["busy"] - before["busy"]
-    ours = worker + database + bench
     return {
-        "worker_ms_per_refresh": round(worker / count * 1000, 2),
-        "token_server_and_bench_ms_per_refresh": round(bench / count * 1000, 2),
-        "database_ms_per_refresh": round(database / count * 1000, 2),
+        **{f"{key}_ms_per_refresh": round(cpu / count * 1000, 2) for key, cpu in sides.items()},
         "other_processes_cores": round(max(0.0, busy - ours) / seconds, 2),
         # What the same work would take if it had every core to itself; a model, not a measurement.
         "seconds_on_free_cores": round(ours / (os.cpu_count() or 1), 1),
     }
 
 
-def _refresh_all(token_server, count: int) -> dict:
+def _refresh_all(count: int) -> dict:
     """Send beat's message, then watch the database until every credential has a new token."""
     from tokens.models import Credential
     from tokens.tasks import refresh_due_credentials
@@ -366,4 +452,7 @@ def _count_queries(app, ids: list) -> tuple[int, dict]:
 
 
 if __name__ == "__main__":
-    print(json.dumps(_run()), flush=True)
+    if sys.argv[1:2] == ["token-server"]:
+        _serve_tokens(int(sys.argv[2]))
+    else:
+        print(json.dumps(_run()), flush=True)
