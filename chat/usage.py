@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from decimal import Decimal
@@ -13,22 +12,12 @@ from django.utils import timezone
 
 from chat.catalog import cost_usd
 from chat.models import UsageDaily, UsageRecord, site_day
+from tokens.provider.usage import MAX_REPORTED
+from tokens.provider.usage import token_count as _count
 
 logger = logging.getLogger(__name__)
 
 MAX_COUNT = 2**31 - 1  # PositiveIntegerField's ceiling on every database
-MAX_REPORTED = 2**30  # more tokens than any model takes in one call: a broken or hostile number
-
-
-def _count(value: object) -> int | None:
-    """A token count a provider sent, or None when it is missing or not a sane whole number."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
-        value = int(value)
-    if isinstance(value, int) and 0 <= value <= MAX_REPORTED:
-        return value
-    return None
 
 
 def _details(usage: Mapping, key: str, field: str) -> int | None:

@@ -61,6 +61,15 @@ class RefreshResult:
     retry_in: float = 0.0
 
 
+def release_db_connection() -> None:
+    """Hand the database connection back before a network call, unless a transaction needs it.
+
+    With a connection pool (PostgreSQL) a slow provider or token endpoint would otherwise hold a pooled connection.
+    """
+    if not connection.in_atomic_block:
+        connection.close()
+
+
 # Events and notices.
 
 
@@ -174,6 +183,7 @@ def credentials_refresh_due(*, limit: int) -> list[RefreshResult]:
 
 def _refresh_claimed(credentials: list[Credential], *, actor: str) -> list[RefreshResult]:
     """Fetch grants for claimed credentials (token requests in parallel), store them, then record the failures."""
+    release_db_connection()  # the token requests may take up to their deadline
     grants = _grants_fetch(credentials)
     granted = [(c, grants[c.pk]) for c in credentials if isinstance(grants[c.pk], oauth.TokenGrant)]
     stored = _refresh_store_many(granted, actor=actor)

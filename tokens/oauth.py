@@ -2,7 +2,9 @@
 
 The only module that talks to token endpoints. Grants go through authlib's
 OAuth2Session on a session whose connections re-check the SSRF guard, because
-token URLs are always typed by users. Nothing here logs a token or a secret,
+token URLs are always typed by users. Every grant has one overall deadline
+(UPSTREAM_CONNECT_TIMEOUT + CHECK_TIMEOUT, headers and body included), reads at
+most TOKEN_BODY_BYTES and keeps no cookies. Nothing here logs a token or a secret,
 and errors carry our own words plus the RFC 6749 error code, never the
 provider's raw text.
 """
@@ -13,9 +15,9 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import lru_cache
 
 import requests
+import urllib3
 from authlib.integrations.requests_client import OAuth2Session
 from authlib.integrations.requests_client import OAuthError as AuthlibError
 from django.conf import settings
@@ -23,14 +25,17 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from tokens.provider.client import no_cookies
 from tokens.ssrf import UnsafeURL
-from tokens.transport import guarded_adapter
+from tokens.transport import deadline, guarded_adapter
 
 logger = logging.getLogger(__name__)
 
 # A token response without expires_in is treated as living this long, so it is still renewed now and then.
 MAX_LIFETIME_SECONDS = 366 * 86400
 DEFAULT_LIFETIME_SECONDS = 3600
+# A token response is a few hundred bytes (RFC 6749 5.1); JWT access tokens stay within a few KB.
+TOKEN_BODY_BYTES = 64 * 1024
 # Error codes that mean "this configuration will never work" (RFC 6749 5.2); no retry helps.
 PERMANENT_ERRORS = {
     "invalid_client",
@@ -92,17 +97,17 @@ def fetch_client_credentials(
     *, token_url: str, client_id: str, client_secret: str, scope: str, client_auth: str
 ) -> TokenGrant:
     """Get an access token with the client-credentials grant."""
-    session = _session(client_id, client_secret, client_auth, scope)
-    return _call(lambda: session.fetch_token(token_url, grant_type="client_credentials", **_request_kwargs()))
+    with _session(client_id, client_secret, client_auth, scope) as session:
+        return _call(lambda: session.fetch_token(token_url, grant_type="client_credentials", **_request_kwargs()))
 
 
 def refresh(
     *, token_url: str, client_id: str, client_secret: str, refresh_token: str, scope: str, client_auth: str
 ) -> TokenGrant:
     """Trade a refresh token for a new access token (and, with rotation, a new refresh token)."""
-    session = _session(client_id, client_secret, client_auth if client_secret else "none", scope)
     # Without rotation authlib copies the old refresh token into the answer, so the grant always holds the current one.
-    return _call(lambda: session.refresh_token(token_url, refresh_token=refresh_token, **_request_kwargs()))
+    with _session(client_id, client_secret, client_auth if client_secret else "none", scope) as session:
+        return _call(lambda: session.refresh_token(token_url, refresh_token=refresh_token, **_request_kwargs()))
 
 
 def _session(client_id: str, client_secret: str, client_auth: str, scope: str) -> OAuth2Session:
@@ -113,16 +118,29 @@ def _session(client_id: str, client_secret: str, client_auth: str, scope: str) -
         scope=scope or None,
     )
     session.trust_env = False
-    # One pool per process, shared by every credential's session; each connection re-checks the SSRF guard.
-    adapter = _adapter()
+    # A connection per grant (its own pool, closed with the session), so the deadline, which cuts the sockets a
+    # call opened, covers all of it; a reused connection could also race the server closing it.
+    session.headers["Connection"] = "close"
+    session.cookies.set_policy(no_cookies()._policy)
+    session.hooks["response"].append(_read_capped)
+    adapter = guarded_adapter()  # each connection re-checks the SSRF guard
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     return session
 
 
-@lru_cache(maxsize=1)
-def _adapter() -> requests.adapters.HTTPAdapter:
-    return guarded_adapter()
+class _TooLarge(Exception):
+    pass
+
+
+def _read_capped(response: requests.Response, *args: object, **kwargs: object) -> requests.Response:
+    """Read the body before requests does, refusing more than TOKEN_BODY_BYTES (a response hook)."""
+    body = response.raw.read(TOKEN_BODY_BYTES + 1, decode_content=True) or b""
+    if len(body) > TOKEN_BODY_BYTES:
+        response.close()
+        raise _TooLarge
+    response._content, response._content_consumed = body, True
+    return response
 
 
 def _request_kwargs() -> dict:
@@ -130,36 +148,53 @@ def _request_kwargs() -> dict:
 
 
 def _call(request: Callable[[], dict]) -> TokenGrant:
-    try:
-        token = request()
-    except UnsafeURL as exc:
-        raise TokenRejected(_("Token URL refused: %(reason)s") % {"reason": exc}, "unsafe_url") from exc
-    except AuthlibError as exc:
+    """Run one grant request within the overall deadline; map every failure to a TokenError."""
+    with deadline(settings.UPSTREAM_CONNECT_TIMEOUT + settings.CHECK_TIMEOUT) as expired:
+        try:
+            token = request()
+        except Exception as exc:
+            # A trickling endpoint is cut by shutting its socket: whatever that raised, it was the deadline.
+            if expired.is_set():
+                raise TokenUnavailable(_("The token endpoint did not answer in time."), "timeout") from None
+            error = _token_error(exc)
+            if error is None:
+                raise
+            raise error from None
+    return _grant(token)
+
+
+def _token_error(exc: Exception) -> TokenError | None:
+    """The TokenError for what a grant request raised; None for anything else (a bug: let it show)."""
+    if isinstance(exc, UnsafeURL):
+        return TokenRejected(_("Token URL refused: %(reason)s") % {"reason": exc}, "unsafe_url")
+    if isinstance(exc, AuthlibError):
         code = str(exc.error or "")[:60]
         if code in PERMANENT_ERRORS:
-            raise TokenRejected(str(MESSAGES[code]), code) from None
-        raise TokenUnavailable(
+            return TokenRejected(str(MESSAGES[code]), code)
+        return TokenUnavailable(
             _("The token endpoint could not issue a token right now (%(code)s).") % {"code": code}, code
-        ) from None
-    except requests.Timeout:
-        raise TokenUnavailable(_("The token endpoint did not answer in time."), "timeout") from None
-    except requests.HTTPError as exc:
+        )
+    if isinstance(exc, _TooLarge):
+        return TokenRejected(_("The token endpoint's answer was too large to be a token response."), "too_large")
+    if isinstance(exc, requests.Timeout):
+        return TokenUnavailable(_("The token endpoint did not answer in time."), "timeout")
+    if isinstance(exc, requests.HTTPError):
         status = exc.response.status_code if exc.response is not None else 0
         if status >= 500 or status == 429:
-            raise TokenUnavailable(
+            return TokenUnavailable(
                 _("The token endpoint answered with an error (%(status)s).") % {"status": status}, str(status)
-            ) from None
-        raise TokenRejected(
+            )
+        return TokenRejected(
             _("The token endpoint refused the request (%(status)s).") % {"status": status}, str(status)
-        ) from None
-    except requests.RequestException as exc:
+        )
+    if isinstance(exc, requests.JSONDecodeError):
+        return TokenRejected(_("The token endpoint's answer was not an OAuth 2.0 token response."), "bad_response")
+    if isinstance(exc, requests.RequestException | urllib3.exceptions.HTTPError | OSError):
         logger.info("token endpoint could not connect: %s", type(exc).__name__)
-        raise TokenUnavailable(_("Could not connect to the token endpoint."), "connect") from None
-    except ValueError:
-        raise TokenRejected(
-            _("The token endpoint's answer was not an OAuth 2.0 token response."), "bad_response"
-        ) from None
-    return _grant(token)
+        return TokenUnavailable(_("Could not connect to the token endpoint."), "connect")
+    if isinstance(exc, ValueError):
+        return TokenRejected(_("The token endpoint's answer was not an OAuth 2.0 token response."), "bad_response")
+    return None
 
 
 def _grant(token: dict) -> TokenGrant:

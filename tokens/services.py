@@ -8,7 +8,7 @@ import uuid
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -23,6 +23,7 @@ from tokens.lifecycle import (
     credential_refresh,
     event_record,
     grant_fetch,
+    release_db_connection,
 )
 from tokens.models import KEY_KINDS, ClientAuth, Credential, EventKind, Kind, Status
 from tokens.pasted import secret_problem
@@ -225,6 +226,7 @@ def _oauth_configure(
 
 def _oauth_first_token(credential: Credential) -> str:
     """Run the grant once before saving, keeping the tokens it returns (a rotated refresh token included)."""
+    release_db_connection()
     try:
         grant = grant_fetch(credential)
     except oauth.TokenError as exc:
@@ -241,15 +243,6 @@ def _oauth_first_token(credential: Credential) -> str:
 REJECTING_KINDS = ("auth", "payment", "unsafe_url")
 # A 403 on the list often means a key restricted to chat (OpenAI project keys without models.read).
 UNPROVEN_KINDS = ("forbidden", "not_found", "bad_response", "bad_request", "too_large")
-
-
-def release_db_connection() -> None:
-    """Hand the database connection back before a network call, unless a transaction needs it.
-
-    With a connection pool (PostgreSQL) a slow provider would otherwise hold a pooled connection.
-    """
-    if not connection.in_atomic_block:
-        connection.close()
 
 
 def _verify_new(credential: Credential, token: str) -> None:

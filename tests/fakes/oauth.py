@@ -54,6 +54,8 @@ class _Failure:
     status: int
     error: str | None
     hang: bool = False
+    trickle: str = ""  # "headers" or "body": send that part a byte at a time, for ever
+    huge: bool = False  # answer 200 with a body of many megabytes
 
 
 class FakeTokenServer(FakeServer):
@@ -107,6 +109,17 @@ class FakeTokenServer(FakeServer):
         with self._lock:
             self._failures.extend(_Failure(0, None, hang=True) for _ in range(times))
 
+    def trickle_next(self, part: str = "body", times: int = 1) -> None:
+        """Answer the next ``times`` token requests with ``part`` ("headers" or "body") sent a byte every
+        20 ms, never ending: each read succeeds, so only an overall deadline stops the caller."""
+        with self._lock:
+            self._failures.extend(_Failure(200, None, trickle=part) for _ in range(times))
+
+    def huge_next(self, times: int = 1) -> None:
+        """Answer the next ``times`` token requests with a 16 MB JSON body."""
+        with self._lock:
+            self._failures.extend(_Failure(200, None, huge=True) for _ in range(times))
+
     # Serving.
 
     def handle(self, http: FakeHandler, request: RecordedRequest) -> None:
@@ -129,6 +142,12 @@ class FakeTokenServer(FakeServer):
             http.send_json(200, payload, _NO_STORE)
 
     def _fail(self, http: FakeHandler, failure: _Failure) -> None:
+        if failure.trickle:
+            return self._trickle(http, failure.trickle)
+        if failure.huge:
+            padding = "x" * (16 * 1024 * 1024)
+            http.send_json(200, {"access_token": "at-huge", "token_type": "Bearer", "padding": padding}, _NO_STORE)
+            return
         if failure.hang:
             http.wait()
             http.drop()
@@ -136,6 +155,19 @@ class FakeTokenServer(FakeServer):
         error = failure.error or _FAILURE_ERRORS.get(failure.status, "server_error")
         payload = {"error": error, "error_description": "Scripted failure."}
         http.send_json(failure.status, payload, _NO_STORE)
+
+    def _trickle(self, http: FakeHandler, part: str) -> None:
+        head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100000000\r\n\r\n"
+        endless = b'{"access_token": "at-trickled", "token_type": "Bearer", "padding": "' + b"x" * 100_000_000
+        if part == "body":
+            if not http.write_raw(head):
+                return
+            source = endless
+        else:
+            source = head[:17] + b"X-Trickle: " + b"a" * 100_000_000  # a header line that never ends
+        for index in range(len(source)):
+            if not http.write_raw(source[index : index + 1]) or not http.wait(0.02):
+                return
 
     def _token_response(self, request: RecordedRequest) -> dict[str, Any]:
         form = _parse_form(request)

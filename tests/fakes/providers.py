@@ -85,6 +85,7 @@ class Reply:
     hold_after_done: bool = False  # keep the connection open after [DONE]
     think_seconds: float = 0.0
     headers: dict[str, str] = field(default_factory=dict)
+    usage: Any = None  # sent as the usage object instead of honest counts (NaN, strings, ...), when set
 
 
 class FakeProvider(FakeServer):
@@ -197,7 +198,9 @@ class FakeProvider(FakeServer):
             return http.send_json(200, self._completion(reply, model, body))
         self._stream(http, reply, model, body)
 
-    def _usage(self, reply: Reply, body: dict) -> dict:
+    def _usage(self, reply: Reply, body: dict) -> Any:
+        if reply.usage is not None:
+            return reply.usage
         prompt = sum(len(str(m.get("content", "")).split()) for m in body.get("messages", []))
         reasoning = len(reply.reasoning.split())
         completion = len(reply.text.split()) + reasoning

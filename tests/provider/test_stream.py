@@ -39,6 +39,51 @@ def test_it_counts_reasoning_tokens_in_usage(local):
     assert completion.usage["reasoning_tokens"] == 5
 
 
+# What json.loads makes of numbers providers really send, and of broken or hostile ones.
+ODD_NUMBERS = [float("nan"), float("inf"), -float("inf"), -5, 1e300, 10**40, 2.5, "12", True, None, [], {"n": 1}]
+
+
+@pytest.mark.parametrize("number", ODD_NUMBERS, ids=repr)
+def test_it_reads_any_usage_numbers_without_failing_the_reply(number, local):
+    odd = {"prompt_tokens": number, "completion_tokens": number, "total_tokens": number}
+    odd["completion_tokens_details"] = {"reasoning_tokens": number}
+    with FakeProvider("openai") as fake:
+        fake.then(text="Still here.", usage=odd)
+        content, _reasoning, completion, error = run_stream(bearer_for_fake(fake))
+    assert error is None and content == "Still here." and completion.finish_reason == "stop"
+    assert completion.usage is None  # nothing sane in it: the caller counts locally
+
+
+def test_it_keeps_the_sane_half_of_usage(local):
+    with FakeProvider("openai") as fake:
+        fake.then(usage={"prompt_tokens": 7.0, "completion_tokens": float("nan"), "total_tokens": -1})
+        _content, _reasoning, completion, error = run_stream(bearer_for_fake(fake))
+    assert error is None
+    assert completion.usage == {
+        "prompt_tokens": 7,
+        "completion_tokens": None,
+        "reasoning_tokens": None,
+        "total_tokens": None,
+    }
+
+
+@pytest.mark.parametrize("number", [float("nan"), float("inf"), -3, "9", True], ids=repr)
+def test_it_writes_exactly_one_usage_row_whatever_the_numbers(number, asgi_server, alice, local):
+    from chat.models import UsageRecord
+    from tests.conftest import credential_create
+    from tests.streaming import logged_in_session, send
+
+    with FakeProvider("openai") as fake:
+        credential_create(alice, fake.key, base_url=fake.base_url)
+        fake.then(text="Counted.", usage={"prompt_tokens": number, "completion_tokens": number})
+        session = logged_in_session(asgi_server.url, "alice")
+        events = send(session, asgi_server.url, "/chat/send/", "Count me")
+    assert events.done["state"] == "complete" and events.text == "Counted."
+    row = UsageRecord.objects.get()  # exactly one
+    assert row.is_estimated and row.prompt_tokens > 0 and row.completion_tokens > 0
+    assert row.total_tokens == row.prompt_tokens + row.completion_tokens
+
+
 def test_it_waits_for_a_slow_thinker_without_sending_twice(local, settings):
     settings.UPSTREAM_READ_TIMEOUT = 0.2  # the idle gap once a reply runs; the first token may take longer
     settings.UPSTREAM_FIRST_TOKEN_TIMEOUT = 30

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import logging
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from django.utils import timezone
@@ -90,6 +91,28 @@ def test_it_calls_a_hanging_endpoint_temporary(endpoint, settings):
     endpoint.hang_next()
     with pytest.raises(oauth.TokenUnavailable, match="did not answer in time"):
         _client_credentials(endpoint)
+
+
+@pytest.mark.parametrize("part", ["headers", "body"])
+def test_it_ends_a_trickled_grant_at_the_overall_deadline(endpoint, settings, part):
+    # Each byte comes well within the per-read timeout, for ever: only the overall deadline can end the call.
+    settings.UPSTREAM_CONNECT_TIMEOUT, settings.CHECK_TIMEOUT = 1.0, 2.0
+    endpoint.trickle_next(part)
+    pool = ThreadPoolExecutor(1)
+    future = pool.submit(_client_credentials, endpoint)
+    try:
+        with pytest.raises(oauth.TokenUnavailable) as caught:
+            future.result(timeout=60)  # a guard against hanging the suite, not a measurement
+    finally:
+        pool.shutdown(wait=False)
+    assert caught.value.code == "timeout"
+
+
+def test_it_refuses_a_huge_token_answer(endpoint):
+    endpoint.huge_next()
+    with pytest.raises(oauth.TokenRejected) as caught:
+        _client_credentials(endpoint)
+    assert caught.value.code == "too_large"
 
 
 def test_it_returns_the_rotated_refresh_token(endpoint):

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-from functools import lru_cache
 
 import requests
 from django.conf import settings
@@ -80,11 +79,16 @@ def get_json_bytes(bearer: Bearer, url: str, *, limit: int) -> bytes:
 
 
 def _get(bearer: Bearer, url: str, limit: int) -> bytes:
+    with _session(bearer.guarded) as session:
+        return _get_with(session, bearer, url, limit)
+
+
+def _get_with(session: requests.Session, bearer: Bearer, url: str, limit: int) -> bytes:
     deadline = time.monotonic() + settings.CHECK_TIMEOUT
-    # Connection: close, so every call opens (and its deadline tracks) its own connection.
+    # Connection: close and a session per call, so every call opens (and its deadline tracks) its own connection.
     headers = {**bearer.headers(), "Accept": "application/json", "Accept-Encoding": "identity", "Connection": "close"}
     try:
-        response = _session(bearer.guarded).get(
+        response = session.get(
             url,
             headers=headers,
             timeout=(settings.UPSTREAM_CONNECT_TIMEOUT, settings.CHECK_TIMEOUT),
@@ -134,7 +138,6 @@ def _read(response: requests.Response, limit: int, deadline: float) -> bytes:
     return b"".join(parts)
 
 
-@lru_cache(maxsize=2)
 def _session(guarded: bool) -> requests.Session:
     session = guarded_session(guarded)
     session.cookies.set_policy(no_cookies()._policy)
