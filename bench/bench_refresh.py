@@ -33,6 +33,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from bench import procstat
+
 ROOT = Path(__file__).resolve().parent.parent
 CREDENTIALS = int(os.environ.get("BENCH_REFRESH_CREDENTIALS", 10_000))
 TARGET_SECONDS = 30
@@ -313,51 +315,19 @@ def _worker_start(app) -> subprocess.Popen:
     return worker
 
 
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def _proc_cpu(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / TICK
-
-
-def _processes() -> dict[int, tuple[int, str]]:
-    """Every process: pid -> (parent pid, command line)."""
-    found = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-                found[int(entry.name)] = (parent, (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode())
-            except (OSError, ValueError, IndexError):
-                continue
-    return found
-
-
 def _cpu_snapshot(worker_pid: int, token_server_pid: int) -> dict:
     """CPU seconds so far: the worker node (all its processes), the token server, this process (polling), the
     PostgreSQL backends of the benchmark's database, and the whole machine (/proc/stat)."""
     from django.conf import settings
 
-    processes = _processes()
-    tree, frontier = {worker_pid}, [worker_pid]
-    while frontier:
-        parent = frontier.pop()
-        children = [pid for pid, (ppid, _) in processes.items() if ppid == parent]
-        tree.update(children)
-        frontier += children
-    database = settings.DATABASES["default"]["NAME"]
-    backends = [pid for pid, (_, line) in processes.items() if line.startswith("postgres:") and database in line]
-    machine = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    table = procstat.processes()
+    backends = procstat.postgres_backends(settings.DATABASES["default"]["NAME"], table)
     return {
-        "worker": {pid: _proc_cpu(pid) for pid in tree},
-        "token_server": {token_server_pid: _proc_cpu(token_server_pid)},
+        "worker": {pid: procstat.process_cpu(pid) for pid in procstat.tree(worker_pid, table)},
+        "token_server": {token_server_pid: procstat.process_cpu(token_server_pid)},
         "bench": {0: time.process_time()},
-        "database": {pid: _proc_cpu(pid) for pid in backends},
-        "busy": (sum(machine[:8]) - machine[3] - machine[4]) / TICK,
+        "database": {pid: procstat.process_cpu(pid) for pid in backends},
+        "busy": procstat.machine_busy(),
     }
 
 
