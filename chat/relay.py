@@ -5,6 +5,14 @@ Redis stream `chat:reply:<message id>` (bounded length, expiring), so a request 
 follow it, and Stop reaches the process that runs it by pub/sub (channel `chat:stop`, plus a key read when
 leases are renewed). Without Redis everything stays in the one process of the embedded default.
 
+A reply runs on a loop that outlives requests: the ASGI server's loop (project.asgi marks it with
+`serve_replies_here`), or else one background loop of the process (`_reply_loop`). A view running under a sync
+server or Django's test client gets a loop of its own from async_to_sync, closed when the view returns; a reply left
+on it would be cancelled at once, and the loop's shutdown would wait for the reply's work in executor threads (a
+database save, a DNS lookup), which can wait on the request thread blocked in that shutdown. Followers on another
+loop read the reply through `_follow_across`. A loop that closes under its replies (a server stopping) saves them
+as incomplete, with their text so far.
+
 While replies run, one task per process renews all their conversation leases in one UPDATE every
 CHAT_LEASE_SECONDS / 3 and checkpoints their text, so a process that dies leaves leases that lapse, and
 `chat.tasks.close_abandoned_replies` marks those replies incomplete with the text saved so far.
@@ -17,15 +25,18 @@ The offset counts characters of reasoning and content in arrival order; a follow
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextvars
 import logging
+import threading
 import weakref
 from collections.abc import AsyncIterator
-from contextlib import aclosing
+from contextlib import aclosing, suppress
 from itertools import accumulate, groupby
 from operator import itemgetter
 
 from django.conf import settings
+from django.db import InterfaceError, OperationalError
 from django.urls import reverse
 from django.utils import translation
 from django.utils.translation import gettext as _
@@ -62,6 +73,7 @@ class Reply:
         self.lease = ""
         self.stopping = False
         self.task: asyncio.Task | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None  # the loop the reply runs on; its state lives there
         self.mirrored = feed.enabled()
         self.flushed = 0  # offset already copied to Redis
         self.checkpointed = 0  # offset already saved as a checkpoint
@@ -106,8 +118,13 @@ class Reply:
         finally:
             timer.cancel()
 
-    async def follow(self, offset: int = 0) -> AsyncIterator[bytes]:
-        """Yield this reply's events from `offset` on, live, with keep-alives, until `done`."""
+    def follow(self, offset: int = 0) -> AsyncIterator[bytes]:
+        """This reply's events from `offset` on, live, with keep-alives, until `done`, on the caller's loop."""
+        if self.loop is None or self.loop is asyncio.get_running_loop():
+            return self._follow(offset)
+        return _follow_across(self, offset)
+
+    async def _follow(self, offset: int) -> AsyncIterator[bytes]:
         while self.start is None and self.done is None:
             if not await self._wait(settings.CHAT_KEEPALIVE_SECONDS):
                 yield KEEPALIVE
@@ -124,6 +141,9 @@ class Reply:
                 yield KEEPALIVE
 
     def stop(self) -> None:
+        if self.loop is not None and self.loop is not _loop_or_none():
+            self.loop.call_soon_threadsafe(self.stop)
+            return
         if self.task is not None and not self.task.done() and not self.stopping:
             self.stopping = True
             self.task.cancel()
@@ -134,22 +154,100 @@ _tasks: set[asyncio.Task] = set()  # strong references, so a running reply is ne
 _keepers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, list[asyncio.Task]] = weakref.WeakKeyDictionary()
 
 
+_server_loops: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
+_background: tuple[asyncio.AbstractEventLoop, threading.Thread] | None = None
+_background_lock = threading.Lock()
+
+
 def running(message_id: int) -> Reply | None:
     return _running.get(message_id)
+
+
+def serve_replies_here() -> None:
+    """Mark the running loop as one that lives as long as the process (an ASGI server's), to run replies on."""
+    _server_loops.add(asyncio.get_running_loop())
+
+
+def _loop_or_none() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def _reply_loop() -> asyncio.AbstractEventLoop:
+    """The loop to run a reply on: this one if an ASGI server runs it, else the process's background loop."""
+    global _background
+    loop = asyncio.get_running_loop()
+    if loop in _server_loops:
+        return loop
+    with _background_lock:
+        if _background is None or not _background[1].is_alive():
+            loop = asyncio.new_event_loop()
+            thread = threading.Thread(target=loop.run_forever, name="chat-replies", daemon=True)
+            thread.start()
+            _background = (loop, thread)
+        return _background[0]
 
 
 def reply_start(plan: services.ReplyPlan) -> Reply:
     """Start generating the reply planned in `plan` as a task of this process, and return it to follow."""
     reply = Reply()
     reply.lease = plan.lease
-    # A fresh context: the request's asgiref executors end with the request, and the reply must not call into them.
+    reply.loop = _reply_loop()
     language = translation.get_language()
-    task = asyncio.get_running_loop().create_task(_generate(reply, plan, language), context=contextvars.Context())
+    if reply.loop is asyncio.get_running_loop():
+        _spawn(reply, plan, language)
+    else:
+        reply.loop.call_soon_threadsafe(_spawn, reply, plan, language, context=contextvars.Context())
+    return reply
+
+
+def _spawn(reply: Reply, plan: services.ReplyPlan, language: str) -> None:
+    # A fresh context: the request's asgiref executors end with the request, and the reply must not call into them.
+    task = reply.loop.create_task(_generate(reply, plan, language), context=contextvars.Context())
     reply.task = task
     _tasks.add(task)
     task.add_done_callback(_tasks.discard)
     _ensure_keepers()
-    return reply
+
+
+async def _follow_across(reply: Reply, offset: int) -> AsyncIterator[bytes]:
+    """Follow a reply that runs on another loop of this process: its events are read there and handed over."""
+    here, handed = asyncio.get_running_loop(), asyncio.Queue()
+
+    async def read() -> None:
+        try:
+            async for events in reply._follow(offset):
+                here.call_soon_threadsafe(handed.put_nowait, events)
+        finally:
+            with suppress(RuntimeError):  # the follower's loop is already closed
+                here.call_soon_threadsafe(handed.put_nowait, None)
+
+    reading = asyncio.run_coroutine_threadsafe(read(), reply.loop)
+    try:
+        while (events := await handed.get()) is not None:
+            yield events
+    finally:
+        reading.cancel()
+
+
+@atexit.register
+def _stop_background_replies() -> None:
+    """At exit, close the background loop's replies as the server's loop closes its own: saved, incomplete."""
+    if _background is None or not _background[1].is_alive():
+        return
+
+    async def cancel_all() -> None:
+        tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.wait(tasks, timeout=10) if tasks else None
+
+    try:
+        asyncio.run_coroutine_threadsafe(cancel_all(), _background[0]).result(15)
+    except Exception:
+        logger.warning("replies still saving at exit", exc_info=True)
 
 
 async def _generate(reply: Reply, plan: services.ReplyPlan, language: str) -> None:
@@ -160,8 +258,13 @@ async def _generate(reply: Reply, plan: services.ReplyPlan, language: str) -> No
         plan.bearer, model=plan.model, messages=plan.history, completion=completion, trim_on_overflow=True
     )
     first = asyncio.ensure_future(anext(stream, None))
+    recording = asyncio.ensure_future(in_thread(services.reply_record)(plan))
     try:
-        prepared = await in_thread(services.reply_record)(plan)
+        try:
+            prepared = await asyncio.shield(recording)
+        except asyncio.CancelledError:
+            first.cancel()  # the loop is closing: let the turn be saved, then close the reply as incomplete
+            prepared = await recording
     except Exception:
         logger.exception("could not save a chat turn")
         first.cancel()
@@ -209,7 +312,7 @@ async def _relay(
         error = ProviderError("internal", _("Something went wrong on our side. Your message is saved; retry."))
         state = State.INCOMPLETE if reply.size else State.ERROR
     saved = asyncio.ensure_future(
-        in_thread(services.reply_finish)(
+        _save(
             prepared,
             content=reply.text("content"),
             reasoning=reply.text("reasoning"),
@@ -229,6 +332,26 @@ async def _relay(
     reply.finish(done)
     if feed.enabled():
         await feed.publish_done(reply)
+
+
+async def _save(prepared: services.PreparedReply, **fields) -> None:
+    """Save the reply once; while the database has no connection to give (a pool momentarily exhausted, a restart),
+    try again with backoff for up to CHAT_LEASE_SECONDS, while the lease, still renewed, keeps the conversation ours."""
+    loop = asyncio.get_running_loop()
+    deadline, pause = loop.time() + settings.CHAT_LEASE_SECONDS, 0.1
+    while True:
+        try:
+            await in_thread(services.reply_finish)(prepared, **fields)
+            return
+        except (OperationalError, InterfaceError):
+            if loop.time() + pause > deadline:
+                logger.exception(
+                    "could not save reply %s: the database gave no connection", prepared.assistant_message.pk
+                )
+                return
+            logger.warning("database busy; saving reply %s again in %.1f s", prepared.assistant_message.pk, pause)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 5.0)
 
 
 # Background work of the process while replies run: Redis copies, lease renewal, stop requests.
@@ -251,7 +374,8 @@ async def _renew_leases() -> None:
     interval = settings.CHAT_LEASE_SECONDS / 3
     while True:
         await asyncio.sleep(interval)
-        replies = [reply for reply in _running.values() if reply.done is None]
+        loop = asyncio.get_running_loop()
+        replies = [reply for reply in list(_running.values()) if reply.done is None and reply.loop is loop]
         if not replies:
             continue
         checkpoints = {
@@ -268,6 +392,11 @@ async def _renew_leases() -> None:
                     reply_stop_local(message_id)
         except Exception:
             logger.warning("could not renew reply leases", exc_info=True)
+
+
+async def _stop_and_wait(reply: Reply) -> None:
+    reply.stop()
+    await asyncio.wait({reply.task}, timeout=10)  # saved as stopped, so a reload shows it at once
 
 
 def reply_stop_local(message_id: int) -> bool:
@@ -312,8 +441,8 @@ async def reply_stop(message: Message) -> str:
     """Stop `message`'s reply wherever it runs; return its state as far as this process can tell."""
     reply = _running.get(message.pk)
     if reply is not None:
-        reply.stop()
-        await asyncio.wait({reply.task}, timeout=10)  # saved as stopped, so a reload shows it at once
+        stopping = asyncio.run_coroutine_threadsafe(_stop_and_wait(reply), reply.loop)
+        await asyncio.wrap_future(stopping)
         return reply.done["state"] if reply.done else State.STOPPED
     if message.state != State.STREAMING:
         return message.state

@@ -14,7 +14,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.humanize.templatetags.humanize import intcomma
 from django.core.cache import cache
-from django.db import close_old_connections, connection, transaction
+from django.db import InterfaceError, OperationalError, close_old_connections, connection, transaction
 from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone, translation
@@ -427,9 +427,14 @@ def reply_finish(
     completion: Completion,
     error: ProviderError | None,
 ) -> None:
-    """Save the assistant message and its usage row, once per reply, whatever happened."""
+    """Save the assistant message and its usage row, once per reply, whatever happened.
+
+    Raises OperationalError or InterfaceError when the database gives no connection (chat.relay retries).
+    """
     try:
         _reply_save(prepared, content=content, reasoning=reasoning, state=state, completion=completion, error=error)
+    except (OperationalError, InterfaceError):
+        raise
     except Exception:
         # The browser already has the text; losing the row must not break the stream.
         logger.exception("could not save reply %s", prepared.assistant_message.pk)

@@ -13,6 +13,8 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 
 site_application = get_asgi_application()
 
+from chat.relay import serve_replies_here  # noqa: E402  (needs the apps that get_asgi_application set up)
+
 
 class BearerOnlyHandler(ASGIHandler):
     """Django's ASGI handler with no middleware at all, for /v1/.
@@ -37,4 +39,5 @@ async def application(scope: dict, receive, send) -> None:
     if scope["type"] == "http" and scope["path"].startswith("/v1/"):
         await api_application(scope, receive, send)
     else:
+        serve_replies_here()  # replies started here run on this server's loop, which outlives the request
         await site_application(scope, receive, send)

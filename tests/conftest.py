@@ -170,3 +170,9 @@ def _postgres_only(request):
 
         if connection.vendor != "postgresql":
             pytest.skip("needs PostgreSQL row locks (FOR UPDATE SKIP LOCKED); runs when DATABASE_URL is PostgreSQL")
+
+
+@pytest.fixture(autouse=True)
+def _redis_only(request):
+    if request.node.get_closest_marker("redis") and not django_settings.REDIS_URL:
+        pytest.skip("needs a Redis server; runs when REDIS_URL is set (CI)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
 
 import requests
@@ -66,12 +67,18 @@ def parse_events(lines, *, stop_after_tokens: int | None = None) -> Events:
     return events
 
 
-def follow(session: requests.Session, server_url: str, message_id: int, last_event_id: str = "") -> Events:
-    """Follow a reply's events from another tab, from Last-Event-ID (or the start) to its end."""
+def follow_stream(session: requests.Session, server_url: str, message_id: int, last_event_id: str = ""):
+    """Open a reply's events from another tab, from Last-Event-ID (or the start); return the response unread."""
     headers = {"Accept": "text/event-stream", **({"Last-Event-ID": last_event_id} if last_event_id else {})}
     response = session.get(f"{server_url}/chat/messages/{message_id}/events/", headers=headers, stream=True, timeout=30)
     assert response.status_code == 200, response.status_code
     assert response.headers["content-type"].startswith("text/event-stream")
+    return response
+
+
+def follow(session: requests.Session, server_url: str, message_id: int, last_event_id: str = "") -> Events:
+    """Follow a reply's events from another tab, from Last-Event-ID (or the start) to its end."""
+    response = follow_stream(session, server_url, message_id, last_event_id)
     return parse_events(response.iter_lines(decode_unicode=True))
 
 
@@ -103,3 +110,13 @@ def send(session: requests.Session, server_url: str, path: str, message: str, **
     events = parse_events(response.iter_lines(decode_unicode=True))
     events.status = response.status_code
     return events
+
+
+def wait_for(probe, what: str, timeout: float = 20.0):
+    """Poll a fact (a server answering, a saved row) until it holds; return its value."""
+    deadline = time.monotonic() + timeout
+    while not (value := probe()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} within {timeout} s")
+        time.sleep(0.05)
+    return value

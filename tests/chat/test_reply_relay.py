@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+from contextlib import suppress
 from datetime import timedelta
 
 import pytest
 import requests
+from asgiref.sync import async_to_sync
+from django.db import connection
 from django.utils import timezone
+from psycopg_pool import PoolTimeout
 
 from chat.models import Conversation, Message, UsageRecord
-from tests.conftest import credential_create, user_create
-from tests.streaming import follow, logged_in_session, open_stream, parse_events, send, stop
+from tests.asgi_server import AsgiLiveServer
+from tests.conftest import ALICE_KEY, credential_create, user_create
+from tests.streaming import follow, logged_in_session, open_stream, parse_events, send, stop, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -107,3 +112,89 @@ def test_it_hides_other_peoples_replies(asgi_server, fake_openai, session, alice
     anonymous = requests.get(f"{asgi_server.url}/chat/messages/{reply.pk}/events/", allow_redirects=False, timeout=10)
     assert anonymous.status_code == 302
     assert follow(session, asgi_server.url, reply.pk).text == "Mine"
+
+
+def test_it_finishes_a_reply_started_under_a_sync_server(client, fake_openai, alice):
+    """Django's test client, like a WSGI server, runs an async view on a loop that closes when the view returns.
+
+    The reply must not live (and die) on that loop, nor make its shutdown wait: it runs on the process's
+    background loop, and a follower on yet another loop (the response, read here) sees all of it.
+    """
+    credential_create(alice, ALICE_KEY)
+    client.force_login(alice)
+    fake_openai.tokens(50, delay=0.01)
+
+    response = client.post("/chat/send/", {"message": "Go on"})
+
+    assert response.status_code == 200 and response["Content-Type"] == "text/event-stream"
+
+    async def read() -> bytes:
+        return b"".join([events async for events in response.streaming_content])
+
+    events = parse_events(async_to_sync(read)().decode().splitlines())
+    assert events.text == "".join(f"tok{i} " for i in range(50)) and events.done["state"] == "complete"
+    reply = Message.objects.get(role="assistant")
+    assert (reply.state, reply.content) == ("complete", events.text)
+    assert not fake_openai.disconnected.is_set() and fake_openai.completed_streams == 1
+    assert Conversation.objects.get().reply_lease_until is None
+
+
+def test_it_saves_a_reply_as_incomplete_when_the_server_shuts_down_under_it(fake_openai, alice, transactional_db):
+    credential_create(alice, ALICE_KEY)
+    server = AsgiLiveServer().start()
+    try:
+        session = logged_in_session(server.url, "alice")
+        fake_openai.tokens(400, delay=0.02)
+        response = open_stream(session, server.url, "/chat/send/", "Go on")
+        seen = parse_events(response.iter_lines(decode_unicode=True), stop_after_tokens=5)
+        response.close()
+    finally:
+        server.stop()  # the server's loop closes under the running reply
+
+    assert not server._thread.is_alive(), "the loop's shutdown hung"
+    assert fake_openai.disconnected.wait(10), "upstream was left open"
+    reply = Message.objects.get(pk=seen.start["assistant_message"])
+    assert reply.state == "incomplete" and "restarted" in reply.error
+    assert reply.content.startswith(seen.text) and len(reply.content.split()) < 400
+    assert UsageRecord.objects.get().outcome == "incomplete"
+    assert Conversation.objects.get().reply_lease_until is None
+
+
+@pytest.fixture
+def small_pool():
+    """The process's PostgreSQL pool cut to 4 connections that give up waiting after 0.3 s (production: 20, 10 s)."""
+    options = connection.settings_dict.get("OPTIONS", {}).get("pool")
+    if connection.vendor != "postgresql" or not isinstance(options, dict):
+        pytest.skip("needs PostgreSQL's connection pool; runs when DATABASE_URL is PostgreSQL")
+    before = dict(options)
+    connection.close()
+    connection.close_pool()
+    options.update(min_size=1, max_size=4, timeout=0.3)
+    yield connection
+    connection.close()
+    connection.close_pool()
+    options.clear()
+    options.update(before)
+
+
+def test_it_saves_the_reply_once_the_exhausted_pool_gives_a_connection_again(
+    small_pool, asgi_server, fake_openai, session, caplog
+):
+    fake_openai.tokens(40, delay=0.02)
+    _response, lines, seen = _start(session, asgi_server)
+    held = []
+    with suppress(PoolTimeout):  # take every connection the pool has: the reply's final save finds none
+        while True:
+            held.append(small_pool.pool.getconn(timeout=0.5))
+
+    message_id = seen.start["assistant_message"]
+    wait_for(lambda: f"saving reply {message_id} again" in caplog.text, "a retry of the final save")
+    for conn in held:
+        small_pool.pool.putconn(conn)
+
+    rest = parse_events(lines)
+    assert rest.done["state"] == "complete"
+    reply = Message.objects.get(pk=message_id)
+    assert (reply.state, reply.content) == ("complete", "".join(f"tok{i} " for i in range(40)))
+    assert UsageRecord.objects.get().outcome == "complete"
+    assert Conversation.objects.get().reply_lease_until is None
