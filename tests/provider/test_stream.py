@@ -225,3 +225,23 @@ def test_it_does_not_trim_for_programs(local):
         fake.then(status=400, error={"error": {"message": "too long", "code": "context_length_exceeded"}})
         _, _, _, error = run_stream(bearer_for_fake(fake), messages=[{"role": "user", "content": "a"}] * 3)
     assert error.kind == "context_length" and len(fake.chat_requests) == 1
+
+
+@pytest.mark.parametrize("split", [1, 2, 3, 7, 1000])
+def test_it_splits_events_whatever_the_reads_and_line_endings(split):
+    from tokens.provider.stream import EventSplitter
+
+    wire = (
+        b": a comment\r\n\r\n"
+        b"data: one\r\n\r\n"
+        b"event: reasoning\rdata: two\rdata:three\r\r"
+        b"id: 4\nretry: 10\ndata\n\n"
+        b"event: empty\n\n"
+        b'data: {"x": 1}\n\n'
+        b"data: incomplete"
+    )
+    splitter, events = EventSplitter(), []
+    for start in range(0, len(wire), split):
+        events += splitter.feed(wire[start : start + split])
+    assert events == [(b"", b"one"), (b"reasoning", b"two\nthree"), (b"", b""), (b"", b'{"x": 1}')]
+    assert splitter.pending == len(b"data: incomplete")

@@ -14,7 +14,7 @@ import httpcore
 import httpx
 from django.conf import settings
 
-from tokens.transport import GuardedNetworkBackend
+from tokens.transport import AsyncioBackend, GuardedNetworkBackend
 
 _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[bool, httpx.AsyncClient]] = (
     weakref.WeakKeyDictionary()
@@ -30,15 +30,15 @@ def _new_client(guarded: bool) -> httpx.AsyncClient:
     limits = httpx.Limits(max_connections=4000, max_keepalive_connections=200, keepalive_expiry=30)
     ssl_context = httpx.create_ssl_context()  # loading the CA bundle takes ~0.25 s: once per client
     transport = httpx.AsyncHTTPTransport(verify=ssl_context, limits=limits, trust_env=False)
-    if guarded:
-        # httpx takes no network backend; give its pool one that resolves, checks, then connects.
-        transport._pool = httpcore.AsyncConnectionPool(
-            ssl_context=ssl_context,
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections,
-            keepalive_expiry=limits.keepalive_expiry,
-            network_backend=GuardedNetworkBackend(),
-        )
+    # httpx takes no network backend; give its pool one on the loop's own transports (guarded ones resolve and
+    # check the address first).
+    transport._pool = httpcore.AsyncConnectionPool(
+        ssl_context=ssl_context,
+        max_connections=limits.max_connections,
+        max_keepalive_connections=limits.max_keepalive_connections,
+        keepalive_expiry=limits.keepalive_expiry,
+        network_backend=GuardedNetworkBackend() if guarded else AsyncioBackend(),
+    )
     # Reads are bounded per read by the caller (first-token wait, idle gap, overall deadline).
     timeout = httpx.Timeout(connect=settings.UPSTREAM_CONNECT_TIMEOUT, read=None, write=10.0, pool=10.0)
     return httpx.AsyncClient(

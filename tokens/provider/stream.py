@@ -1,15 +1,15 @@
-"""Streamed chat completions over the shared httpx.AsyncClient, read incrementally with httpx-sse's decoders.
+"""Streamed chat completions over the shared httpx.AsyncClient, read incrementally.
 
-Server-sent events (WHATWG HTML "Server-sent events" 9.2.6) are decoded line by line as bytes arrive,
-so a hostile upstream costs linear CPU; every read is bounded in time and every event, reply and
-error body in size. The stream ends where the protocol says: at `data: [DONE]`, or UPSTREAM_TAIL_SECONDS
-of silence after a finish_reason (some servers hold the connection open), not only when the socket closes.
+Server-sent events (WHATWG HTML "Server-sent events" 9.2.6) are split from the bytes as they arrive
+(`EventSplitter`) and each event's JSON is parsed from bytes by orjson, so a hostile upstream costs linear CPU;
+every read is bounded in time and every event, reply and error body in size. The stream ends where the protocol
+says: at `data: [DONE]`, or UPSTREAM_TAIL_SECONDS of silence after a finish_reason (some servers hold the
+connection open), not only when the socket closes.
 """
 
 from __future__ import annotations
 
 import asyncio
-import codecs
 import json
 import logging
 import random
@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import httpx
+import orjson
 from django.conf import settings
 from django.utils.translation import gettext as _
-from httpx_sse._decoders import SSEDecoder, SSELineDecoder
 
 from tokens.provider.client import client
 from tokens.provider.endpoint import Bearer
@@ -265,10 +265,9 @@ async def _read_events(
     idle, tail = settings.UPSTREAM_READ_TIMEOUT, settings.UPSTREAM_TAIL_SECONDS
     max_event, max_bytes = settings.UPSTREAM_MAX_EVENT_BYTES, settings.UPSTREAM_MAX_REPLY_BYTES
     max_chars = settings.UPSTREAM_MAX_REPLY_CHARS
-    utf8 = codecs.getincrementaldecoder("utf-8")("replace")
-    lines, events = SSELineDecoder(), SSEDecoder()
+    events = EventSplitter()
     raw = response.aiter_raw()
-    total = pending = chars = 0
+    total = chars = 0
     watch = _ReadWatch(min(first_deadline, end))
     try:
         while True:
@@ -285,22 +284,13 @@ async def _read_events(
             if chunk is None:
                 break
             total += len(chunk)
-            cut = chunk.rfind(b"\n\n")
-            if b"\r" in chunk:
-                cut = max(cut, chunk.rfind(b"\r\n\r\n"), chunk.rfind(b"\r\r"))
-            pending = pending + len(chunk) if cut < 0 else len(chunk) - cut
-            if pending > max_event or total > max_bytes:
+            found = events.feed(chunk)
+            if events.pending > max_event or total > max_bytes:
                 raise _cut_or(completion, ProviderError("too_large", _("The provider sent more than we accept.")))
-            for line in lines.decode(utf8.decode(chunk)):
-                event = events.decode(line)
-                if event is None:
-                    continue
-                data = event.data
-                if data == "[DONE]":
+            for name, data in found:
+                if data == b"[DONE]":
                     return
-                if not data:
-                    continue
-                for delta in _apply(data, event.event, completion, bearer, model):
+                for delta in _apply(_json(data), name, completion, bearer, model):
                     chars += len(delta.text)
                     if chars > max_chars:
                         raise _cut_or(completion, ProviderError("too_large", _("The reply is longer than we accept.")))
@@ -333,15 +323,63 @@ def _cut_or(completion: Completion, error: ProviderError) -> ProviderError:
     return cut
 
 
-def _apply(data: str, event_name: str, completion: Completion, bearer: Bearer, model: str) -> list[Delta]:
+class EventSplitter:
+    """Split server-sent events out of bytes as they arrive: `feed(bytes)` returns [(event name, data)] (bytes).
+
+    Lines end in LF, CRLF or CR; a blank line dispatches; `data` lines are joined with LF, an event without data is
+    dropped, comments and other fields are ignored (WHATWG HTML 9.2.6). `pending` is the size of the event still
+    incomplete, for the caller's cap.
+    """
+
+    def __init__(self) -> None:
+        self._rest = b""
+
+    @property
+    def pending(self) -> int:
+        return len(self._rest)
+
+    def feed(self, chunk: bytes) -> list[tuple[bytes, bytes]]:
+        text = self._rest + chunk if self._rest else chunk
+        if b"\r" in text:
+            # A CR at the end may be half of a CRLF split between reads: keep it raw until the next one.
+            tail = b"\r" if text.endswith(b"\r") else b""
+            text = text[: len(text) - len(tail)].replace(b"\r\n", b"\n").replace(b"\r", b"\n") + tail
+        *blocks, self._rest = text.split(b"\n\n")
+        events = []
+        for block in blocks:
+            if block.startswith(b"data: ") and b"\n" not in block:  # the usual shape, one data line
+                events.append((b"", block[6:]))
+                continue
+            name, data = b"", []
+            for line in block.split(b"\n"):
+                field, _colon, value = line.partition(b":")
+                if value[:1] == b" ":
+                    value = value[1:]
+                if field == b"data":
+                    data.append(value)
+                elif field == b"event":
+                    name = value
+            if data:
+                events.append((name, b"\n".join(data)))
+        return events
+
+
+def _json(data: bytes) -> object:
     try:
-        chunk = json.loads(data)
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        pass
+    try:  # orjson refuses invalid UTF-8; read it as the text it mostly is
+        return json.loads(data.decode("utf-8", "replace"))
     except ValueError:
         logger.debug("skipped a non-JSON event")
-        return []
+        return None
+
+
+def _apply(chunk: object, event_name: bytes, completion: Completion, bearer: Bearer, model: str) -> list[Delta]:
     if not isinstance(chunk, dict):
         return []
-    if "error" in chunk or event_name == "error":
+    if "error" in chunk or event_name == b"error":
         raise error_in_stream(chunk, model=model, secret=bearer.token)
     completion.response_id = completion.response_id or _text(chunk.get("id"), 200)
     if chunk.get("usage"):
@@ -376,7 +414,7 @@ def _completion_from_json(raw: bytes, completion: Completion, bearer: Bearer, mo
         raise ProviderError("bad_response", _("The provider sent a reply that could not be read.")) from exc
     if isinstance(payload, dict) and "error" in payload:
         raise error_in_stream(payload, model=model, secret=bearer.token)
-    deltas = _apply(raw.decode("utf-8", "replace"), "", completion, bearer, model)
+    deltas = _apply(payload, b"", completion, bearer, model)
     if not deltas and completion.finish_reason is None:
         raise ProviderError("bad_response", _("The provider's answer held no reply."))
     completion.finish_reason = completion.finish_reason or "stop"
