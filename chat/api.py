@@ -22,11 +22,12 @@ from dataclasses import dataclass, field
 from functools import wraps
 from urllib.parse import unquote_plus
 
+import orjson
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
 from django.db import close_old_connections
-from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import translation
 from django.utils.translation import gettext as _
 from django.views.decorators.csrf import csrf_exempt
@@ -35,6 +36,7 @@ from accounts import ratelimit
 from chat import budgets
 from chat.models import Source, State, UsageRecord
 from chat.services import models_for
+from chat.sse import EventStreamResponse
 from chat.tokencount import count_message_tokens, count_text_tokens
 from chat.usage import usage_write
 from tokens.api_keys import ApiAuthError, ApiGrant, access_token_issue, api_bearer_verify, clean_model_list
@@ -49,7 +51,6 @@ UNSUPPORTED = ("tools", "tool_choice", "functions", "function_call", "audio", "l
 # Ours to set, or names stream_chat takes as arguments: never taken from the request body.
 RESERVED = ("model", "messages", "stream", "stream_options", "n", "bearer", "completion", "trim_on_overflow", "renew")
 _UNREAD = object()
-SSE_HEADERS = {"Cache-Control": "no-cache, no-transform", "X-Accel-Buffering": "no"}
 
 
 class ApiError(Exception):
@@ -414,7 +415,8 @@ def _call_plan(bearer: str, ip: str, raw: bytes) -> ApiCall:
             retry=False,
         )
     user = grant.user
-    limit = budgets.limits_for(user).chat_rate_limit
+    limits = budgets.limits_for(user)
+    limit = limits.chat_rate_limit
     verdict = ratelimit.hit(f"chat:{user.pk}", limit=limit, window=60)  # one allowance shared with the web chat
     if not verdict.allowed:
         raise ApiError(
@@ -426,7 +428,7 @@ def _call_plan(bearer: str, ip: str, raw: bytes) -> ApiCall:
             retry_after=verdict.retry_after,
         )
     try:
-        budgets.budget_check(user=user)
+        budgets.budget_check(user=user, limits=limits)
     except budgets.BudgetExceeded as exc:
         raise ApiError(429, exc.message, type="insufficient_quota", code="budget_exceeded", retry=False) from exc
     credential = _credential_for(grant)
@@ -586,9 +588,7 @@ class _ChunkWriter:
     def delta(self, delta: Delta) -> bytes:
         # A thinking model's reasoning goes where DeepSeek, vLLM and OpenRouter clients look for it.
         name = b'{"content":' if delta.kind == "content" else b'{"reasoning_content":'
-        return (
-            self.head + name + json.dumps(delta.text).encode() + b'},"logprobs":null,"finish_reason":null}]' + self.tail
-        )
+        return self.head + name + orjson.dumps(delta.text) + b'},"logprobs":null,"finish_reason":null}]' + self.tail
 
     def usage(self, usage: dict) -> bytes:
         return self.usage_head + json.dumps(usage).encode() + b"}\n\n"
@@ -659,6 +659,4 @@ async def chat_completions(request: HttpRequest) -> HttpResponse:
         if error is None:
             raise
         return error_response(_from_upstream(error))
-    return StreamingHttpResponse(
-        _sse(call, stream, first, completion), content_type="text/event-stream", headers=SSE_HEADERS
-    )
+    return EventStreamResponse(_sse(call, stream, first, completion))

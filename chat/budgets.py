@@ -35,6 +35,10 @@ class Limits:
     monthly_token_budget: int | None
     chat_rate_limit: int
 
+    @property
+    def has_budget(self) -> bool:
+        return self.monthly_budget_usd is not None or self.monthly_token_budget is not None
+
 
 def limits_for(user: User, team: TeamLimits | None = None) -> Limits:
     """The person's own limits where set, else the team's defaults, else the site's settings."""
@@ -89,12 +93,12 @@ class BudgetStatus:
         return max(shares) if shares else None
 
 
-def budget_status(*, user: User, now: datetime | None = None) -> BudgetStatus:
-    """This month's spend for user against their limits (one roll-up query and the team row)."""
+def budget_status(*, user: User, now: datetime | None = None, limits: Limits | None = None) -> BudgetStatus:
+    """This month's spend for user against their limits (one roll-up query, and the team row unless `limits`)."""
     first, resets_at = month_of(now)
     totals = UsageDaily.objects.filter(user_id=user.pk, day__gte=first, day__lt=resets_at.date()).totals()
     return BudgetStatus(
-        limits=limits_for(user),
+        limits=limits or limits_for(user),
         month=first,
         resets_at=resets_at,
         spent_usd=totals["cost_usd"],
@@ -117,12 +121,16 @@ class BudgetExceeded(Exception):
         return {"error": {"message": self.message, "type": "insufficient_quota", "code": "budget_exceeded"}}
 
 
-def budget_check(*, user: User, now: datetime | None = None) -> BudgetStatus:
+def budget_check(*, user: User, now: datetime | None = None, limits: Limits | None = None) -> BudgetStatus | None:
     """Refuse (raise BudgetExceeded) when user's monthly cost or token budget is used up; call before any upstream call.
 
-    Returns the status when the call may go ahead.
+    Returns the status when the call may go ahead, or None when the person has no budget (nothing is summed then).
+    `limits`: limits_for(user), when the caller has them already.
     """
-    status = budget_status(user=user, now=now)
+    limits = limits or limits_for(user)
+    if not limits.has_budget:
+        return None
+    status = budget_status(user=user, now=now, limits=limits)
     resets = formats.date_format(status.resets_at.date(), "DATE_FORMAT")
     budget, tokens = status.limits.monthly_budget_usd, status.limits.monthly_token_budget
     if budget is not None and status.spent_usd >= budget:
@@ -151,9 +159,10 @@ def budget_alerts_check(*, user_id: int, now: datetime | None = None) -> list[in
     unique constraint lets only one of them claim a threshold.
     """
     user = User.objects.filter(pk=user_id).first()
-    if user is None:
+    limits = limits_for(user) if user is not None else None
+    if limits is None or not limits.has_budget:  # most people: no budget, nothing to sum after every call
         return []
-    status = budget_status(user=user, now=now)
+    status = budget_status(user=user, now=now, limits=limits)
     used = status.used_percent
     crossed = []
     for threshold in THRESHOLDS:

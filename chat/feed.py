@@ -74,9 +74,10 @@ def _news_event() -> asyncio.Event:
 
 
 def mark(reply: Reply) -> None:
-    """Note that `reply` has deltas Redis has not seen yet."""
-    _pending.add(reply)
-    _news_event().set()
+    """Note that `reply` has deltas Redis has not seen yet (called per chunk: the usual case is a set lookup)."""
+    if reply not in _pending:
+        _pending.add(reply)
+        _news_event().set()
 
 
 def _add_batch(pipe: redis.client.Pipeline, reply: Reply) -> None:

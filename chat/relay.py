@@ -78,6 +78,8 @@ class Reply:
         self.flushed = 0  # offset already copied to Redis
         self.checkpointed = 0  # offset already saved as a checkpoint
         self._waiters: list[asyncio.Future] = []
+        self._news_at = 0.0  # loop time of the last push or finish
+        self._ticker: asyncio.TimerHandle | None = None
 
     def push(self, kind: str, text: str) -> None:
         self.runs.append((kind, text))
@@ -97,26 +99,44 @@ class Reply:
     def finish(self, done: dict) -> None:
         self.done = done
         self._wake()
+        if self._ticker is not None:
+            self._ticker.cancel()
+            self._ticker = None
 
     def text(self, kind: str) -> str:
         return "".join(text for k, text in self.runs if k == kind)
 
-    def _wake(self) -> None:
+    def _wake(self, news: bool = True) -> None:
+        if news and self._waiters:
+            self._news_at = self._waiters[0].get_loop().time()
         waiters, self._waiters = self._waiters, []
         for waiter in waiters:
             if not waiter.done():
-                waiter.set_result(True)
+                waiter.set_result(news)
 
-    async def _wait(self, timeout: float) -> bool:
-        """Wait for news; False after `timeout` seconds without any."""
+    def _tick(self) -> None:
+        """Answer waiters with False (a keep-alive is due) after CHAT_KEEPALIVE_SECONDS without news.
+
+        One timer per reply, re-armed when it fires, instead of one per wait: a wait per chunk is the common case.
+        """
+        loop, quiet = asyncio.get_running_loop(), settings.CHAT_KEEPALIVE_SECONDS
+        due = self._news_at + quiet
+        if loop.time() >= due:
+            self._wake(news=False)
+            self._news_at = due = loop.time()
+            due += quiet
+        self._ticker = None if self.done is not None else loop.call_at(due, self._tick)
+
+    async def _wait(self) -> bool:
+        """Wait for news; False when CHAT_KEEPALIVE_SECONDS pass without any."""
         loop = asyncio.get_running_loop()
         waiter = loop.create_future()
+        if not self._waiters:
+            self._news_at = loop.time()  # nobody was waiting: the quiet period starts now
         self._waiters.append(waiter)
-        timer = loop.call_later(timeout, lambda: waiter.done() or waiter.set_result(False))
-        try:
-            return await waiter
-        finally:
-            timer.cancel()
+        if self._ticker is None:
+            self._ticker = loop.call_at(self._news_at + settings.CHAT_KEEPALIVE_SECONDS, self._tick)
+        return await waiter
 
     def follow(self, offset: int = 0) -> AsyncIterator[bytes]:
         """This reply's events from `offset` on, live, with keep-alives, until `done`, on the caller's loop."""
@@ -126,7 +146,7 @@ class Reply:
 
     async def _follow(self, offset: int) -> AsyncIterator[bytes]:
         while self.start is None and self.done is None:
-            if not await self._wait(settings.CHAT_KEEPALIVE_SECONDS):
+            if not await self._wait():
                 yield KEEPALIVE
         if self.start is not None:
             yield sse_event("start", self.start)
@@ -137,7 +157,7 @@ class Reply:
             elif self.done is not None:
                 yield sse_event("done", self.done)
                 return
-            elif not await self._wait(settings.CHAT_KEEPALIVE_SECONDS):
+            elif not await self._wait():
                 yield KEEPALIVE
 
     def stop(self) -> None:

@@ -116,7 +116,7 @@ def usage_write(
         outcome=outcome,
         created_at=created_at,
     )
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):  # inside a caller's transaction, a savepoint is two more round trips
         record.save(force_insert=True)
         rollup_add(record)
     from chat.budgets import budget_alerts_check  # budgets reads the roll-up this module writes

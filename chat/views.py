@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.contrib import messages
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.translation import gettext as _
@@ -11,6 +11,7 @@ from django.views.decorators.http import require_GET, require_POST
 from chat import export, relay, services
 from chat.forms import RenameForm, SystemPromptForm
 from chat.models import Conversation, Message, Role, State
+from chat.sse import EventStreamResponse
 from tokens.provider import ProviderError
 from tokens.services import CredentialError, credential_for_user
 
@@ -77,12 +78,8 @@ async def _stream_reply(request: HttpRequest, pk: int | None, mode: str) -> Http
     return _event_stream(relay.reply_start(plan).follow(0))
 
 
-def _event_stream(events) -> StreamingHttpResponse:
-    return StreamingHttpResponse(
-        events,
-        content_type="text/event-stream",
-        headers={"Cache-Control": "no-cache, no-transform", "X-Accel-Buffering": "no"},
-    )
+def _event_stream(events) -> EventStreamResponse:
+    return EventStreamResponse(events)
 
 
 def _owned_reply(user, pk: int) -> Message:
