@@ -28,7 +28,9 @@ class EventStreamResponse(StreamingHttpResponse):
     """
 
     def __init__(self, events: AsyncIterator[bytes]) -> None:
-        super().__init__(events, content_type="text/event-stream", headers=HEADERS)
+        # The charset as OpenAI sends it: events carry UTF-8 as is, and clients such as requests read text/* as
+        # Latin-1 when none is named.
+        super().__init__(events, content_type="text/event-stream; charset=utf-8", headers=HEADERS)
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         return aiter(self._iterator)
