@@ -17,7 +17,7 @@ from datetime import date, timedelta
 from functools import wraps
 
 from asgiref.sync import sync_to_async
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import EmptyResultSet, PermissionDenied
 from django.core.paginator import Paginator
 from django.db import connection
 from django.db.models import Avg, Count, Q, Sum
@@ -97,13 +97,17 @@ _SET_OF_GROUPING = {7: "total", 3: "day", 5: "model", 6: "user_id"}
 
 def daily_grouping_sets(daily: UsageDailyQuerySet) -> dict:
     """{"total": {...}, "day": [...], "model": [...], "user_id": [...]} for the filtered roll-up, in one query."""
-    inner, params = daily.order_by().values("day", "model", "user_id", *_SUM_COLUMNS).query.sql_with_params()
+    sets: dict = {"total": None, "day": [], "model": [], "user_id": []}
+    try:
+        inner, params = daily.order_by().values("day", "model", "user_id", *_SUM_COLUMNS).query.sql_with_params()
+    except EmptyResultSet:  # a filter Django knows matches nothing (user__in=[]): no SQL to wrap
+        sets["total"] = daily.none().totals()
+        return sets
     sums = ", ".join(f"SUM(t.{column}) AS {column}" for column in _SUM_COLUMNS)
     sql = (
         f"SELECT GROUPING(t.day, t.model, t.user_id), t.day, t.model, t.user_id, {sums} "  # noqa: S608 (fixed names)
         f"FROM ({inner}) AS t GROUP BY GROUPING SETS ((), (t.day), (t.model), (t.user_id))"
     )
-    sets: dict = {"total": None, "day": [], "model": [], "user_id": []}
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         for grouping, day, model, user_id, *values in cursor.fetchall():

@@ -25,6 +25,7 @@ HOSTILE_QUERIES = [
     "page=99999999999999999999",
     "page=abc",
     "user=" + "x" * 5000,
+    "user=nobody-by-that-name",
     "model=%E2%80%AE",
     "since=2026-11-30&until=2026-11-01",
     "since[]=1&since=2",
