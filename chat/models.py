@@ -193,6 +193,22 @@ class UsageQuerySet(models.QuerySet):
             avg_latency_ms=Avg("latency_ms"),
         )
 
+    def per_message(self, message_ids: list[int]) -> dict[int, dict]:
+        """Message id -> summed tokens and cost of the web replies among `message_ids` (one call per version)."""
+        rows = (
+            self.filter(message_id__in=message_ids)
+            .order_by()
+            .values("message_id")
+            .annotate(
+                prompt_tokens=Sum("prompt_tokens"),
+                completion_tokens=Sum("completion_tokens"),
+                total_tokens=Sum("total_tokens"),
+                cost_usd=Sum("cost_usd"),
+                estimated=Count("id", filter=Q(is_estimated=True)),
+            )
+        )
+        return {row.pop("message_id"): row for row in rows}
+
     def in_range(self, since: date | None, until: date | None, zone: tzinfo | None = None) -> UsageQuerySet:
         """Rows of the days since..until in zone (default: the active one), as a range on created_at for the index."""
         qs, zone = self, zone or timezone.get_current_timezone()
@@ -212,6 +228,14 @@ class UsageRecord(models.Model):
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="usage_records")
     credential_id = models.UUIDField(null=True, blank=True)
     conversation = models.ForeignKey(Conversation, on_delete=models.SET_NULL, null=True, blank=True)
+    message = models.ForeignKey(
+        "Message",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="usage_records",
+        help_text="The web chat's reply (one version of an answer) this call wrote; empty for the API.",
+    )
     api_key = models.ForeignKey(
         ApiKey,
         on_delete=models.SET_NULL,

@@ -498,6 +498,7 @@ def usage_record(
         estimate=estimate if billed else None,
         credential_id=prepared.bearer.credential_id,
         conversation_id=prepared.conversation.pk,
+        message_id=prepared.assistant_message.pk,
         status_code=completion.status_code or (error.status if error else None),
         request_id=completion.request_id,
         response_id=completion.response_id,

@@ -10,7 +10,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from chat import export, relay, services
 from chat.forms import RenameForm, SystemPromptForm
-from chat.models import Conversation, Message, Role, State
+from chat.models import Conversation, Message, Role, State, UsageRecord
 from chat.sse import EventStreamResponse
 from tokens.provider import ProviderError
 from tokens.services import CredentialError, credential_for_user
@@ -30,9 +30,13 @@ def _chat_ctx(request: HttpRequest, conversation: Conversation | None) -> dict:
         conversations = conversations.matching(query)
     credentials = list(request.user.credentials.all())
     default_model = next((c.default_model for c in credentials if c.is_default), "")  # e.g. an Azure deployment
+    thread = conversation.messages.thread() if conversation else []
+    usage = UsageRecord.objects.per_message([m.pk for m in thread if m.role == Role.ASSISTANT])
+    for message in thread:
+        message.usage = usage.get(message.pk)  # each version shows its own call's tokens and cost
     return {
         "conversation": conversation,
-        "chat_messages": conversation.messages.thread() if conversation else [],
+        "chat_messages": thread,
         "conversations": conversations[:200],
         "query": query,
         "credentials": credentials,

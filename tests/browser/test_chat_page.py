@@ -9,9 +9,10 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from accounts.models import User
-from chat.models import Conversation, Message
+from chat.models import Conversation, Message, UsageRecord
 from tests.browser.conftest import log_in, new_page, send_message
 from tests.conftest import ALICE_KEY, credential_create
+from tests.fakes.providers import FakeProvider
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -104,6 +105,30 @@ def test_it_keeps_every_version_and_moves_between_them(alice_page: Page, fake_op
         ["Tell me about France", "And the second question?"]
     )
     assert Message.objects.filter(role="assistant").count() == 4
+
+
+def test_it_shows_the_usage_of_the_version_in_view(alice_page: Page, fake_openai):
+    fake_openai.reply("First try.", prompt_tokens=7, completion_tokens=3)
+    fake_openai.reply("Second try.", prompt_tokens=7, completion_tokens=1200)
+    send_message(alice_page, "Tell me about France")
+    expect(_assistant(alice_page)).to_have_attribute("data-state", "complete")
+    alice_page.click("[data-action=regenerate]")
+    expect(_assistant(alice_page).locator(".bubble")).to_have_text("Second try.")
+    expect(_assistant(alice_page)).to_have_attribute("data-state", "complete")
+
+    alice_page.reload()
+    usage = _assistant(alice_page).locator("[data-usage]")
+    expect(usage).to_contain_text("1,207 tokens")
+    expect(usage).to_have_attribute("title", "7 tokens in, 1,200 out")
+    alice_page.click("[data-action=version-previous]")
+    expect(_assistant(alice_page).locator(".bubble")).to_have_text("First try.")
+    expect(_assistant(alice_page).locator("[data-usage]")).to_contain_text("10 tokens")
+    alice_page.click("[data-action=version-next]")
+    expect(_assistant(alice_page).locator("[data-usage]")).to_contain_text("1,207 tokens")
+    assert sorted(UsageRecord.objects.values_list("message__content", "total_tokens")) == [
+        ("First try.", 10),
+        ("Second try.", 1207),
+    ]
 
 
 def test_it_copies_a_whole_message_and_exports_the_conversation(alice_page: Page, fake_openai):
@@ -313,3 +338,34 @@ def test_it_shows_saved_thinking_collapsed_and_rendered(alice_page: Page, alice)
     thinking.locator("summary").click()
     expect(thinking.locator("strong")).to_have_text("both")
     expect(_assistant(alice_page).locator(".bubble")).to_have_text("Because.")
+
+
+@pytest.mark.parametrize("personality", ["deepseek", "openrouter"])
+def test_it_shows_thinking_live_then_the_answer_and_keeps_it(page: Page, alice, local_upstreams, personality):
+    with FakeProvider(personality) as provider:
+        credential_create(alice, provider.key, base_url=provider.base_url)
+        provider.then(reasoning="Six times **seven** is forty-two.", text="It is 42.", hold_after_reasoning=True)
+        log_in(page, "alice")
+        send_message(page, "What is six times seven?")
+
+        # The provider has sent its thinking and holds the answer back: the thinking is on the page, open, live.
+        reply = _assistant(page)
+        thinking = reply.locator("[data-reasoning]")
+        expect(thinking.locator("strong")).to_have_text("seven")
+        expect(thinking).to_contain_text("is forty-two.")
+        expect(thinking).to_have_attribute("open", "")
+        expect(reply).to_have_attribute("data-state", "streaming")
+        expect(reply.locator(".bubble")).to_have_text("")
+
+        provider.release.set()
+        expect(reply).to_have_attribute("data-state", "complete")
+        expect(reply.locator(".bubble")).to_have_text("It is 42.")
+        expect(thinking).not_to_have_attribute("open", "")  # folded away once the answer is there
+
+        page.reload()
+        thinking = _assistant(page).locator("[data-reasoning]")
+        thinking.locator("summary").click()
+        expect(thinking.locator("strong")).to_have_text("seven")
+        expect(_assistant(page).locator(".bubble")).to_have_text("It is 42.")
+    saved = Message.objects.get(role="assistant")
+    assert saved.reasoning.strip() == "Six times **seven** is forty-two." and saved.content == "It is 42."

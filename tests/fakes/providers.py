@@ -83,6 +83,7 @@ class Reply:
     error: dict | None = None  # an error payload: HTTP body if status >= 400, else sent inside the stream
     json_body: bool = False  # answer stream: true with one application/json completion
     hold_after_done: bool = False  # keep the connection open after [DONE]
+    hold_after_reasoning: bool = False  # wait for `release` between the reasoning and the answer
     think_seconds: float = 0.0
     headers: dict[str, str] = field(default_factory=dict)
     usage: Any = None  # sent as the usage object instead of honest counts (NaN, strings, ...), when set
@@ -243,6 +244,8 @@ class FakeProvider(FakeServer):
         if reasoning and p.reasoning_field:
             for word in reasoning.split(" "):
                 delta({p.reasoning_field: word + " ", "content": None if p.name == "deepseek" else ""})
+        if reply.hold_after_reasoning and not self.release.wait(30):
+            return
         for word in reply.text.split(" ")[:-1]:
             delta({"content": word + " "})
         last = reply.text.split(" ")[-1]
