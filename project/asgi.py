@@ -4,6 +4,7 @@ Django's usual one."""
 from __future__ import annotations
 
 import os
+import threading
 
 from django.core.asgi import get_asgi_application
 from django.core.handlers.asgi import ASGIHandler
@@ -14,6 +15,10 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 site_application = get_asgi_application()
 
 from chat.relay import serve_replies_here  # noqa: E402  (needs the apps that get_asgi_application set up)
+from chat.tokencount import warm  # noqa: E402
+
+# Off the request path: tiktoken's first load takes seconds, and a reply without provider usage needs it.
+threading.Thread(target=warm, name="tiktoken-warm", daemon=True).start()
 
 
 class BearerOnlyHandler(ASGIHandler):
