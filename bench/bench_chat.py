@@ -2,7 +2,8 @@
 
 Runs the kit's run.sh (`../shared/bench-kit/` beside the repository, or BENCH_KIT) from the project
 root: the fake upstream called directly (the baseline), LiteLLM in front of it when `.venv-litellm`
-exists (the kit says "LiteLLM skipped" otherwise), and BOTH this app's web chat in front of it, all
+exists (the kit says "LiteLLM skipped" otherwise), and this app's web chat and its /v1 API (API_KEY_CMD, set
+here unless given) in front of it, all
 measured by one client in the same minutes, with the machine's other load measured and flagged.
 The kit writes `bench/results/side-by-side.json` and `.md`; this module returns where they are and
 the markdown tables.
@@ -47,6 +48,8 @@ def main() -> dict:
     # The kit speaks plain HTTP on 127.0.0.1, as a TLS proxy would to the app; with DEBUG=false the app would
     # otherwise redirect every request to https.
     env.setdefault("SECURE_SSL_REDIRECT", "false")
+    # The kit's optional byok-api target: /v1/chat/completions with a personal API key of the first bench user.
+    env.setdefault("API_KEY_CMD", f"{ROOT / '.venv' / 'bin' / 'python'} manage.py api_key_create peer0000 --name bench")
     completed = subprocess.run(["bash", str(run)], cwd=ROOT, env=env, check=False)
     out = Path(env["OUT_DIR"])
     markdown = out / f"{name}.md"

@@ -365,6 +365,7 @@ class ApiCall:
     options: dict
     stream: bool
     include_usage: bool
+    has_budget: bool = True  # the person's limits include a budget (read when planning)
     id: str = field(default_factory=lambda: f"chatcmpl-{secrets.token_hex(12)}")
     created: int = field(default_factory=lambda: int(time.time()))
 
@@ -445,6 +446,7 @@ def _call_plan(bearer: str, ip: str, raw: bytes) -> ApiCall:
         options={k: v for k, v in body.items() if k not in RESERVED and k not in UNSUPPORTED},
         stream=body.get("stream") is True,
         include_usage=isinstance(stream_options, dict) and stream_options.get("include_usage") is True,
+        has_budget=limits.has_budget,
     )
 
 
@@ -539,6 +541,7 @@ def usage_save(
             else None,
             error_type=error.kind if error else "",
             outcome=state,
+            has_budget=call.has_budget,
         )
     except Exception:
         logger.exception("could not record API usage for key %s", call.grant.api_key.pk)

@@ -60,6 +60,7 @@ class ReplyPlan:
     trimmed: int
     lease: str = ""
     anchor: Message | None = None  # see thread_fork
+    has_budget: bool = True  # the person's limits include a budget (read when planning)
 
 
 @dataclass
@@ -71,6 +72,7 @@ class PreparedReply:
     model: str
     history: list[dict]
     lease: str
+    has_budget: bool = True
 
 
 def _check_rate(user: User, limits: budgets.Limits) -> None:
@@ -174,17 +176,18 @@ def reply_reap_if_abandoned(message_id: int) -> Message:
 
 def _pick_credential(user: User, credential_id: str | None) -> Credential:
     credential = credential_for_user(user=user, credential_id=credential_id)
-    keys_url = reverse("tokens:credential-list") + "?next=chat"
     if credential is None:
         raise ChatRefusal(
-            _("Add an API key before you chat: replies are paid for with your own key."), status=409, redirect=keys_url
+            _("Add an API key before you chat: replies are paid for with your own key."),
+            status=409,
+            redirect=reverse("tokens:credential-list") + "?next=chat",
         )
     if not credential.is_usable:
         raise ChatRefusal(
             _("Your credential “%(name)s” is %(status)s. Fix or replace it on the keys page.")
             % {"name": credential.name, "status": credential.get_status_display().lower()},
             status=409,
-            redirect=keys_url,
+            redirect=reverse("tokens:credential-list") + "?next=chat",
         )
     return credential
 
@@ -335,7 +338,19 @@ def reply_plan(
                 _("A reply is still being written in this conversation. Stop it or wait for it."), status=409
             )
     return ReplyPlan(
-        user, conversation, credential, bearer, model, mode, text, system_prompt, history, trimmed, lease, anchor
+        user,
+        conversation,
+        credential,
+        bearer,
+        model,
+        mode,
+        text,
+        system_prompt,
+        history,
+        trimmed,
+        lease,
+        anchor,
+        has_budget=limits.has_budget,
     )
 
 
@@ -368,7 +383,9 @@ def reply_record(plan: ReplyPlan) -> PreparedReply:
             trimmed_turns=plan.trimmed,
             parent=user_message,
         )
-    return PreparedReply(conversation, user_message, assistant, plan.bearer, plan.model, plan.history, plan.lease)
+    return PreparedReply(
+        conversation, user_message, assistant, plan.bearer, plan.model, plan.history, plan.lease, plan.has_budget
+    )
 
 
 def _record_user_turn(conversation: Conversation, text: str, mode: str, anchor: Message | None) -> Message:
@@ -508,4 +525,5 @@ def usage_record(
         else None,
         error_type=error.kind if error else "",
         outcome=state,
+        has_budget=prepared.has_budget,
     )

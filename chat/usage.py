@@ -81,6 +81,7 @@ def usage_write(
     error_type: str = "",
     outcome: str = "complete",
     created_at: datetime | None = None,
+    has_budget: bool = True,
 ) -> UsageRecord:
     """Record one model call: exactly one UsageRecord, its cost snapshot and its daily roll-up.
 
@@ -90,7 +91,8 @@ def usage_write(
     the provider's numbers are missing or unusable; pass None when nothing was billed (the call
     failed before generating), which records zero tokens. Response ids are kept but never
     deduplicated on: a provider repeating ids cannot keep a call off the log. Triggers the
-    budget e-mails after commit. Raises only if the database itself fails.
+    budget e-mails after commit, unless `has_budget` is False (the caller read the person's limits for this
+    call and there is no budget). Raises only if the database itself fails.
     """
     created_at = created_at or timezone.now()
     counts = usage_counts(usage, estimate)
@@ -123,7 +125,8 @@ def usage_write(
         rollup_add(record)
     from chat.budgets import budget_alerts_check  # budgets reads the roll-up this module writes
 
-    transaction.on_commit(lambda: budget_alerts_check(user_id=user_id))
+    if has_budget:
+        transaction.on_commit(lambda: budget_alerts_check(user_id=user_id))
     return record
 
 
