@@ -1,21 +1,34 @@
 from __future__ import annotations
 
-from django import forms
-from django.contrib.auth.forms import UserCreationForm
+from allauth.account import forms as allauth_forms
 from django.utils.translation import gettext_lazy as _
 
-from accounts.models import User
+
+class LoginForm(allauth_forms.LoginForm):
+    """allauth's log-in form, whose `login` field is posted and rendered as `username` (the stable field name).
+
+    A client posting allauth's own name, `login`, is understood as well.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        data = kwargs.get("data")
+        if data is not None and "username" not in data and "login" in data:
+            data = data.copy()
+            data["username"] = data["login"]
+            kwargs["data"] = data
+        super().__init__(*args, **kwargs)
+        self.fields["login"].label = _("User name or email")
+        self.fields["login"].widget.attrs.update(autocomplete="username", placeholder="")
+        self.fields["password"].widget.attrs["placeholder"] = ""
+        self.fields["password"].help_text = ""
+
+    def add_prefix(self, field_name: str) -> str:
+        return "username" if field_name == "login" else super().add_prefix(field_name)
 
 
-class SignupForm(UserCreationForm):
-    email = forms.EmailField(required=True, label=_("Email"), help_text=_("Used only to reset your password."))
-
-    class Meta:
-        model = User
-        fields = ("username", "email")
-
-    def clean_email(self) -> str:
-        email = self.cleaned_data["email"].strip().lower()
-        if User.objects.filter(email__iexact=email).exists():
-            raise forms.ValidationError(_("An account with this email already exists."))
-        return email
+class SignupForm(allauth_forms.SignupForm):
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["email"].help_text = _("For password resets and notices; never shown to others.")
+        for field in self.fields.values():
+            field.widget.attrs.pop("placeholder", None)

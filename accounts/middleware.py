@@ -5,7 +5,7 @@ from django.shortcuts import redirect
 from django.utils.deprecation import MiddlewareMixin
 
 # What an account waiting for approval may still reach.
-OPEN_TO_PENDING = {"accounts:pending", "accounts:logout", "set_language", "healthz", "javascript-catalog"}
+OPEN_TO_PENDING = {"accounts:pending", "account_logout", "set_language", "healthz", "javascript-catalog"}
 
 
 class ApprovalMiddleware(MiddlewareMixin):

@@ -1,8 +1,9 @@
 from __future__ import annotations
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractUser
+from django.contrib.auth.models import AbstractUser, UserManager
 from django.db import models
+from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
 
@@ -18,7 +19,17 @@ class Approval(models.TextChoices):
     REJECTED = "rejected", _("Rejected")
 
 
+class AccountManager(UserManager):
+    def filter_by_login(self, login: str) -> models.QuerySet:
+        """Accounts a typed log-in name means: the user name, or the email address (any case)."""
+        if not login:
+            return self.none()
+        return self.filter(Q(username__iexact=login) | Q(email__iexact=login)).order_by("pk")
+
+
 class User(AbstractUser):
+    objects = AccountManager()
+
     email = models.EmailField(_("email address"), blank=True)
     chat_rate_limit = models.PositiveIntegerField(
         null=True,

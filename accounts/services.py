@@ -39,7 +39,7 @@ def account_approve(*, user: User) -> bool:
         approval=Approval.APPROVED, is_active=True
     )
     if changed and user.email:
-        ctx = {"person": user, "login_url": settings.SITE_URL + reverse("accounts:login")}
+        ctx = {"person": user, "login_url": settings.SITE_URL + reverse("account_login")}
         transaction.on_commit(lambda: _send("account_approved", ctx, [user.email]))
     return bool(changed)
 

@@ -55,6 +55,11 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django.contrib.humanize",
+    "allauth",
+    "allauth.account",
+    "allauth.mfa",
+    "allauth.socialaccount",
+    "allauth.socialaccount.providers.openid_connect",
     "accounts",
     "tokens",
     "chat",
@@ -71,6 +76,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
     "accounts.preferences.preferences_middleware",
+    "allauth.account.middleware.AccountMiddleware",
     "accounts.middleware.ApprovalMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
@@ -148,11 +154,15 @@ else:
         }
     }
 
-# Accounts
+# Accounts (django-allauth: sign-up, log-in, password flows, email verification, two-factor, single sign-on)
 AUTH_USER_MODEL = "accounts.User"
-LOGIN_URL = "accounts:login"
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",
+    "allauth.account.auth_backends.AuthenticationBackend",
+]
+LOGIN_URL = "account_login"
 LOGIN_REDIRECT_URL = "chat:index"
-LOGOUT_REDIRECT_URL = "accounts:login"
+LOGOUT_REDIRECT_URL = "account_login"
 SIGNUP_OPEN = env.bool("SIGNUP_OPEN", default=True)
 # open: anyone may sign up; approval: new accounts wait for staff; closed: no sign-up. SIGNUP_OPEN=false means closed.
 SIGNUP_MODE = env.str("SIGNUP_MODE", default="open") if SIGNUP_OPEN else "closed"
@@ -168,8 +178,40 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# optional: a confirmation link is mailed, the account works at once; mandatory: no log-in before it is
+# followed (needs working EMAIL_URL); none: no mail.
+EMAIL_VERIFICATION = env.str("EMAIL_VERIFICATION", default="optional")
+if EMAIL_VERIFICATION not in ("optional", "mandatory", "none"):
+    raise ImproperlyConfigured(f"EMAIL_VERIFICATION must be optional, mandatory or none, not {EMAIL_VERIFICATION!r}.")
+ACCOUNT_ADAPTER = "accounts.adapter.AccountAdapter"
+ACCOUNT_FORMS = {"login": "accounts.forms.LoginForm", "signup": "accounts.forms.SignupForm"}
+ACCOUNT_LOGIN_METHODS = {"username", "email"}
+ACCOUNT_SIGNUP_FIELDS = ["username*", "email*", "password1*", "password2*"]
+ACCOUNT_EMAIL_VERIFICATION = EMAIL_VERIFICATION
+# Sign-up never tells whether an email is registered. With mandatory verification the owner of a taken address
+# gets an "account exists" mail and the page says "check your mail" either way; otherwise ("strict") a second
+# account may carry the same, unverified, address.
+ACCOUNT_PREVENT_ENUMERATION = True if EMAIL_VERIFICATION == "mandatory" else "strict"
+ACCOUNT_UNIQUE_EMAIL = True
+ACCOUNT_SIGNUP_REDIRECT_URL = "tokens:credential-list"
+ACCOUNT_EMAIL_SUBJECT_PREFIX = ""  # the sender is "BYOK Chat"; our own subjects name the product
+# Throttles, in the cache (Redis with REDIS_URL): failed log-ins per address and per account, sign-ups per
+# address, password-reset mails per address and per email. "10/5m" = 10 per 5 minutes.
 LOGIN_RATE_LIMIT = env.str("LOGIN_RATE_LIMIT", default="10/5m")
+LOGIN_ACCOUNT_RATE_LIMIT = env.str("LOGIN_ACCOUNT_RATE_LIMIT", default="5/5m")
 SIGNUP_RATE_LIMIT = env.str("SIGNUP_RATE_LIMIT", default="5/h")
+PASSWORD_RESET_RATE_LIMIT = env.str("PASSWORD_RESET_RATE_LIMIT", default="10/h")
+PASSWORD_RESET_EMAIL_RATE_LIMIT = env.str("PASSWORD_RESET_EMAIL_RATE_LIMIT", default="3/h")
+ACCOUNT_RATE_LIMITS = {
+    "login": "30/m/ip",
+    "login_failed": f"{LOGIN_RATE_LIMIT}/ip,{LOGIN_ACCOUNT_RATE_LIMIT}/key",
+    "signup": f"{SIGNUP_RATE_LIMIT}/ip",
+    "reset_password": f"{PASSWORD_RESET_RATE_LIMIT}/ip,{PASSWORD_RESET_EMAIL_RATE_LIMIT}/key",
+    "reset_password_from_key": "20/m/ip",
+}
+# The client address is REMOTE_ADDR, which uvicorn sets from X-Forwarded-For only for FORWARDED_ALLOW_IPS;
+# allauth must not read the header itself.
+ALLAUTH_TRUSTED_PROXY_COUNT = 0
 
 # Email: by default each message is a file under var/mail/ (0700), never a log line, since it may hold a live link.
 vars().update(env.email_url("EMAIL_URL", default="filemail://"))

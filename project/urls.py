@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from allauth.account.decorators import secure_admin_login
 from django.contrib import admin
 from django.contrib.auth.decorators import login_not_required
 from django.urls import include, path
@@ -9,6 +10,9 @@ from django.views.i18n import JavaScriptCatalog
 from accounts import preferences
 from project import views
 
+# /admin/login/ is allauth's log-in (its throttles and two-factor), never Django's unthrottled admin form.
+admin.site.login = secure_admin_login(admin.site.login)
+
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="chat:index", permanent=False)),
     path("healthz", views.healthz, name="healthz"),
@@ -16,6 +20,7 @@ urlpatterns = [
     path("i18n/js/", login_not_required(JavaScriptCatalog.as_view()), name="javascript-catalog"),
     path("favicon.ico", views.favicon),
     path("accounts/", include("accounts.urls")),
+    path("accounts/", include("allauth.urls")),
     path("settings/profile/", preferences.profile, name="profile"),
     path("settings/keys/", include("tokens.urls")),
     path("settings/theme/", views.theme_set, name="theme-set"),

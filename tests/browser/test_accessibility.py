@@ -29,9 +29,9 @@ ANONYMOUS = [
     "/accounts/login/",
     "/accounts/signup/",
     "/accounts/password/reset/",
-    "/accounts/password/reset/sent/",
-    "/accounts/password/reset/MQ/not-a-token/",  # the expired-link page
-    "/accounts/password/reset/complete/",
+    "/accounts/password/reset/done/",
+    "/accounts/password/reset/key/1-not-a-token/",  # the expired-link page
+    "/accounts/password/reset/key/done/",
 ]
 SIGNED_IN = [
     "/chat/",
@@ -39,7 +39,9 @@ SIGNED_IN = [
     "/settings/keys/",
     "/settings/keys/{credential}/",
     "/accounts/password/change/",
-    "/accounts/password/change/done/",
+    "/accounts/2fa/",
+    "/accounts/2fa/totp/activate/",
+    "/accounts/email/",
     "/settings/profile/",
     "/settings/api-keys/",
     "/settings/usage/",

@@ -94,7 +94,7 @@ def test_a_chinese_reader_meets_no_english_from_sign_up_to_password_reset(page, 
     page.fill("input[name=password1]", PASSWORD)
     page.fill("input[name=password2]", PASSWORD + "x")
     page.click("main form button[type=submit]")
-    expect(page.get_by_role("alert").first).to_contain_text("输入的两个密码不一致")
+    expect(page.get_by_role("alert").first).to_contain_text("每次输入的密码必须相同")
     look(page, "signup-error", "li")
     page.fill("input[name=password1]", PASSWORD)
     page.fill("input[name=password2]", PASSWORD)
@@ -102,7 +102,7 @@ def test_a_chinese_reader_meets_no_english_from_sign_up_to_password_reset(page, 
 
     # Keys: a missing key, a key the provider refuses, then one it accepts.
     expect(page).to_have_url(re.compile(r"/settings/keys/$"))
-    expect(page.locator(".flash")).to_contain_text("欢迎")
+    expect(page.locator(".flash-success")).to_contain_text("欢迎")
     look(page, "keys-empty", "li")
     page.click("form[data-credential-form] button[type=submit]")
     expect(page.get_by_role("alert").first).to_contain_text("请粘贴你的 API 密钥")
@@ -188,12 +188,12 @@ def test_a_chinese_reader_meets_no_english_from_sign_up_to_password_reset(page, 
     message = mail.outbox[-1]
     assert message.subject == "重置你的 BYOK Chat 密码"
     assert "li，你好：" in message.body and "有人申请重置你的 BYOK Chat 账号密码" in message.body
-    link = re.search(r"https?://\S+/accounts/password/reset/\S+/", message.body).group(0)
+    link = re.search(r"https?://\S+?(/accounts/password/reset/key/\S+/)", message.body).group(1)  # on SITE_URL
     page.goto(link)
     expect(page.get_by_role("heading", level=1)).to_have_text("设置新密码")
     look(page, "password-reset-confirm")
-    page.fill("input[name=new_password1]", NEW_PASSWORD)
-    page.fill("input[name=new_password2]", NEW_PASSWORD)
+    page.fill("input[name=password1]", NEW_PASSWORD)
+    page.fill("input[name=password2]", NEW_PASSWORD)
     page.click("main form button[type=submit]")
     expect(page.get_by_role("heading", level=1)).to_have_text("密码已设置")
     look(page, "password-reset-done")

@@ -60,6 +60,8 @@ def test_a_rejected_sign_up_cannot_log_in(page: Page, open_page, settings, staff
     page.fill("input[name=username]", "dave")
     page.fill("input[name=password]", PASSWORD)
     page.click("button[type=submit]:has-text('Log in')")
+    expect(page).to_have_url(re.compile(r"/accounts/inactive/"))
+    page.goto("/chat/")
     expect(page).to_have_url(re.compile(r"/accounts/login/"))
 
 

@@ -36,10 +36,10 @@ def test_it_maps_every_simplified_chinese_tag_to_zh_hans(client, header):
     assert html_lang(client.get("/accounts/login/", HTTP_ACCEPT_LANGUAGE=header)) == "zh-hans"
 
 
-def test_it_shows_djangos_own_form_errors_in_chinese(client):
+def test_it_shows_the_librarys_own_form_errors_in_chinese(client):
     form = {"username": "carol", "email": "c@example.com", "password1": "a sturdy passphrase 42", "password2": "x"}
     page = client.post("/accounts/signup/", form, **ZH).content.decode()
-    assert "输入的两个密码不一致。" in page  # Django's own catalogue
+    assert "每次输入的密码必须相同。" in page  # django-allauth's own catalogue
 
 
 def test_the_switcher_sets_the_language_for_the_next_pages(client):

@@ -29,8 +29,8 @@ class Route:
         text = self.route
         for name, converter in self.params.items():
             value = str(values.get(name, SAMPLES.get(converter, "1")))
+            text = re.sub(rf"\(\?P<{name}>[^)]*\)", value, text)  # regex groups first: they contain <name> too
             text = re.sub(rf"<(?:\w+:)?{name}>", value, text)
-            text = re.sub(rf"\(\?P<{name}>[^)]*\)", value, text)
         text = re.sub(r"\(\?:[^)]*\)\??", "", text)
         return "/" + text.replace("^", "").replace("$", "").replace("\\", "").lstrip("/")
 

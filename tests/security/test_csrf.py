@@ -19,7 +19,8 @@ API_ROUTES = [r for r in ROUTES if r.is_api]
 
 def test_it_enumerates_the_whole_site():
     names = {r.name for r in ROUTES}
-    for expected in ("accounts:login", "tokens:credential-list", "chat:conversation-send", "api:chat-completions"):
+    expected_names = ("account_login", "mfa_index", "tokens:credential-list", "chat:conversation-send")
+    for expected in (*expected_names, "api:chat-completions"):
         assert expected in names
     assert len(SITE_ROUTES) > 30  # the admin's routes are walked too
 

@@ -1,0 +1,70 @@
+"""How django-allauth fits this site: the sign-up policy, links built from SITE_URL, the client address."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from allauth.account.adapter import DefaultAccountAdapter
+from allauth.core.exceptions import ImmediateHttpResponse
+from django.conf import settings
+from django.contrib import messages
+from django.http import HttpRequest
+from django.shortcuts import render
+from django.urls import reverse
+from django.utils.translation import gettext as _
+
+from accounts import ratelimit, services
+from accounts.models import User
+
+QUIET_MESSAGES = {"account/messages/logged_in.txt", "account/messages/logged_out.txt"}
+
+
+class AccountAdapter(DefaultAccountAdapter):
+    def is_open_for_signup(self, request: HttpRequest) -> bool:
+        """SIGNUP_MODE=closed shuts sign-up, by password and by single sign-on alike (403, the closed page);
+        approval lets people in to wait (services.account_signed_up)."""
+        if services.signup_mode() == "closed":
+            raise ImmediateHttpResponse(render(request, "account/signup_closed.html", status=403))
+        return True
+
+    def get_signup_redirect_url(self, request: HttpRequest) -> str:
+        if getattr(request.user, "is_pending", False):
+            return reverse("accounts:pending")
+        messages.success(request, _("Welcome! Add your API key to start chatting."))
+        return super().get_signup_redirect_url(request)
+
+    def add_message(self, request: HttpRequest, level: int, message_template: str | None = None, *args, **kwargs):
+        # Logging in or out needs no "you are signed in as ..." banner: the header already says who is signed in.
+        if message_template in QUIET_MESSAGES:
+            return None
+        return super().add_message(request, level, message_template, *args, **kwargs)
+
+    def get_client_ip(self, request: HttpRequest) -> str:
+        """The peer uvicorn reports: X-Forwarded-For counts only from FORWARDED_ALLOW_IPS (see project/run.py)."""
+        return ratelimit.client_ip(request)
+
+    # Links in emails come from SITE_URL, never from the request's Host header.
+    def get_reset_password_from_key_url(self, key: str) -> str:
+        path = reverse("account_reset_password_from_key", kwargs={"uidb36": "UID", "key": "KEY"})
+        return settings.SITE_URL + path.replace("UID-KEY", key)
+
+    def get_email_confirmation_url(self, request: HttpRequest, emailconfirmation) -> str:
+        return settings.SITE_URL + reverse("account_confirm_email", args=[emailconfirmation.key])
+
+    def send_account_already_exists_mail(self, email: str) -> None:
+        ctx = {
+            "signup_url": settings.SITE_URL + reverse("account_signup"),
+            "password_reset_url": settings.SITE_URL + reverse("account_reset_password"),
+        }
+        self.send_mail("account/email/account_already_exists", email, ctx)
+
+    def send_mail(self, template_prefix: str, email: str, context: dict) -> None:
+        """allauth's mails, naming the product and SITE_URL where allauth would name the request's host."""
+        site = SimpleNamespace(name="BYOK Chat", domain=settings.SITE_URL)
+        super().send_mail(template_prefix, email, {**context, "current_site": site})
+
+    def _get_login_attempts_cache_key(self, request: HttpRequest, **credentials) -> str:
+        """Count failed log-ins per account, whichever name or address was typed for it (allauth keys by the text)."""
+        login = credentials.get("username") or credentials.get("email") or ""
+        user = User.objects.filter_by_login(login).first()
+        return f"user:{user.pk}" if user else f"login:{login.lower()}"
