@@ -39,6 +39,7 @@ from chat.services import models_for
 from chat.sse import EventStreamResponse
 from chat.tokencount import count_message_tokens, count_text_tokens
 from chat.usage import usage_write
+from project.errors import DATABASE_RETRY_SECONDS, DATABASE_UNAVAILABLE, database_unavailable
 from tokens.api_keys import ApiAuthError, ApiGrant, access_token_issue, api_bearer_verify, clean_model_list
 from tokens.models import Credential
 from tokens.provider import Bearer, Completion, Delta, ProviderError, stream_chat
@@ -141,6 +142,16 @@ def api_view(method: str) -> Callable:
 
     def failed(request: HttpRequest) -> JsonResponse:
         logger.exception("API %s %s failed", request.method, request.path)
+        if database_unavailable():
+            return error_response(
+                ApiError(
+                    503,
+                    str(DATABASE_UNAVAILABLE),
+                    type="server_error",
+                    code="database_unavailable",
+                    retry_after=DATABASE_RETRY_SECONDS,
+                )
+            )
         return error_response(ApiError(500, _("Something went wrong on our side. Try again."), type="server_error"))
 
     def decorate(view: Callable) -> Callable:

@@ -1,5 +1,5 @@
-"""The ASGI application: /v1/ (the bearer-only API for programs) on a handler without middleware, the rest on
-Django's usual one."""
+"""The ASGI application: /v1/ (the bearer-only API for programs) and /healthz on a handler without middleware, the
+rest on Django's usual one."""
 
 from __future__ import annotations
 
@@ -41,7 +41,9 @@ api_application = BearerOnlyHandler()
 
 
 async def application(scope: dict, receive, send) -> None:
-    if scope["type"] == "http" and scope["path"].startswith("/v1/"):
+    # /healthz too: a probe needs no session, and the site's middleware would ask the database for the visitor
+    # before the view could report, as JSON, that the database is down.
+    if scope["type"] == "http" and (scope["path"].startswith("/v1/") or scope["path"] == "/healthz"):
         await api_application(scope, receive, send)
     else:
         serve_replies_here()  # replies started here run on this server's loop, which outlives the request

@@ -11,12 +11,30 @@ from __future__ import annotations
 import datetime
 import logging
 import re
+import sys
 import uuid
 from decimal import Decimal
 from typing import Any
 
+from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest
+from django.utils.translation import gettext_lazy
 from django.views.debug import ExceptionReporter, SafeExceptionReporterFilter
+
+DATABASE_UNAVAILABLE = gettext_lazy(
+    "The database is unavailable for a moment. Nothing was saved; try again in a minute."
+)
+DATABASE_RETRY_SECONDS = 30
+
+
+def database_unavailable() -> bool:
+    """Whether the exception being handled is the database's own "cannot reach me now".
+
+    OperationalError and InterfaceError: a refused or ended connection, a pool that timed out, a locked SQLite
+    file. Nothing was written (the transaction did not commit), so the person may simply try again.
+    """
+    return isinstance(sys.exc_info()[1], OperationalError | InterfaceError)
+
 
 _HARMLESS = (type(None), bool, int, float, Decimal, datetime.date, datetime.time, datetime.timedelta, uuid.UUID)
 _SECRET_SHAPES = re.compile(

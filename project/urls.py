@@ -13,6 +13,8 @@ from project import views
 # /admin/login/ is allauth's log-in (its throttles and two-factor), never Django's unthrottled admin form.
 admin.site.login = secure_admin_login(admin.site.login)
 
+handler500 = "project.views.server_error"
+
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="chat:index", permanent=False)),
     path("healthz", views.healthz, name="healthz"),

@@ -8,13 +8,16 @@ from django.contrib.auth.decorators import login_not_required
 from django.db import close_old_connections, connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.template import loader
 from django.templatetags.static import static
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.views import defaults
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from accounts.models import Theme
 from project.celery import app as celery_app
+from project.errors import DATABASE_RETRY_SECONDS, DATABASE_UNAVAILABLE, database_unavailable
 
 logger = logging.getLogger(__name__)
 
@@ -80,3 +83,20 @@ def theme_set(request: HttpRequest) -> HttpResponse:
     if not url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
         back = "/"
     return redirect(back)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """handler500: a database outage answers 503 and says so (see project.errors.database_unavailable); any other
+    error gets the plain 500 page. It renders without the request's context, which would ask the database again."""
+    if not database_unavailable():
+        return defaults.server_error(request)
+    message = str(DATABASE_UNAVAILABLE)
+    if request.path.startswith("/v1/"):
+        error = {"message": message, "type": "server_error", "code": "database_unavailable"}
+        response: HttpResponse = JsonResponse({"error": error}, status=503)
+    elif any(kind in request.headers.get("Accept", "") for kind in ("application/json", "text/event-stream")):
+        response = JsonResponse({"error": message}, status=503)  # the chat page's fetch shows it in its alert
+    else:
+        response = HttpResponse(loader.get_template("503.html").render({"message": message}), status=503)
+    response["Retry-After"] = str(DATABASE_RETRY_SECONDS)
+    return response
