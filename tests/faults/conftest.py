@@ -88,11 +88,18 @@ def redis_site(settings, redis_server) -> RedisServer:
     settings.SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
     settings.CELERY_BROKER_URL = f"{redis_server.url}/1"
     previous = celery_app.conf.broker_url
-    celery_app.conf.broker_url = settings.CELERY_BROKER_URL
-    celery_app.pool.force_close_all()
+    _broker_use(settings.CELERY_BROKER_URL)
     yield redis_server
-    celery_app.conf.broker_url = previous
-    celery_app.pool.force_close_all()
+    _broker_use(previous)
+
+
+def _broker_use(url: str) -> None:
+    """Point the Celery app at another broker, dropping its connection pools as Celery does after a fork."""
+    if celery_app._pool is not None:
+        celery_app._pool.force_close_all()
+    celery_app._pool = None
+    celery_app.amqp._producer_pool = None
+    celery_app.conf.broker_url = url
 
 
 @contextlib.contextmanager
