@@ -2,16 +2,18 @@
 
 Documented direction (README "Security and fault suites"): per-minute rate limits live in Redis and fail open (a
 Redis outage must not lock everyone out; they apply again as soon as it is back); monthly budgets live in the
-database and stay enforced; sessions fall back to the database; a reply being written keeps going in its process.
+database and stay enforced; log-in throttles (allauth) fail closed; sessions fall back to the database; a reply
+being written keeps going in its process.
 """
 
 from __future__ import annotations
 
 import pytest
+import requests
 from django.utils import timezone
 
 from chat.models import Message, UsageDaily
-from tests.conftest import ALICE_KEY, credential_create, user_create
+from tests.conftest import ALICE_KEY, PASSWORD, credential_create, user_create
 from tests.streaming import logged_in_session, open_stream, parse_events, send
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -44,7 +46,25 @@ def test_a_reply_finishes_and_pages_serve_when_redis_dies_mid_reply(
         page = session.get(f"{asgi_server.url}{path}", timeout=30)
         assert page.status_code == 200, (path, page.status_code)
     assert "tok19" in session.get(f"{asgi_server.url}/chat/{reply.conversation_id}/", timeout=30).text
-    logged_in_session(asgi_server.url, "alice")  # a new log-in works too (the session is in the database)
+
+
+def test_log_in_throttles_fail_closed_while_redis_is_down(alice_session, redis_site, asgi_server):
+    """allauth's throttle cannot count without its cache, so it refuses (429, with a message) rather than let
+    password guesses through uncounted; people already signed in keep working, and log-in returns with Redis."""
+    _alice, session = alice_session
+    redis_site.stop()
+    visitor = requests.Session()
+    visitor.get(f"{asgi_server.url}/accounts/login/", timeout=30)
+    refused = visitor.post(
+        f"{asgi_server.url}/accounts/login/",
+        data={"username": "alice", "password": PASSWORD, "csrfmiddlewaretoken": visitor.cookies["csrftoken"]},
+        headers={"Referer": f"{asgi_server.url}/accounts/login/"},
+        timeout=30,
+    )
+    assert refused.status_code == 429 and 'role="alert"' in refused.text
+    assert session.get(f"{asgi_server.url}/chat/", timeout=30).status_code == 200
+    redis_site.start()
+    logged_in_session(asgi_server.url, "alice")
 
 
 def test_rate_limits_fail_open_while_redis_is_down_and_apply_again_after(alice_session, redis_site, asgi_server):
