@@ -147,22 +147,16 @@ def _serve_tokens(count: int) -> None:
     from tests.fakes.oauth import FakeTokenServer
 
     class CountingTokenServer(FakeTokenServer):
-        """The fake, also counting client-credentials grants per client id and accepted connections."""
+        """The fake, also counting client-credentials grants per client id."""
 
         def __init__(self) -> None:
             super().__init__(expires_in=3600)
             self.client_grants: Counter = Counter()
-            self.connections = 0
 
         def _issue(self, grant, refresh_token):
             if refresh_token is None:  # the bench rotates every refresh token: None is a client-credentials grant
                 self.client_grants[grant.client_id] += 1
             return super()._issue(grant, refresh_token)
-
-        def _track(self, connection) -> None:
-            super()._track(connection)
-            with self._lock:
-                self.connections += 1
 
     with CountingTokenServer() as server:
         server.add_client(*REFRESH_CLIENT)
@@ -177,7 +171,7 @@ def _serve_tokens(count: int) -> None:
             with server._lock:
                 uses = [server.refresh_token_uses.get(token, 0) for token in refresh_tokens.values()]
                 uses += [server.client_grants[_client_id(i)] for i in range(count) if i % 2 == 0]
-                stats = {"requests": len(server._requests), "connections": server.connections}
+                stats = {"requests": len(server._requests), "connections": server.connections_accepted}
             stats |= {
                 "exactly_once": uses.count(1),
                 "double_refreshes": sum(n - 1 for n in uses if n > 1),

@@ -14,10 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
+import itertools
+import os
 import socket
 import ssl
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from typing import Any
 
@@ -41,35 +45,88 @@ def _track(sock: socket.socket) -> socket.socket:
     return sock
 
 
+class _Watchdog:
+    """One thread per process that runs each deadline's cut when it is due.
+
+    A `threading.Timer` per call (a thread started and stopped for every token request) cost about a tenth of
+    a refresh worker's CPU. Cancelled entries stay in the heap until their time and are skipped then.
+    """
+
+    def __init__(self) -> None:
+        self._wake = threading.Condition()
+        self._due: list[list] = []  # heap of [when, sequence, action or None]
+        self._sequence = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def schedule(self, seconds: float, action: Callable[[], None]) -> list:
+        entry = [time.monotonic() + seconds, next(self._sequence), action]
+        with self._wake:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="call-deadlines", daemon=True)
+                self._thread.start()
+            heapq.heappush(self._due, entry)
+            if self._due[0] is entry:
+                self._wake.notify()
+        return entry
+
+    @staticmethod
+    def cancel(entry: list) -> None:
+        entry[2] = None
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                while not self._due or self._due[0][0] > time.monotonic():
+                    self._wake.wait(self._due[0][0] - time.monotonic() if self._due else None)
+                action = heapq.heappop(self._due)[2]
+            if action is not None:
+                action()
+
+
+_watchdog = _Watchdog()
+# A forked child has no watchdog thread and maybe a lock held by a thread that did not come along: start afresh.
+os.register_at_fork(after_in_child=_watchdog.__init__)
+
+
 @contextlib.contextmanager
 def deadline(seconds: float) -> Iterator[threading.Event]:
     """Bound a whole synchronous call, headers included, by shutting its sockets down after `seconds`.
 
     requests and urllib3 only bound each socket read, so a server that trickles its status line and
     headers a byte at a time could hold the caller for ever. The returned event is set if the deadline hit.
-    Connections opened inside are not reused (callers send `Connection: close`), so each is tracked.
+    Each connection the call uses is tracked: a new one when it connects, a kept-alive one when it sends.
+    A cut never runs after the call has ended (the connection may be back in the pool, serving another call).
     """
     sockets: list[socket.socket] = []
     fired = threading.Event()
+    ended = threading.Lock()
 
     def cut() -> None:
+        if not ended.acquire(blocking=False):
+            return
         fired.set()
         for sock in list(sockets):
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
 
     token = _call_sockets.set(sockets)
-    timer = threading.Timer(seconds, cut)
-    timer.daemon = True
-    timer.start()
+    entry = _watchdog.schedule(seconds, cut)
     try:
         yield fired
     finally:
-        timer.cancel()
+        _watchdog.cancel(entry)
+        ended.acquire(blocking=False)  # from here on, a cut that comes too late does nothing
         _call_sockets.reset(token)
 
 
-class _TrackedConnection(HTTPConnection):
+class _ReusedTracking(HTTPConnection):
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        if self.sock is not None:  # kept alive from an earlier call: the current call's deadline must reach it
+            _track(self.sock)
+        super().request(*args, **kwargs)
+
+
+class _TrackedConnection(_ReusedTracking):
     def _new_conn(self) -> socket.socket:
         return _track(super()._new_conn())
 
@@ -78,7 +135,7 @@ class _TrackedHTTPSConnection(_TrackedConnection, HTTPSConnection):
     pass
 
 
-class _GuardedConnection(HTTPConnection):
+class _GuardedConnection(_ReusedTracking):
     def _new_conn(self) -> socket.socket:
         try:
             addresses = resolve_checked(self._dns_host, self.port)

@@ -219,6 +219,7 @@ class FakeServer:
         self._recorded = threading.Condition(self._lock)
         self._requests: list[RecordedRequest] = []
         self._connections: set[socket.socket] = set()
+        self.connections_accepted = 0
         self._httpd = _HTTPServer(self)
         self._thread: threading.Thread | None = None
 
@@ -296,6 +297,7 @@ class FakeServer:
     def _track(self, connection: socket.socket) -> None:
         with self._lock:
             self._connections.add(connection)
+            self.connections_accepted += 1
 
     def _untrack(self, connection: socket.socket) -> None:
         with self._lock:

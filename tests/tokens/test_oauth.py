@@ -108,6 +108,29 @@ def test_it_ends_a_trickled_grant_at_the_overall_deadline(endpoint, settings, pa
     assert caught.value.code == "timeout"
 
 
+def test_it_keeps_the_connection_to_a_token_endpoint_alive(endpoint):
+    for _ in range(3):
+        _client_credentials(endpoint)
+    assert len(endpoint.token_requests) == 3
+    assert endpoint.connections_accepted == 1
+
+
+def test_it_ends_a_trickled_grant_on_a_kept_alive_connection_at_the_deadline(endpoint, settings):
+    settings.UPSTREAM_CONNECT_TIMEOUT, settings.CHECK_TIMEOUT = 1.0, 2.0
+    _client_credentials(endpoint)  # leaves its connection in the pool
+    endpoint.trickle_next("body")
+    pool = ThreadPoolExecutor(1)
+    future = pool.submit(_client_credentials, endpoint)
+    try:
+        with pytest.raises(oauth.TokenUnavailable) as caught:
+            future.result(timeout=60)  # a guard against hanging the suite, not a measurement
+    finally:
+        pool.shutdown(wait=False)
+    assert caught.value.code == "timeout"
+    assert endpoint.connections_accepted == 1  # the trickle came on the kept-alive connection
+    assert endpoint.is_valid_access_token(_client_credentials(endpoint).access_token)  # and the pool recovers
+
+
 def test_it_refuses_a_huge_token_answer(endpoint):
     endpoint.huge_next()
     with pytest.raises(oauth.TokenRejected) as caught:
