@@ -8,8 +8,10 @@ upstream, and passes these through the environment:
 The host must be a loopback address: this file refuses to load anything else.
 
 The client plays a browser behind the TLS proxy that production has in front (SECURE_SSL_REDIRECT=false there):
-it sends `X-Forwarded-Proto: https` (the web processes trust it from 127.0.0.1 only), an `Origin` on every POST,
-and keeps the `Secure` session and CSRF cookies although its own hop is plain HTTP on loopback.
+it sends the `X-Forwarded-Proto: https` and `X-Forwarded-For` the proxy would (the web processes trust them from
+127.0.0.1 only), each person from an address of their own in 198.18.0.0/15 (RFC 2544's benchmarking range), so
+per-address limits apply as in production; an `Origin` on every POST; and it keeps the `Secure` session and CSRF
+cookies although its own hop is plain HTTP on loopback.
 
 Each chat message is one POST answered by server-sent events; three rows in the statistics come from it:
 "chat send: headers" (time to the response headers), "chat send: first text" (time to the first text event) and
@@ -65,11 +67,13 @@ class Person(FastHttpUser):
         return random.uniform(3, 9)
 
     def on_start(self) -> None:
+        account = next(_accounts)
         self.client.cookiejar.set_policy(_BehindTLSProxy())
-        self.proxy_headers = {"X-Forwarded-Proto": "https"}
+        address = f"198.18.{account // 256}.{account % 256}"
+        self.proxy_headers = {"X-Forwarded-Proto": "https", "X-Forwarded-For": address}
         self.post_headers = {**self.proxy_headers, "Origin": self.https_origin()}
         self.conversations: list[int] = []
-        self.sign_in(USERNAME.format(n=next(_accounts)))
+        self.sign_in(USERNAME.format(n=account))
 
     def https_origin(self) -> str:
         return "https://" + urlsplit(self.host).netloc
