@@ -75,7 +75,7 @@ def redis_server() -> Iterator[RedisServer]:
 
 
 @pytest.fixture
-def redis_site(settings, redis_server) -> RedisServer:
+def redis_site(settings, redis_server, monkeypatch) -> RedisServer:
     """The production configuration, on our own Redis: cache, cached sessions, reply feed and Celery broker."""
     settings.REDIS_URL = f"{redis_server.url}/0"
     settings.CACHES = {
@@ -86,10 +86,12 @@ def redis_site(settings, redis_server) -> RedisServer:
         }
     }
     settings.SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
-    settings.CELERY_BROKER_URL = f"{redis_server.url}/1"
     previous = celery_app.conf.broker_url
+    settings.CELERY_BROKER_URL = f"{redis_server.url}/1"
+    monkeypatch.setenv("CELERY_BROKER_URL", settings.CELERY_BROKER_URL)  # Celery prefers it to its own conf
     _broker_use(settings.CELERY_BROKER_URL)
     yield redis_server
+    monkeypatch.undo()
     _broker_use(previous)
 
 
