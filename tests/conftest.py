@@ -20,6 +20,15 @@ PASSWORD = "correct horse battery staple"
 django_settings.DATABASES["default"]["CONN_MAX_AGE"] = 0
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_teardown(item):
+    """End the replies a test started on the process's background loop (a sync test client's) before the test's
+    fixtures are torn down: one still saving while the database is flushed deadlocked the flush's TRUNCATE."""
+    from chat import relay
+
+    relay._stop_background_replies()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _release_database_sessions(django_db_setup, django_db_blocker):
     """End connections that server and worker threads left open, so the test database can be dropped."""
