@@ -5,10 +5,9 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import transaction
 from django.urls import reverse
-from django.utils import translation
 
 from accounts.models import Approval, User
-from project.emails import email_send
+from project.emails import email_send_each
 
 
 def signup_mode() -> str:
@@ -22,15 +21,10 @@ def account_signed_up(*, user: User) -> User:
         return user
     user.approval = Approval.PENDING
     user.save(update_fields=["approval"])
-    staff = list(User.objects.filter(is_staff=True, is_active=True).exclude(email="").values_list("email", flat=True))
+    staff = list(User.objects.filter(is_staff=True, is_active=True).exclude(email=""))
     ctx = {"person": user, "users_url": settings.SITE_URL + reverse("usage:user-list")}
-    transaction.on_commit(lambda: _send("account_pending", ctx, staff))
+    transaction.on_commit(lambda: email_send_each("account_pending", ctx, staff))
     return user
-
-
-def _send(name: str, ctx: dict, recipients: list[str]) -> None:
-    with translation.override(settings.LANGUAGE_CODE):
-        email_send(name, ctx, recipients)
 
 
 def account_approve(*, user: User) -> bool:
@@ -40,7 +34,7 @@ def account_approve(*, user: User) -> bool:
     )
     if changed and user.email:
         ctx = {"person": user, "login_url": settings.SITE_URL + reverse("account_login")}
-        transaction.on_commit(lambda: _send("account_approved", ctx, [user.email]))
+        transaction.on_commit(lambda: email_send_each("account_approved", ctx, [user]))
     return bool(changed)
 
 
@@ -50,7 +44,7 @@ def account_reject(*, user: User) -> bool:
         approval=Approval.REJECTED, is_active=False
     )
     if changed and user.email:
-        transaction.on_commit(lambda: _send("account_rejected", {"person": user}, [user.email]))
+        transaction.on_commit(lambda: email_send_each("account_rejected", {"person": user}, [user]))
     return bool(changed)
 
 

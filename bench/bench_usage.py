@@ -27,7 +27,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_URL = "postgres://postgres@127.0.0.1:5432/"
-PG_DB = os.environ.get("BENCH_USAGE_DB", "byok_kit_team")
+PG_DB = os.environ.get("BENCH_USAGE_DB", "byok_usage_bench")
 ROWS = int(os.environ.get("BENCH_USAGE_ROWS", 10_000_000))
 PEOPLE, DAYS, LOADS = 500, 180, 50
 TARGETS_MS = {"usage_30_days": 300, "person": 200, "my_usage": 150}
@@ -86,6 +86,8 @@ def table(result: dict) -> str:
 # The child process: everything below runs against byok_kit_team.
 
 MODELS = ["gpt-4o-mini", "gpt-4o", "gpt-4.1", "gpt-4.1-mini", "o3", "o4-mini", "deepseek-chat", "local-llama"]
+# Rows arrive in time order, as a log does (row g is stamped g/ROWS of the way through the 180 days ending at the
+# load), so the table's physical order follows created_at like a real one; people and models are spread by hashing g.
 LOAD_SQL = """
 INSERT INTO chat_usagerecord (user_id, source, model, status_code, prompt_tokens, completion_tokens,
     reasoning_tokens, total_tokens, cost_usd, is_estimated, latency_ms, first_token_ms, request_id,
@@ -95,12 +97,13 @@ SELECT u.id, CASE WHEN mod(g, 10) = 0 THEN 'api' ELSE 'web' END, m.name,
        CASE WHEN m.name = 'local-llama' THEN NULL ELSE round((p * 0.15 + c * 0.6) / 1000000.0, 6) END,
        mod(g, 20) = 0, 200 + mod(g, 3000), 100 + mod(g, 900), 'req_' || g, 'chatcmpl-' || g,
        CASE WHEN mod(g, 50) = 0 THEN 'rate_limit' ELSE '' END,
-       CASE WHEN mod(g, 50) = 0 THEN 'error' ELSE 'complete' END,
-       now() - (random() * interval '180 days')
+       CASE WHEN mod(g, 50) = 0 THEN 'error' WHEN mod(g, 97) = 0 THEN 'stopped' ELSE 'complete' END,
+       %s::timestamptz + g * (interval '{days} days' / {rows})
 FROM generate_series(%s, %s) AS g
 CROSS JOIN LATERAL (SELECT (ARRAY[{models}])[1 + mod(g * 7 + g / 13, 8)] AS name) AS m
 CROSS JOIN LATERAL (SELECT 50 + mod(g * 31, 4000) AS p, 10 + mod(g * 17, 1500) AS c) AS t
-JOIN (SELECT id, row_number() OVER (ORDER BY id) - 1 AS n FROM accounts_user WHERE username LIKE 'bench%%') AS u
+JOIN (SELECT id, row_number() OVER (ORDER BY id) - 1 AS n FROM accounts_user WHERE username LIKE 'bench%%'
+      AND username <> 'bench-staff') AS u
   ON u.n = mod(g * 2654435761, {people})
 """
 
@@ -115,10 +118,13 @@ def _percentiles(samples: list[float]) -> dict:
 
 
 def _load(connection) -> None:
+    """Load ROWS raw usage rows (replacing any), the way a restore would: indexes and foreign keys built after."""
+    from datetime import timedelta
+
     from django.contrib.auth.hashers import make_password
+    from django.utils import timezone
 
     from accounts.models import User
-    from chat.usage import rollup_rebuild
 
     password = make_password(None)
     User.objects.bulk_create(
@@ -126,10 +132,10 @@ def _load(connection) -> None:
         ignore_conflicts=True,
     )
     User.objects.get_or_create(username="bench-staff", defaults={"is_staff": True, "password": password})
-    sql = LOAD_SQL.format(models=", ".join(f"'{m}'" for m in MODELS), people=PEOPLE)
+    sql = LOAD_SQL.format(models=", ".join(f"'{m}'" for m in MODELS), people=PEOPLE, days=DAYS, rows=ROWS)
+    start_at = timezone.now() - timedelta(days=DAYS)
     with connection.cursor() as cursor:
         cursor.execute("TRUNCATE chat_usagerecord, chat_usagedaily")
-        # A bulk load: drop the secondary indexes and foreign keys, load, then build them once.
         cursor.execute(
             "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'chat_usagerecord' "
             "AND indexname NOT LIKE '%%pkey'"
@@ -146,19 +152,15 @@ def _load(connection) -> None:
             cursor.execute(f'DROP INDEX "{name}"')
         cursor.execute("SET synchronous_commit = off")
         cursor.execute("SET maintenance_work_mem = '512MB'")
-        cursor.execute("SELECT setseed(0.42)")
         for start in range(0, ROWS, 1_000_000):
-            cursor.execute(sql, [start, min(start + 1_000_000, ROWS) - 1])
+            cursor.execute(sql, [start_at, start, min(start + 1_000_000, ROWS) - 1])
             print(f"loaded {min(start + 1_000_000, ROWS):,} rows", file=sys.stderr, flush=True)
         for _name, definition in indexes:
             cursor.execute(definition)
         for name, definition in foreign_keys:
             cursor.execute(f'ALTER TABLE chat_usagerecord ADD CONSTRAINT "{name}" {definition}')
         print("indexes and foreign keys rebuilt", file=sys.stderr, flush=True)
-    rollup_rebuild()
-    with connection.cursor() as cursor:
         cursor.execute("VACUUM ANALYZE chat_usagerecord")
-        cursor.execute("VACUUM ANALYZE chat_usagedaily")
 
 
 def _timed(client, url: str) -> float:
@@ -213,9 +215,9 @@ def _export(since: str, until: str) -> dict:
 
 def _window_for(rows_wanted: int) -> tuple[str, str]:
     """A date range ending today holding about rows_wanted rows, from the roll-up."""
-    from chat.models import UsageDaily
+    from chat.models import UsageDailyUser
 
-    total, days = 0, list(UsageDaily.objects.grouped("day"))
+    total, days = 0, list(UsageDailyUser.objects.grouped("day"))
     days.sort(key=lambda row: row["day"], reverse=True)
     for row in days:
         total += row["requests"]
@@ -224,43 +226,28 @@ def _window_for(rows_wanted: int) -> tuple[str, str]:
     return days[-1]["day"].isoformat(), days[0]["day"].isoformat()
 
 
-EXPLAINED = {
-    "30-day totals from the roll-up (usage_daily_key: day range)": (
-        "SELECT SUM(requests), SUM(total_tokens), SUM(cost_micro_usd) FROM chat_usagedaily "
-        "WHERE day >= current_date - 29 AND day <= current_date"
-    ),
-    "a person's month from the roll-up (usage_daily_user_day)": (
-        "SELECT SUM(total_tokens), SUM(cost_micro_usd) FROM chat_usagedaily "
-        "WHERE user_id = (SELECT min(id) FROM accounts_user WHERE username LIKE 'bench%%') "
-        "AND day >= date_trunc('month', current_date)::date"
-    ),
-    "latest 50 calls of 30 days (chat_usagerecord created_at index)": (
-        "SELECT * FROM chat_usagerecord WHERE created_at >= now() - interval '30 days' "
-        "ORDER BY created_at DESC, id DESC LIMIT 50"
-    ),
-    "a person's latest 50 calls (user_id, created_at index)": (
-        "SELECT * FROM chat_usagerecord "
-        "WHERE user_id = (SELECT min(id) FROM accounts_user WHERE username LIKE 'bench%%') "
-        "AND created_at >= now() - interval '30 days' ORDER BY created_at DESC, id DESC LIMIT 50"
-    ),
-    "price in force for a model (price_override_model_from)": (
-        "SELECT * FROM chat_priceoverride WHERE model = 'gpt-4o' AND effective_from <= now() "
-        "ORDER BY effective_from DESC LIMIT 1"
-    ),
-    "baseline: 30-day totals from raw rows": (
-        "SELECT COUNT(*), SUM(total_tokens), SUM(cost_usd) FROM chat_usagerecord "
-        "WHERE created_at >= now() - interval '30 days'"
-    ),
-}
+def _explain_pages(connection, urls: dict[str, tuple]) -> str:
+    """EXPLAIN (ANALYZE, BUFFERS) of every SELECT each page really runs (captured while serving it once)."""
+    from django.test.utils import CaptureQueriesContext
 
-
-def _explain(connection) -> str:
     parts = []
-    with connection.cursor() as cursor:
-        for title, sql in EXPLAINED.items():
-            cursor.execute("EXPLAIN (ANALYZE, BUFFERS) " + sql.replace("%%", "%"))
-            parts.append(f"-- {title}\n{sql.replace('%%', '%')};\n" + "\n".join(row[0] for row in cursor.fetchall()))
+    for title, (client, url) in urls.items():
+        with CaptureQueriesContext(connection) as queries:
+            client.get(url)
+        parts.append(f"## {title}: GET {url} ({len(queries.captured_queries)} queries)")
+        for query in queries.captured_queries:
+            sql = query["sql"]
+            if not sql.lstrip().upper().startswith("SELECT") or "django_session" in sql:
+                continue
+            with connection.cursor() as cursor:
+                cursor.execute("EXPLAIN (ANALYZE, BUFFERS) " + sql)
+                plan = "\n".join(row[0] for row in cursor.fetchall())
+            parts.append(f"```sql\n{sql};\n```\n```\n{plan}\n```")
     return "\n\n".join(parts) + "\n"
+
+
+def _sample(pages: dict, name: str, client, url: str) -> None:
+    pages.setdefault(name, []).append(_timed(client, url))
 
 
 def _run() -> dict:
@@ -273,62 +260,104 @@ def _run() -> dict:
     django.setup()
     from django.core.management import call_command
     from django.db import connection
-    from django.db.models import Count, Sum
     from django.test import Client
     from django.utils import timezone
 
     from accounts.models import User
-    from chat.models import UsageDaily, UsageRecord
+    from chat.dashboard import _cursor as call_cursor
+    from chat.models import UsageDaily, UsageDailyUser, UsageQuarterHour, UsageRecord
+    from chat.usage import rollup_rebuild
 
+    load_at_start = os.getloadavg()
     call_command("migrate", verbosity=0)
     call_command("collectstatic", verbosity=0, interactive=False)  # DEBUG is off, as in production
-    if os.environ.get("BENCH_USAGE_RELOAD") or UsageDaily.objects.totals()["requests"] != ROWS:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT COUNT(*) FROM chat_usagerecord")
+        raw_rows = cursor.fetchone()[0]
+    if os.environ.get("BENCH_USAGE_RELOAD") or raw_rows != ROWS:
         _load(connection)
+    if UsageQuarterHour.objects.totals()["requests"] != ROWS:  # new data or a new roll-up schema: rebuild once
+        started = time.perf_counter()
+        rollup_rebuild()
+        print(f"roll-ups rebuilt in {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
+        with connection.cursor() as cursor:
+            for table in ("chat_usagedaily", "chat_usagequarterhour", "chat_usagedailyuser"):
+                cursor.execute(f"VACUUM ANALYZE {table}")
     rng = random.Random(7)
     staff = Client()
     staff.force_login(User.objects.get(username="bench-staff"))
-    people = list(User.objects.filter(username__startswith="bench0").values_list("pk", flat=True)) + list(
+    people = sorted(
         User.objects.filter(username__startswith="bench").exclude(username="bench-staff").values_list("pk", flat=True)
     )
-    people = sorted(set(people))
+    models = sorted(UsageQuarterHour.objects.values_list("model", flat=True).distinct())
     today = timezone.localdate()
-    pages = {"usage_30_days": [], "person": [], "my_usage": []}
-    baseline = []
+    pages: dict[str, list[float]] = {}
     _timed(staff, "/usage/")  # warm-up: imports, template compilation
     for _ in range(LOADS):
         until = today - timedelta(days=rng.randrange(0, 150))
         since = until - timedelta(days=29)
-        pages["usage_30_days"].append(_timed(staff, f"/usage/?since={since}&until={until}"))
-        pages["person"].append(_timed(staff, f"/usage/users/{rng.choice(people)}/"))
+        _sample(pages, "usage_30_days", staff, f"/usage/?since={since}&until={until}")
+        _sample(pages, "person", staff, f"/usage/users/{rng.choice(people)}/")
         person = Client()
         person.force_login(User.objects.get(pk=rng.choice(people)))
-        pages["my_usage"].append(_timed(person, "/settings/usage/"))
-    for _ in range(5):
+        _sample(pages, "my_usage", person, "/settings/usage/")
+    # Other shapes, fewer loads: a filter on outcome or model, a whole 180 days, deep pages, the people list.
+    for _ in range(LOADS // 5):
+        until = today - timedelta(days=rng.randrange(0, 150))
+        since = until - timedelta(days=29)
+        _sample(pages, "usage_status_error", staff, f"/usage/?since={since}&until={until}&status=error")
+        _sample(pages, "usage_model", staff, f"/usage/?since={since}&until={until}&model={rng.choice(models)}")
+        _sample(pages, "usage_180_days", staff, f"/usage/?since={today - timedelta(days=179)}&until={today}")
+        deep = UsageRecord.objects.filter(created_at__lt=timezone.now() - timedelta(days=rng.randrange(1, 170)))
+        cursor_row = deep.order_by("-created_at", "-id").first()
+        position = f"since={today - timedelta(days=179)}&before={call_cursor(cursor_row)}"
+        _sample(pages, "usage_deep_page", staff, f"/usage/?{position}")
+        _sample(pages, "people", staff, f"/usage/users/?page={rng.randrange(1, 11)}")
+    baseline = []
+    for _ in range(3):
         until = today - timedelta(days=rng.randrange(0, 150))
         started = time.perf_counter()
-        UsageRecord.objects.in_range(until - timedelta(days=29), until).order_by().aggregate(
-            n=Count("id"), t=Sum("total_tokens"), c=Sum("cost_usd")
-        )
+        UsageRecord.objects.in_range(until - timedelta(days=29), until).order_by().totals()
         baseline.append((time.perf_counter() - started) * 1000)
     exports = [_export(*_window_for(100_000)), _export(*_window_for(1_000_000))]
+    person_client = Client()
+    person_client.force_login(User.objects.get(pk=people[0]))
+    explain = _explain_pages(
+        connection,
+        {
+            "/usage/ 30 days": (staff, f"/usage/?since={today - timedelta(days=29)}&until={today}"),
+            "/usage/ 30 days, failed calls": (staff, f"/usage/?since={today - timedelta(days=29)}&status=error"),
+            "/usage/ 30 days, one model": (staff, f"/usage/?since={today - timedelta(days=29)}&model=gpt-4o"),
+            "a person's page": (staff, f"/usage/users/{people[0]}/"),
+            "my usage": (person_client, "/settings/usage/"),
+            "people": (staff, "/usage/users/?page=3"),
+        },
+    )
     (ROOT / "bench" / "results").mkdir(exist_ok=True)
-    (ROOT / "bench" / "results" / "usage-explain.txt").write_text(_explain(connection))
+    (ROOT / "bench" / "results" / "usage-explain.md").write_text(explain)
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT pg_size_pretty(pg_total_relation_size('chat_usagerecord')), "
-            "pg_size_pretty(pg_total_relation_size('chat_usagedaily'))"
+            "pg_size_pretty(pg_total_relation_size('chat_usagedaily')), "
+            "pg_size_pretty(pg_total_relation_size('chat_usagequarterhour')), "
+            "pg_size_pretty(pg_total_relation_size('chat_usagedailyuser'))"
         )
         sizes = cursor.fetchone()
     return {
-        "rows": UsageRecord.objects.count() if ROWS <= 1_000_000 else UsageDaily.objects.totals()["requests"],
-        "rollup_rows": UsageDaily.objects.count(),
-        "table_sizes": {"usage": sizes[0], "rollup": sizes[1]},
-        "pages": {key: _percentiles(samples) for key, samples in pages.items()},
+        "rows": UsageQuarterHour.objects.totals()["requests"],
+        "rollup_rows": {
+            "usage_daily": UsageDaily.objects.count(),
+            "usage_quarter_hour": UsageQuarterHour.objects.count(),
+            "usage_daily_user": UsageDailyUser.objects.count(),
+        },
+        "table_sizes": dict(zip(("usage", "daily", "quarter_hour", "daily_user"), sizes, strict=True)),
+        "pages": {key: _percentiles(samples) | {"loads": len(samples)} for key, samples in pages.items()},
         "baseline_raw_30_day_totals_ms": _percentiles(baseline),
         "exports": exports,
         "loads": LOADS,
         "database": f"PostgreSQL ({PG_DB} on 127.0.0.1)",
-        "how": "in-process Django test client (server time, no HTTP), 50 loads, random window/person each",
+        "how": "in-process Django test client (server time, no HTTP), random window/person each load",
+        "load_average_at_start": load_at_start,
         "load_average_at_end": os.getloadavg(),
     }
 

@@ -18,11 +18,10 @@ from django.db import transaction
 from django.urls import reverse
 from django.utils import formats, timezone
 from django.utils.translation import gettext as _
-from django.utils.translation import override
 
 from accounts.models import User
-from chat.models import BudgetAlert, TeamLimits, UsageDaily
-from project.emails import email_send
+from chat.models import BudgetAlert, TeamLimits, UsageDailyUser
+from project.emails import email_send_each
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +95,7 @@ class BudgetStatus:
 def budget_status(*, user: User, now: datetime | None = None, limits: Limits | None = None) -> BudgetStatus:
     """This month's spend for user against their limits (one roll-up query, and the team row unless `limits`)."""
     first, resets_at = month_of(now)
-    totals = UsageDaily.objects.filter(user_id=user.pk, day__gte=first, day__lt=resets_at.date()).totals()
+    totals = UsageDailyUser.objects.filter(user_id=user.pk, day__gte=first, day__lt=resets_at.date()).totals()
     return BudgetStatus(
         limits=limits or limits_for(user),
         month=first,
@@ -189,8 +188,7 @@ def budget_alert_send(*, alert: BudgetAlert) -> bool:
         "status": status,
         "usage_url": settings.SITE_URL + reverse("my_usage:dashboard"),
     }
-    with override(settings.LANGUAGE_CODE):
-        email_send("budget_alert", ctx, [user.email])
+    email_send_each("budget_alert", ctx, [user])
     return True
 
 
@@ -206,8 +204,7 @@ def budget_digest_send(*, now: datetime | None = None) -> int:
     )
     if claimed != len(alerts):
         return 0
-    staff = list(User.objects.filter(is_staff=True, is_active=True).exclude(email="").values_list("email", flat=True))
+    staff = User.objects.filter(is_staff=True, is_active=True).exclude(email="")
     ctx = {"alerts": alerts, "users_url": settings.SITE_URL + reverse("usage:user-list")}
-    with override(settings.LANGUAGE_CODE):
-        email_send("budget_digest", ctx, staff)
+    email_send_each("budget_digest", ctx, staff)
     return len(alerts)

@@ -1,9 +1,18 @@
 """Usage reports: the staff dashboard (/usage/), a person's own usage (/settings/usage/) and their CSV export.
 
-Totals, charts and breakdowns read the daily roll-up (UsageDaily), so a month of ten million
-rows costs a few thousand roll-up rows; only the page of calls shown and the export read raw
-rows, through the (created_at), (user, created_at) and (model, created_at) indexes. The
-outcome filter is the one thing the roll-up does not carry: with it, sums come from raw rows.
+Every sum comes from a roll-up (chat.models), each split by status so the outcome filter is
+exact too, and days are the reader's days (their profile's time zone):
+
+- the team (no person chosen): UsageDailyModel (day, model) for a reader in the site's zone
+  (settings.TIME_ZONE), about 30 × models rows for 30 days; for a reader in another zone,
+  UsageQuarterHour, everyone's calls per quarter hour and model grouped into their days in SQL;
+- one person: UsageDaily (day, person, model) when the reader's zone is the site's, else that
+  person's own rows of the range through the (user, created_at) index;
+- by person: UsageDailyUser for the site's days wholly inside the reader's range, plus the raw
+  rows of the partial days at its two ends (less than a day of calls each).
+
+Only those edges, the page of calls shown (keyset pagination, 50 rows) and the export read raw
+rows, always through the (created_at), (user, created_at) or (model, created_at) index.
 """
 
 from __future__ import annotations
@@ -11,16 +20,15 @@ from __future__ import annotations
 import csv
 import io
 import zoneinfo
-from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
-from datetime import date, timedelta
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
 from functools import wraps
 
 from asgiref.sync import sync_to_async
-from django.core.exceptions import EmptyResultSet, PermissionDenied
-from django.core.paginator import Paginator
+from django.core.exceptions import PermissionDenied
 from django.db import connection
-from django.db.models import Avg, Count, Q, Sum
+from django.db.models import Q
 from django.db.models.functions import TruncDate
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
@@ -30,7 +38,15 @@ from django.utils.translation import gettext as _
 from accounts.models import User
 from chat.budgets import budget_status
 from chat.forms import UsageFilterForm
-from chat.models import MICRO, State, UsageDaily, UsageDailyQuerySet, UsageQuerySet, UsageRecord, _with_cost
+from chat.models import (
+    UsageDaily,
+    UsageDailyModel,
+    UsageDailyUser,
+    UsageQuarterHour,
+    UsageQuerySet,
+    UsageRecord,
+    day_bounds,
+)
 from tokens.models import CredentialEvent
 
 PAGE_SIZE = 50
@@ -39,88 +55,107 @@ MAX_CHART_DAYS = 92
 BAR_STEP, BAR_WIDTH = 24, 18
 EVENTS_SHOWN = 15
 EXPORT_BATCH = 5000
+SUMMED = (
+    "requests",
+    "errors",
+    "estimated",
+    "unpriced",
+    "prompt_tokens",
+    "completion_tokens",
+    "reasoning_tokens",
+    "total_tokens",
+    "cost_usd",
+    "latency_ms",
+)
+
+
+def merged(rows: Iterable[dict], by: tuple[str, ...]) -> list[dict]:
+    """Rows of sums added up per value of the `by` columns (all of them into one row when by is empty)."""
+    groups: dict = {}
+    for row in rows:
+        key = tuple(row[column] for column in by)
+        if key not in groups:
+            groups[key] = {column: row[column] for column in by} | {column: 0 for column in SUMMED}
+        for column in SUMMED:
+            groups[key][column] += row[column]
+    for group in groups.values():
+        group["avg_latency_ms"] = group["latency_ms"] / group["requests"] if group["requests"] else None
+    return list(groups.values())
 
 
 @dataclass
 class Report:
-    """The filtered usage of a page: raw rows for the call list, the roll-up (or None) for sums."""
+    """The filtered usage of a page: raw rows for the call list and the export, roll-ups for every sum."""
 
     form: UsageFilterForm
     since: date
     until: date
     records: UsageQuerySet
-    daily: UsageDailyQuerySet | None
-    _sets: dict | None = None
+    user_ids: list[int] | None = None
+    model: str = ""
+    status: str = ""
+    _by_day_model: list[dict] | None = field(default=None, repr=False)
 
-    def _grouping_sets(self) -> dict | None:
-        """Totals and sums per day, model and person from ONE scan of the roll-up (PostgreSQL GROUPING SETS)."""
-        if self.daily is None or connection.vendor != "postgresql":
-            return None
-        if self._sets is None:
-            self._sets = daily_grouping_sets(self.daily)
-        return self._sets
+    @property
+    def zone(self) -> zoneinfo.ZoneInfo:
+        return timezone.get_current_timezone()
+
+    @property
+    def in_site_zone(self) -> bool:
+        return timezone.get_current_timezone_name() == timezone.get_default_timezone_name()
+
+    @property
+    def bounded(self) -> UsageQuerySet:
+        """The filtered rows of the reader's days since..until (the call list may run past until)."""
+        return self.records.filter(created_at__lt=day_bounds(self.until, self.until, self.zone)[1])
+
+    def _filtered(self, rollup: type, *, model: bool = True):
+        rows = rollup.objects.all()
+        rows = rows.filter(user_id__in=self.user_ids) if self.user_ids is not None else rows
+        rows = rows.filter(model=self.model) if self.model and model else rows
+        return rows.filter(status=self.status) if self.status else rows
+
+    def by_day_model(self) -> list[dict]:
+        """Sums per reader's day and model: everything but the by-person table is added up from these."""
+        if self._by_day_model is None:
+            if self.user_ids is None and self.in_site_zone:
+                daily = self._filtered(UsageDailyModel).in_range(self.since, self.until)
+                self._by_day_model = daily.grouped("day", "model")
+            elif self.user_ids is None:  # the team read in another zone: quarter hours grouped into its days
+                start, end = day_bounds(self.since, self.until, self.zone)
+                quarters = self._filtered(UsageQuarterHour).filter(bucket__gte=start, bucket__lt=end)
+                quarters = quarters.annotate(day=TruncDate("bucket", tzinfo=self.zone))
+                self._by_day_model = quarters.grouped("day", "model")
+            elif self.in_site_zone:
+                self._by_day_model = self._filtered(UsageDaily).in_range(self.since, self.until).grouped("day", "model")
+            else:  # one person, read in another zone: their own rows of the range
+                self._by_day_model = self.bounded.grouped("day", "model", zone=self.zone)
+        return self._by_day_model
 
     def totals(self) -> dict:
-        if (sets := self._grouping_sets()) is not None:
-            return sets["total"]
-        if self.daily is not None:
-            return self.daily.totals()
-        totals = self.records.order_by().totals()
-        totals["cost_usd"] = totals["cost_usd"].quantize(MICRO)
-        return totals
+        return merged([dict.fromkeys(SUMMED, 0), *self.by_day_model()], ())[0]
 
-    def grouped(self, field: str) -> list[dict]:
-        """Sums per value of field ("day", "model" or "user_id")."""
-        if (sets := self._grouping_sets()) is not None:
-            return sets[field]
-        if self.daily is not None:
-            return self.daily.grouped(field)
-        records = self.records.order_by()
-        if field == "day":
-            records = records.annotate(day=TruncDate("created_at", tzinfo=timezone.get_current_timezone()))
-        return list(
-            records.values(field).annotate(
-                requests=Count("id"),
-                errors=Count("id", filter=~Q(error_type="")),
-                unpriced=Count("id", filter=Q(cost_usd__isnull=True)),
-                total_tokens=Sum("total_tokens", default=0),
-                cost_usd=Sum("cost_usd"),
-                avg_latency_ms=Avg("latency_ms"),
-            )
-        )
-
-
-_SUM_COLUMNS = tuple(UsageDailyQuerySet._sums(None))
-# GROUPING(day, model, user_id): which of the three a result row is NOT grouped by, as bits 4, 2, 1.
-_SET_OF_GROUPING = {7: "total", 3: "day", 5: "model", 6: "user_id"}
-
-
-def daily_grouping_sets(daily: UsageDailyQuerySet) -> dict:
-    """{"total": {...}, "day": [...], "model": [...], "user_id": [...]} for the filtered roll-up, in one query."""
-    sets: dict = {"total": None, "day": [], "model": [], "user_id": []}
-    try:
-        inner, params = daily.order_by().values("day", "model", "user_id", *_SUM_COLUMNS).query.sql_with_params()
-    except EmptyResultSet:  # a filter Django knows matches nothing (user__in=[]): no SQL to wrap
-        sets["total"] = daily.none().totals()
-        return sets
-    sums = ", ".join(f"SUM(t.{column}) AS {column}" for column in _SUM_COLUMNS)
-    sql = (
-        f"SELECT GROUPING(t.day, t.model, t.user_id), t.day, t.model, t.user_id, {sums} "  # noqa: S608 (fixed names)
-        f"FROM ({inner}) AS t GROUP BY GROUPING SETS ((), (t.day), (t.model), (t.user_id))"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        for grouping, day, model, user_id, *values in cursor.fetchall():
-            name = _SET_OF_GROUPING[grouping]
-            row = _with_cost({column: int(value or 0) for column, value in zip(_SUM_COLUMNS, values, strict=True)})
-            if name == "total":
-                sets["total"] = row
-            else:
-                row[name] = {"day": day, "model": model, "user_id": user_id}[name]
-                sets[name].append(row)
-    if sets["total"] is None:  # no rows at all: GROUPING SETS still answers (), but be sure
-        sets["total"] = daily.none().totals()
-    return sets
+    def grouped(self, by: str) -> list[dict]:
+        """Sums per value of by ("day", "model" or "user_id")."""
+        if by != "user_id":
+            return merged(self.by_day_model(), (by,))
+        per_model = self.model or self.user_ids is not None
+        daily = self._filtered(UsageDaily if per_model else UsageDailyUser)
+        if self.in_site_zone:
+            return daily.in_range(self.since, self.until).grouped("user_id")
+        # The site's days wholly inside the reader's range from the roll-up, the partial ones at each end from rows.
+        start, end = day_bounds(self.since, self.until, self.zone)
+        site = timezone.get_default_timezone()
+        first = timezone.localtime(start, site).date()
+        first += timedelta(days=1) if day_bounds(first, first, site)[0] < start else timedelta(0)
+        last = timezone.localtime(end, site).date() - timedelta(days=1)
+        if first > last:
+            return self.bounded.grouped("user_id")
+        inner_start, inner_end = day_bounds(first, last, site)
+        # Two narrow index ranges, not one OR over the whole range.
+        head = self.bounded.filter(created_at__lt=inner_start).grouped("user_id")
+        tail = self.bounded.filter(created_at__gte=inner_end).grouped("user_id")
+        return merged([*daily.in_range(first, last).grouped("user_id"), *head, *tail], ("user_id",))
 
 
 def usage_report(request: HttpRequest, *, user: User | None = None) -> Report:
@@ -132,27 +167,21 @@ def usage_report(request: HttpRequest, *, user: User | None = None) -> Report:
     since = data.get("since") or until - timedelta(days=CHART_DAYS - 1)
     # Without a "To" date the list and export stay open-ended: a call stamped after the reader's today still shows.
     records = UsageRecord.objects.in_range(since, data.get("until"))
-    daily = UsageDaily.objects.in_range(since, until)
+    report = Report(form, since, until, records)
     if user is not None:
-        records, daily = records.filter(user=user), daily.filter(user=user)
+        report.user_ids = [user.pk]
     elif data.get("user"):
-        ids = list(User.objects.filter(username__iexact=data["user"].strip()).values_list("id", flat=True))
-        records, daily = records.filter(user_id__in=ids), daily.filter(user_id__in=ids)
+        report.user_ids = list(User.objects.filter(username__iexact=data["user"].strip()).values_list("id", flat=True))
+    if report.user_ids is not None:
+        records = records.filter(user_id__in=report.user_ids)
     if data.get("model"):
-        model = data["model"].strip()
-        records, daily = records.filter(model=model), daily.filter(model=model)
-    if timezone.get_current_timezone_name() != timezone.get_default_timezone_name():
-        daily = None  # the roll-up counts the site's days; a reader in another zone gets their own days, from rows
-    status = data.get("status")
-    if status:
-        daily = None  # outcomes are not rolled up
-        if status == "ok":
-            records = records.filter(error_type="")
-        elif status == "error":
-            records = records.exclude(error_type="")
-        elif status == "stopped":
-            records = records.filter(outcome=State.STOPPED)
-    return Report(form, since, until, records, daily)
+        report.model = data["model"].strip()
+        records = records.filter(model=report.model)
+    if data.get("status"):
+        report.status = data["status"]
+        records = records.with_status(report.status)
+    report.records = records
+    return report
 
 
 def chart_days(report: Report) -> list[dict]:
@@ -174,47 +203,79 @@ def chart_days(report: Report) -> list[dict]:
     return days
 
 
-def breakdown(report: Report, field: str, limit: int = 10) -> list[dict]:
-    ranked = sorted(report.grouped(field), key=lambda r: (-r["total_tokens"], -r["requests"]))[:limit]
+def breakdown(report: Report, by: str, limit: int = 10) -> list[dict]:
+    ranked = sorted(report.grouped(by), key=lambda r: (-r["total_tokens"], -r["requests"]))[:limit]
     rows = [dict(row) for row in ranked]  # the report's rows are shared between sections
-    if field == "user_id":
+    if by == "user_id":
         names = dict(User.objects.filter(pk__in=[r["user_id"] for r in rows]).values_list("pk", "username"))
         for row in rows:
             row["user_id"] = names.get(row["user_id"], "?")
     peak = max((row["total_tokens"] for row in rows), default=0) or 1
     for row in rows:
-        row["name"] = row.pop(field)
+        row["name"] = row.pop(by)
         row["share"] = round(100 * row["total_tokens"] / peak)
     return rows
 
 
-class CountedPaginator(Paginator):
-    """A paginator told its count (from the roll-up) instead of running COUNT(*) over millions of rows."""
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
-    def __init__(self, object_list, per_page: int, count: int) -> None:
-        super().__init__(object_list, per_page)
-        self._known_count = count
 
-    @property
-    def count(self) -> int:
-        return self._known_count
+def _cursor(record: UsageRecord) -> str:
+    """A position in the newest-first call list: the call's time in microseconds since 1970 and its id."""
+    return f"{(record.created_at - EPOCH) // timedelta(microseconds=1)}_{record.pk}"
+
+
+def _parse_cursor(value: str | None) -> tuple[datetime, int] | None:
+    try:
+        micros, pk = (int(part) for part in (value or "").split("_"))
+        return EPOCH + timedelta(microseconds=micros), pk
+    except (ValueError, OverflowError):
+        return None  # malformed or out of range: the first page
+
+
+@dataclass
+class CallPage:
+    """One page of calls, newest first, and the cursors of the pages beside it (None at either end)."""
+
+    rows: list[UsageRecord]
+    newer: str | None
+    older: str | None
+
+
+def calls_page(records: UsageQuerySet, *, before: str | None = None, after: str | None = None) -> CallPage:
+    """PAGE_SIZE calls older than `before` (or newer than `after`, or the newest), by keyset on (created_at, id).
+
+    Each page is one index range scan of PAGE_SIZE + 1 rows, however deep: no OFFSET, no COUNT(*).
+    """
+    records = records.select_related("user")
+    if position := _parse_cursor(after):
+        moment, pk = position
+        newer_first = records.filter(created_at__gte=moment).filter(Q(created_at__gt=moment) | Q(id__gt=pk))
+        rows = list(newer_first.order_by("created_at", "id")[: PAGE_SIZE + 1])
+        more, rows = len(rows) > PAGE_SIZE, rows[:PAGE_SIZE][::-1]
+        return CallPage(rows, _cursor(rows[0]) if more else None, _cursor(rows[-1]) if rows else None)
+    position = _parse_cursor(before)
+    if position:
+        moment, pk = position
+        records = records.filter(created_at__lte=moment).filter(Q(created_at__lt=moment) | Q(id__lt=pk))
+    rows = list(records.order_by("-created_at", "-id")[: PAGE_SIZE + 1])
+    more, rows = len(rows) > PAGE_SIZE, rows[:PAGE_SIZE]
+    newer = _cursor(rows[0]) if position and rows else None
+    return CallPage(rows, newer, _cursor(rows[-1]) if more else None)
 
 
 def report_ctx(request: HttpRequest, report: Report) -> dict:
     """What every usage page shows: totals, chart, by model, the page of calls, the query for links."""
-    totals = report.totals()
-    page = CountedPaginator(
-        report.records.select_related("user").order_by("-created_at", "-id"), PAGE_SIZE, totals["requests"]
-    ).get_page(request.GET.get("page"))
     query = request.GET.copy()
-    query.pop("page", None)
+    for key in ("page", "before", "after"):
+        query.pop(key, None)
     chart = chart_days(report)
     return {
         "form": report.form,
         "since": report.since,
         "until": report.until,
-        "page": page,
-        "totals": totals,
+        "calls": calls_page(report.records, before=request.GET.get("before"), after=request.GET.get("after")),
+        "totals": report.totals(),
         "chart": chart,
         "chart_width": len(chart) * BAR_STEP + 8,
         "chart_peak": max(day["total_tokens"] for day in chart),

@@ -7,6 +7,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import models
 from django.db.models import Avg, Count, Q, Sum
+from django.db.models.functions import TruncDate
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -209,6 +210,29 @@ class UsageQuerySet(models.QuerySet):
         )
         return {row.pop("message_id"): row for row in rows}
 
+    def grouped(self, *fields: str, zone: tzinfo | None = None) -> list[dict]:
+        """Sums per value of fields, in the roll-ups' shape (UsageDailyQuerySet.grouped); "day" is the day in zone."""
+        qs = self.order_by()
+        if "day" in fields:
+            qs = qs.annotate(day=TruncDate("created_at", tzinfo=zone or timezone.get_current_timezone()))
+        sums = {
+            "requests": Count("id"),
+            "errors": Count("id", filter=~Q(error_type="")),
+            "estimated": Count("id", filter=Q(is_estimated=True)),
+            "unpriced": Count("id", filter=Q(cost_usd__isnull=True)),
+            "prompt_tokens": Sum("prompt_tokens", default=0),
+            "completion_tokens": Sum("completion_tokens", default=0),
+            "reasoning_tokens": Sum("reasoning_tokens", default=0),
+            "total_tokens": Sum("total_tokens", default=0),
+            "cost_usd": Sum("cost_usd", default=Decimal(0)),
+            "latency_ms": Sum("latency_ms", default=0),
+        }
+        rows = list(qs.values(*fields).annotate(**sums))
+        for row in rows:
+            row["cost_usd"] = Decimal(row["cost_usd"]).quantize(MICRO)
+            row["avg_latency_ms"] = row["latency_ms"] / row["requests"] if row["requests"] else None
+        return rows
+
     def in_range(self, since: date | None, until: date | None, zone: tzinfo | None = None) -> UsageQuerySet:
         """Rows of the days since..until in zone (default: the active one), as a range on created_at for the index."""
         qs, zone = self, zone or timezone.get_current_timezone()
@@ -221,11 +245,21 @@ class UsageQuerySet(models.QuerySet):
     def older_than(self, moment: datetime) -> UsageQuerySet:
         return self.filter(created_at__lt=moment)
 
+    def with_status(self, status: str) -> UsageQuerySet:
+        """Rows that ended as status (UsageStatus: ok, error, stopped), the same partition the roll-up keeps."""
+        if status == "error":
+            return self.exclude(error_type="")
+        stopped = Q(outcome=State.STOPPED)
+        return self.filter(Q(error_type="") & (stopped if status == "stopped" else ~stopped))
+
 
 class UsageRecord(models.Model):
     """One model call. Holds counts and timings, never message text or a secret."""
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="usage_records")
+    # No index of its own: (user, created_at) below serves every query by person.
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="usage_records", db_index=False
+    )
     credential_id = models.UUIDField(null=True, blank=True)
     conversation = models.ForeignKey(Conversation, on_delete=models.SET_NULL, null=True, blank=True)
     message = models.ForeignKey(
@@ -326,20 +360,28 @@ class UsageDailyQuerySet(models.QuerySet):
 
 def _with_cost(row: dict) -> dict:
     row["cost_usd"] = Decimal(int(row.pop("cost_micro_usd") or 0)) * MICRO
-    latency = row.pop("latency_ms")
-    row["avg_latency_ms"] = latency / row["requests"] if row["requests"] else None
+    row["avg_latency_ms"] = row["latency_ms"] / row["requests"] if row["requests"] else None
     return row
 
 
-class UsageDaily(models.Model):
-    """The roll-up of usage rows per day (site time zone), person and model; written with each row.
+class UsageStatus(models.TextChoices):
+    """How a call ended, for the usage filter and the roll-up: an exact partition of the rows."""
 
-    Costs are kept as integer micro-dollars so sums are exact on every database.
-    """
+    OK = "ok", _("Succeeded")
+    ERROR = "error", _("Failed")
+    STOPPED = "stopped", _("Stopped")
 
-    day = models.DateField()
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
-    model = models.CharField(max_length=100)
+    @classmethod
+    def of(cls, *, error_type: str, outcome: str) -> UsageStatus:
+        if error_type:
+            return cls.ERROR
+        return cls.STOPPED if outcome == State.STOPPED else cls.OK
+
+
+class UsageSums(models.Model):
+    """The counters every roll-up row keeps; costs as integer micro-dollars, so sums are exact on every database."""
+
+    status = models.CharField(max_length=8, choices=UsageStatus.choices, default=UsageStatus.OK)
     requests = models.PositiveIntegerField(default=0)
     errors = models.PositiveIntegerField(default=0)
     estimated = models.PositiveIntegerField(default=0)
@@ -354,11 +396,63 @@ class UsageDaily(models.Model):
     objects = UsageDailyQuerySet.as_manager()
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["day", "user", "model"], name="usage_daily_key")]
-        indexes = [models.Index(fields=["user", "day"], name="usage_daily_user_day")]
+        abstract = True
 
     def __str__(self) -> str:
-        return f"{self.day} {self.model}"
+        return f"{self.status} × {self.requests}"
+
+
+SITE_DAY_HELP = "A day in the site's time zone (settings.TIME_ZONE)."
+
+
+class UsageDaily(UsageSums):
+    """The roll-up of usage rows per day, person, model and status; written with each row (chat.usage.rollup_add).
+
+    Serves everything about one person (their pages, a staff filter on a user) read in the site's zone.
+    """
+
+    day = models.DateField(help_text=SITE_DAY_HELP)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+", db_index=False)
+    model = models.CharField(max_length=100)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["day", "user", "model", "status"], name="usage_daily_key")]
+        indexes = [models.Index(fields=["user", "day"], name="usage_daily_user_day")]
+
+
+class UsageDailyModel(UsageSums):
+    """Everyone's usage per day, model and status: the team's totals, chart and by-model table in the site's zone."""
+
+    day = models.DateField(help_text=SITE_DAY_HELP)
+    model = models.CharField(max_length=100)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["day", "model", "status"], name="usage_daily_model_key")]
+
+
+class UsageQuarterHour(UsageSums):
+    """Everyone's usage per quarter hour (UTC), model and status: the team's page for a reader in another zone.
+
+    Every time zone's days start on a quarter hour, so any reader's days sum exactly from it
+    (30 days are about 30 × 96 × models × statuses rows, however many calls there were).
+    """
+
+    bucket = models.DateTimeField(help_text="Start of the 15 minutes.")
+    model = models.CharField(max_length=100)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["bucket", "model", "status"], name="usage_quarter_key")]
+
+
+class UsageDailyUser(UsageSums):
+    """Each person's usage per day and status over all models: budgets, the people page, the team's by-user table."""
+
+    day = models.DateField(help_text=SITE_DAY_HELP)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+", db_index=False)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["day", "user", "status"], name="usage_daily_user_key")]
+        indexes = [models.Index(fields=["user", "day"], name="usage_daily_user_user_day")]
 
 
 class PriceOverride(models.Model):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.contrib import messages
+from django.core.paginator import Page, Paginator
 from django.db.models import Count, OuterRef, Q, Subquery
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -14,7 +15,7 @@ from accounts.models import Approval, User
 from chat.budgets import budget_status, limits_for, month_of
 from chat.dashboard import report_ctx, staff_required, usage_report
 from chat.forms import TeamLimitsForm, UserLimitsForm
-from chat.models import TeamLimits, UsageDaily, UsageRecord
+from chat.models import TeamLimits, UsageDailyUser, UsageRecord
 from tokens.models import CredentialEvent, Status
 
 EVENTS_SHOWN = 15
@@ -27,6 +28,44 @@ def _get_user(pk: int) -> User:
     return user
 
 
+PEOPLE_PER_PAGE = 50
+
+
+def _people_page(request: HttpRequest, team: TeamLimits) -> tuple[list[User], Page]:
+    """Accounts waiting for approval, and one page of the others (searched by name or e-mail) with their month.
+
+    Everything per person is read for the page only: this month from the per-person roll-up,
+    the last call as one index probe on (user, created_at) each, credential health by join.
+    """
+    first, resets_at = month_of()
+    last_call = UsageRecord.objects.filter(user=OuterRef("pk")).order_by("-created_at").values("created_at")[:1]
+    people = User.objects.annotate(
+        last_call_at=Subquery(last_call),
+        credentials_ok=Count("credentials", filter=Q(credentials__status=Status.ACTIVE)),
+        credentials_bad=Count("credentials", filter=~Q(credentials__status=Status.ACTIVE)),
+    )
+    pending = list(people.filter(approval=Approval.PENDING).order_by("date_joined")[:PEOPLE_PER_PAGE])
+    others = User.objects.exclude(approval=Approval.PENDING)
+    search = request.GET.get("q", "").strip()[:150]
+    if search:
+        others = others.filter(Q(username__icontains=search) | Q(email__icontains=search))
+    page = Paginator(others.order_by("username").values_list("pk", flat=True), PEOPLE_PER_PAGE).get_page(
+        request.GET.get("page")
+    )
+    shown = {person.pk: person for person in people.filter(pk__in=list(page.object_list))}
+    month = {
+        row["user_id"]: row
+        for row in UsageDailyUser.objects.filter(
+            user_id__in=list(shown), day__gte=first, day__lt=resets_at.date()
+        ).grouped("user_id")
+    }
+    page.object_list = [shown[pk] for pk in page.object_list if pk in shown]
+    for person in page.object_list:
+        person.month = month.get(person.pk)
+        person.limits = limits_for(person, team)
+    return pending, page
+
+
 @staff_required
 def user_list(request: HttpRequest) -> HttpResponse:
     team = TeamLimits.current()
@@ -35,27 +74,17 @@ def user_list(request: HttpRequest) -> HttpResponse:
         form.save()
         messages.success(request, _("Team limits saved."))
         return redirect("usage:user-list")
-    first, resets_at = month_of()
-    month = {
-        row["user_id"]: row
-        for row in UsageDaily.objects.filter(day__gte=first, day__lt=resets_at.date()).grouped("user_id")
-    }
-    last_call = UsageRecord.objects.filter(user=OuterRef("pk")).order_by("-created_at").values("created_at")[:1]
-    people = list(
-        User.objects.annotate(
-            last_call_at=Subquery(last_call),
-            credentials_ok=Count("credentials", filter=Q(credentials__status=Status.ACTIVE)),
-            credentials_bad=Count("credentials", filter=~Q(credentials__status=Status.ACTIVE)),
-        ).order_by("username")
-    )
-    for person in people:
-        person.month = month.get(person.pk)
-        person.limits = limits_for(person, team)
+    pending, page = _people_page(request, team)
+    query = request.GET.copy()
+    query.pop("page", None)
     ctx = {
-        "pending": [p for p in people if p.approval == Approval.PENDING],
-        "people": [p for p in people if p.approval != Approval.PENDING],
+        "pending": pending,
+        "people": page.object_list,
+        "page": page,
+        "query": query.urlencode(),
+        "search": request.GET.get("q", "").strip()[:150],
         "form": form,
-        "month": first,
+        "month": month_of()[0],
     }
     return render(request, "chat/user_list.html", ctx, status=400 if form.errors else 200)
 

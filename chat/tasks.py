@@ -8,8 +8,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from chat.budgets import budget_alert_send, budget_digest_send
-from chat.models import BudgetAlert, UsageDaily, UsageRecord
+from chat.models import BudgetAlert, UsageRecord
 from chat.services import replies_reap
+from chat.usage import ROLLUPS
 
 PRUNE_BATCH = 5000
 
@@ -38,7 +39,8 @@ def prune_usage(batch_size: int = PRUNE_BATCH) -> int:
             break
         with transaction.atomic():
             deleted += UsageRecord.objects.filter(id__in=ids).delete()[0]
-    UsageDaily.objects.filter(day__lt=cutoff.date()).delete()
+    for rollup, period, _keys in ROLLUPS:
+        rollup.objects.filter(**{f"{period}__lt": cutoff.date() if period == "day" else cutoff}).delete()
     return deleted
 
 

@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from django.db import connection, connections, transaction
 from django.utils import timezone
 
 from chat.catalog import cost_usd
-from chat.models import UsageDaily, UsageRecord, site_day
+from chat.models import (
+    UsageDaily,
+    UsageDailyModel,
+    UsageDailyUser,
+    UsageQuarterHour,
+    UsageRecord,
+    UsageStatus,
+    site_day,
+)
 from tokens.provider.usage import MAX_REPORTED
 from tokens.provider.usage import token_count as _count
 
@@ -148,13 +156,30 @@ def _micro(cost: Decimal | None) -> int:
     return int((cost or 0) * 1_000_000)
 
 
+# Each roll-up table, its time column and its other key columns; written in this order by every writer, so two
+# writers lock the rows they share in the same order and cannot deadlock.
+ROLLUPS = (
+    (UsageDaily, "day", ("user_id", "model")),
+    (UsageDailyModel, "day", ("model",)),
+    (UsageQuarterHour, "bucket", ("model",)),
+    (UsageDailyUser, "day", ("user_id",)),
+)
+QUARTER = timedelta(minutes=15)
+
+
+def quarter_of(moment: datetime) -> datetime:
+    """The start (UTC) of the quarter hour holding moment."""
+    moment = moment.astimezone(UTC)
+    return moment.replace(minute=moment.minute - moment.minute % 15, second=0, microsecond=0)
+
+
 def rollup_add(record: UsageRecord) -> None:
-    """Add one row to its day's roll-up with an upsert (INSERT ... ON CONFLICT DO UPDATE), in the caller's transaction.
+    """Add one row to its roll-ups with upserts (INSERT ... ON CONFLICT DO UPDATE), in the caller's transaction.
 
     PostgreSQL and SQLite (3.24+) share this syntax; concurrent writers for the same
-    day, person and model serialise on that one roll-up row.
+    period and key serialise on that one roll-up row.
     """
-    table = UsageDaily._meta.db_table
+    status = UsageStatus.of(error_type=record.error_type, outcome=record.outcome)
     values = (
         1,
         1 if record.error_type else 0,
@@ -168,46 +193,72 @@ def rollup_add(record: UsageRecord) -> None:
         record.latency_ms,
     )
     columns = ", ".join(_ROLLUP_COLUMNS)
-    updates = ", ".join(f"{c} = {table}.{c} + excluded.{c}" for c in _ROLLUP_COLUMNS)
-    placeholders = ", ".join(["%s"] * (3 + len(values)))
-    sql = (
-        f"INSERT INTO {table} (day, user_id, model, {columns}) VALUES ({placeholders}) "  # noqa: S608 (fixed names)
-        f"ON CONFLICT (day, user_id, model) DO UPDATE SET {updates}"
-    )
+    when = {
+        "day": site_day(record.created_at),
+        "bucket": connection.ops.adapt_datetimefield_value(quarter_of(record.created_at)),
+    }
     with connection.cursor() as cursor:
-        cursor.execute(sql, [site_day(record.created_at), record.user_id, record.model, *values])
+        for model, period, keys in ROLLUPS:
+            table = model._meta.db_table
+            updates = ", ".join(f"{c} = {table}.{c} + excluded.{c}" for c in _ROLLUP_COLUMNS)
+            placeholders = ", ".join(["%s"] * (2 + len(keys) + len(values)))
+            key = ", ".join(keys)
+            sql = (
+                f"INSERT INTO {table} ({period}, status, {key}, {columns}) VALUES ({placeholders}) "  # noqa: S608
+                f"ON CONFLICT ({period}, {key}, status) DO UPDATE SET {updates}"
+            )
+            cursor.execute(sql, [when[period], status, *(getattr(record, k) for k in keys), *values])
 
 
 ROLLUP_REBUILD_SQL = """
-INSERT INTO chat_usagedaily (day, user_id, model, {columns})
-SELECT {day_expr}, user_id, model, COUNT(*),
+INSERT INTO {table} ({period}, status, {keys}, {columns})
+SELECT {period_expr}, CASE WHEN error_type <> '' THEN 'error' WHEN outcome = 'stopped' THEN 'stopped' ELSE 'ok' END,
+       {keys}, COUNT(*),
        SUM(CASE WHEN error_type <> '' THEN 1 ELSE 0 END),
        SUM(CASE WHEN is_estimated THEN 1 ELSE 0 END),
        SUM(CASE WHEN cost_usd IS NULL THEN 1 ELSE 0 END),
        SUM(prompt_tokens), SUM(completion_tokens), SUM(reasoning_tokens), SUM(total_tokens),
        COALESCE(SUM(ROUND(cost_usd * 1000000)), 0), SUM(latency_ms)
 FROM chat_usagerecord
-GROUP BY 1, 2, 3
+GROUP BY 1, 2, {keys}
+"""
+# Daily per model and daily per person are sums of daily per person and model.
+ROLLUP_FROM_DAILY_SQL = """
+INSERT INTO {table} (day, status, {key}, {columns})
+SELECT day, status, {key}, {sums} FROM chat_usagedaily GROUP BY day, status, {key}
 """
 
 
 def rollup_rebuild(using: str = "default") -> int:
-    """Recompute the whole roll-up from the raw rows in one statement (after a bulk load, a restore or the migration).
+    """Recompute every roll-up from the raw rows (after a bulk load, a restore, a TIME_ZONE change, the migration).
 
-    Uses table and column names only, so the migration that creates the roll-up can call it.
-    Returns the number of roll-up rows.
+    Uses table and column names only, so a migration can call it. Returns the number of
+    UsageDaily rows. Takes a few minutes per ten million rows on PostgreSQL.
     """
     conn = connections[using]
     zone = timezone.get_default_timezone_name()
     if conn.vendor == "postgresql":
         day_expr, params = "(created_at AT TIME ZONE %s)::date", [zone]
+        quarter_expr = "date_bin('15 minutes', created_at, TIMESTAMPTZ '2000-01-01 00:00:00+00')"
     elif zone == "UTC":
         day_expr, params = "date(created_at)", []  # SQLite keeps UTC text
+        quarter_expr = "datetime(CAST(strftime('%s', created_at) AS INTEGER) / 900 * 900, 'unixepoch')"
     else:
         raise NotImplementedError("Rebuilding the roll-up on SQLite needs TIME_ZONE=UTC.")
-    sql = ROLLUP_REBUILD_SQL.format(columns=", ".join(_ROLLUP_COLUMNS), day_expr=day_expr)
+    columns = ", ".join(_ROLLUP_COLUMNS)
     with transaction.atomic(using=using), conn.cursor() as cursor:
-        cursor.execute("DELETE FROM chat_usagedaily")
-        cursor.execute(sql, params)
+        for model, _period, _keys in ROLLUPS:
+            cursor.execute(f"DELETE FROM {model._meta.db_table}")  # noqa: S608 (fixed names)
+        daily = ROLLUP_REBUILD_SQL.format(
+            table="chat_usagedaily", period="day", period_expr=day_expr, keys="user_id, model", columns=columns
+        )
+        cursor.execute(daily, params)
+        quarters = ROLLUP_REBUILD_SQL.format(
+            table="chat_usagequarterhour", period="bucket", period_expr=quarter_expr, keys="model", columns=columns
+        )
+        cursor.execute(quarters)
+        sums = ", ".join(f"SUM({c})" for c in _ROLLUP_COLUMNS)
+        for table, key in (("chat_usagedailymodel", "model"), ("chat_usagedailyuser", "user_id")):
+            cursor.execute(ROLLUP_FROM_DAILY_SQL.format(table=table, key=key, columns=columns, sums=sums))
         cursor.execute("SELECT COUNT(*) FROM chat_usagedaily")
         return cursor.fetchone()[0]

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import zoneinfo
+from collections.abc import Iterable
+
 from django.conf import settings
 from django.core.mail import send_mail
 from django.template.loader import render_to_string
+from django.utils import timezone, translation
 
 
 def email_send(name: str, ctx: dict, recipients: list[str]) -> int:
@@ -16,4 +20,29 @@ def email_send(name: str, ctx: dict, recipients: list[str]) -> int:
     sent = 0
     for recipient in recipients:
         sent += send_mail(subject, text, None, [recipient], html_message=html)
+    return sent
+
+
+def _zone(name: str) -> zoneinfo.ZoneInfo | None:
+    try:
+        return zoneinfo.ZoneInfo(name) if name else None
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return None
+
+
+def email_send_each(name: str, ctx: dict, users: Iterable) -> int:
+    """Send e-mail `name` to each user with an address, rendered in their own language and time zone.
+
+    The language is the user's `language` (else settings.LANGUAGE_CODE, never the language of
+    whoever triggered the e-mail), the zone their `timezone` (else settings.TIME_ZONE).
+    Returns how many went.
+    """
+    sent = 0
+    for user in users:
+        if not user.email:
+            continue
+        language = getattr(user, "language", "") or settings.LANGUAGE_CODE
+        zone = _zone(getattr(user, "timezone", "")) or timezone.get_default_timezone()
+        with translation.override(language), timezone.override(zone):
+            sent += email_send(name, {**ctx, "recipient": user}, [user.email])
     return sent

@@ -375,7 +375,9 @@ LOCALE_PATHS = [BASE_DIR / "locale"]
 FORMAT_MODULE_PATH = ["project.formats"]
 LANGUAGE_COOKIE_AGE = 365 * 24 * 3600
 LANGUAGE_COOKIE_SAMESITE = "Lax"
-TIME_ZONE = "UTC"
+# The team's zone: usage days, monthly budgets and the digest hour count in it (each person still sees times in
+# their own zone). After changing it, run `manage.py rebuild_usage_rollup` so past days are counted in the new one.
+TIME_ZONE = env.str("TIME_ZONE", default="UTC")
 USE_I18N = True
 USE_TZ = True
 

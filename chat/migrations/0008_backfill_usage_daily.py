@@ -2,10 +2,11 @@ from django.db import migrations
 
 
 def backfill(apps, schema_editor):
-    """Roll up the usage rows written before the roll-up table existed."""
-    from chat.usage import rollup_rebuild
+    """Nothing: 0012 rebuilds every roll-up from the usage rows.
 
-    rollup_rebuild(schema_editor.connection.alias)
+    This step called chat.usage.rollup_rebuild, which now writes the roll-up columns 0011 adds;
+    run here, on the older schema, it would fail.
+    """
 
 
 class Migration(migrations.Migration):

@@ -138,3 +138,26 @@ def test_it_shows_budget_of_no_one_else(client, alice):
     _spend(bob, 10)
     client.force_login(alice)
     assert "data-usage-row" not in client.get("/settings/usage/").content.decode()
+
+
+@time_machine.travel(MID_MONTH, tick=False)
+def test_each_budget_email_speaks_its_readers_language_once(
+    alice, staff, celery_eager, django_capture_on_commit_callbacks
+):
+    """The person's alert in their language (not the site's), the digest in each staff member's."""
+    alice.language, alice.monthly_token_budget = "zh-hans", 100
+    alice.save()
+    user_create("staff2", is_staff=True, language="zh-hans")
+    with django_capture_on_commit_callbacks(execute=True):
+        _spend(alice, 85)
+    with django_capture_on_commit_callbacks(execute=True):
+        _spend(alice, 1)  # still 80 %: no second e-mail
+    assert [m.subject for m in mail.outbox] == ["你已使用本月 BYOK Chat 预算的 80%"]
+    assert "2026年12月1日" in mail.outbox[0].body  # the reset date in Chinese format
+    mail.outbox.clear()
+    assert budget_digest_send() == 1
+    subjects = {m.to[0]: m.subject for m in mail.outbox}
+    assert subjects == {
+        "staff@example.com": "BYOK Chat: 1 budget alert today",
+        "staff2@example.com": "BYOK Chat：今天有 1 条预算提醒",
+    }

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 from django.core import mail
 from django.urls import reverse
+from django.utils import translation
+from django.utils.translation import gettext
 
 from accounts.models import Approval, User
 from chat.usage import usage_write
@@ -25,6 +27,16 @@ def _usage_routes(user_id: int) -> list[tuple[str, str]]:
         ("post", f"/usage/users/{user_id}/reject/"),
         ("post", f"/usage/users/{user_id}/active/"),
     ]
+
+
+def test_the_route_list_covers_every_usage_route(bob):
+    """A route added to chat.usage_urls without joining _usage_routes would escape the two tests below."""
+    from chat.usage_urls import urlpatterns
+
+    covered = {url for _method, url in _usage_routes(bob.pk)}
+    for pattern in urlpatterns:
+        url = "/usage/" + str(pattern.pattern).replace("<int:pk>", str(bob.pk))
+        assert url in covered, url
 
 
 def test_it_forbids_every_usage_route_to_non_staff(client, alice, bob):
@@ -101,6 +113,32 @@ def test_rejection_deactivates_and_tells_the_person(client, settings, staff, dja
     assert (dave.approval, dave.is_active) == (Approval.REJECTED, False)
     assert mail.outbox[0].to == ["dave@example.com"]
     assert not client.__class__().login(username="dave", password=PASSWORD)
+
+
+@pytest.mark.parametrize(("action", "subject"), [("approve", "你的 BYOK Chat 账号已通过审核"), ("reject", None)])
+def test_approval_emails_speak_the_persons_language_not_the_staffs(
+    client, settings, staff, action, subject, django_capture_on_commit_callbacks
+):
+    settings.SIGNUP_MODE = "approval"
+    erin = user_create("erin", approval=Approval.PENDING, language="zh-hans")
+    zh_staff = user_create("staff-zh", is_staff=True, language="zh-hans")
+    client.force_login(staff)
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(f"/usage/users/{erin.pk}/{action}/", HTTP_ACCEPT_LANGUAGE="en")
+    assert [m.to for m in mail.outbox] == [["erin@example.com"]]
+    with translation.override("zh-hans"):
+        expected = subject or gettext("Your BYOK Chat sign-up was not approved")
+    assert mail.outbox[0].subject == expected != "Your BYOK Chat sign-up was not approved"
+    mail.outbox.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        _signup(client.__class__(), "frank")
+    with translation.override("zh-hans"):
+        waiting_zh = gettext("%(name)s is waiting for approval on BYOK Chat") % {"name": "frank"}
+    assert {m.to[0]: m.subject for m in mail.outbox} == {
+        "staff@example.com": "frank is waiting for approval on BYOK Chat",
+        zh_staff.email: waiting_zh,
+    }
+    assert "waiting" not in waiting_zh
 
 
 @pytest.mark.parametrize(("mode", "open_"), [("closed", True), ("open", False)])

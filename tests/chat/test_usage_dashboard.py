@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from datetime import timedelta
 
 import pytest
@@ -72,12 +73,35 @@ def test_it_explains_a_bad_date_range(staff_client):
     assert 'role="alert"' in response.content.decode()
 
 
-def test_it_paginates(staff_client, alice):
-    for n in range(60):
-        _record(alice, request_id=f"req_{n:03}")
-    first = staff_client.get("/usage/").content.decode()
-    assert first.count("data-usage-row") == 50 and "Page 1 of 2" in first
-    assert staff_client.get("/usage/?page=2").content.decode().count("data-usage-row") == 10
+def _request_ids(html: str) -> list[str]:
+    return re.findall(r"<code>(req_\d+)</code>", html)
+
+
+def _link(html: str, action: str) -> str | None:
+    found = re.search(rf'href="\?([^"]*)" data-action="{action}"', html)
+    return found.group(1).replace("&amp;", "&") if found else None
+
+
+def test_it_pages_by_keyset_through_calls_sharing_a_timestamp(staff_client, alice):
+    moment = timezone.now()
+    for n in range(120):  # three calls per instant: the id breaks the tie
+        instant = moment - timedelta(seconds=n // 3)
+        usage_write(user_id=alice.pk, model="m", source="web", request_id=f"req_{n:03}", created_at=instant)
+    pages, html = [], staff_client.get("/usage/").content.decode()
+    assert _link(html, "newer") is None and "120 calls" in html
+    while True:
+        pages.append(_request_ids(html))
+        older = _link(html, "older")
+        if older is None:
+            break
+        html = staff_client.get(f"/usage/?{older}").content.decode()
+    assert [len(page) for page in pages] == [50, 50, 20]
+    # Newest first; within one instant the later-written (higher id) first. Nothing twice, nothing skipped.
+    assert [row for page in pages for row in page] == [f"req_{3 * g + k:03}" for g in range(40) for k in (2, 1, 0)]
+    newer = _link(html, "newer")
+    back = staff_client.get(f"/usage/?{newer}").content.decode()
+    assert _request_ids(back) == pages[1] and _link(back, "newer") and _link(back, "older")
+    assert _link(staff_client.get("/usage/?before=garbage_1").content.decode(), "newer") is None
 
 
 async def _streamed(response) -> str:
