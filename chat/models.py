@@ -417,7 +417,11 @@ class UsageDaily(UsageSums):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["day", "user", "model", "status"], name="usage_daily_key")]
-        indexes = [models.Index(fields=["user", "day"], name="usage_daily_user_day")]
+        # (user, day): one person's pages and budget; (model, day): the by-person table filtered on a model.
+        indexes = [
+            models.Index(fields=["user", "day"], name="usage_daily_user_day"),
+            models.Index(fields=["model", "day"], name="usage_daily_model_day"),
+        ]
 
 
 class UsageDailyModel(UsageSums):
