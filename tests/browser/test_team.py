@@ -15,6 +15,9 @@ from tests.conftest import ALICE_KEY, PASSWORD, credential_create
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 PHONE = {"width": 390, "height": 844}
+# Elements reaching past the right edge of the window, outside any region that scrolls on its own.
+OVERFLOWING = """[...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > innerWidth + 1
+  && !e.closest('.table-wrap')).map(e => e.tagName + '.' + e.className).slice(0, 8)"""
 
 
 def _spend(user, tokens: int, model: str = "gpt-4o-mini") -> None:
@@ -115,6 +118,7 @@ def test_screenshots(browser, asgi_server, alice, bob, staff, shoot, scheme):
         page.goto("/settings/usage/")
         expect(page.locator("tr[data-usage-row]")).to_have_count(12)
         shoot(page, f"team-my-usage-{suffix}-{scheme}")
+        assert page.evaluate(OVERFLOWING) == [], suffix
         page.context.close()
         page = new_page(browser, asgi_server.url, color_scheme=scheme)
         if viewport:
@@ -124,4 +128,7 @@ def test_screenshots(browser, asgi_server, alice, bob, staff, shoot, scheme):
             page.goto(url)
             expect(page.locator("main")).to_be_visible()
             shoot(page, f"team-{name}-{suffix}-{scheme}")
+            # Wide tables scroll inside their own region; the page itself never scrolls sideways.
+            wide = page.evaluate(OVERFLOWING)
+            assert wide == [], (url, suffix, wide)
         page.context.close()

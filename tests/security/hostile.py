@@ -12,7 +12,8 @@ from django.apps import apps
 from django.db import models
 from django.utils import timezone
 
-from chat.models import Message, PriceOverride, UsageDaily, UsageRecord
+from chat.models import Message, PriceOverride, UsageRecord
+from chat.usage import rollup_add
 from tokens.lifecycle import event_record
 from tokens.models import EventKind
 
@@ -51,10 +52,9 @@ def our_models() -> list[type[models.Model]]:
 
 def rows_add(world) -> None:
     """The rows the World lacks that hold provider- or staff-typed text: usage, roll-ups, prices, events."""
-    today = timezone.localdate()
     Message.objects.create(conversation=world.conversation, role="assistant", content="Half", state="error")
     for source in ("web", "api"):
-        UsageRecord.objects.create(
+        record = UsageRecord.objects.create(
             user=world.alice,
             conversation=world.conversation,
             credential_id=world.credential.pk,
@@ -65,7 +65,7 @@ def rows_add(world) -> None:
             total_tokens=8,
             status_code=200,
         )
-    UsageDaily.objects.create(day=today, user=world.alice, model="gpt-4o-mini", requests=2, total_tokens=16)
+        rollup_add(record)  # a row in every roll-up table
     PriceOverride.objects.create(model="gpt-4o-mini", effective_from=timezone.now() - datetime.timedelta(days=1))
     event_record(world.credential, EventKind.CHECKED, actor="alice", detail="ok")
 
