@@ -275,6 +275,42 @@ def _explain_pages(connection, urls: dict[str, tuple]) -> str:
     return "\n\n".join(parts) + "\n"
 
 
+def _statements_beside_the_pages(today) -> dict[str, tuple[str, list]]:
+    """The export's rows, a retention batch and a budget check: raw SQL with params, as Django sends them."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from chat.budgets import month_of
+    from chat.models import UsageDailyUser, UsageRecord
+    from chat.tasks import PRUNE_BATCH
+
+    export = UsageRecord.objects.in_range(today - timedelta(days=6), today).order_by("-created_at", "-id")
+    export = export.values_list("created_at", "user__username", "model", "cost_usd", "request_id")
+    prune = UsageRecord.objects.older_than(timezone.now() - timedelta(days=170)).order_by().values_list("id")
+    first, resets_at = month_of()
+    person = UsageRecord.objects.order_by("-id").values_list("user_id", flat=True).first()
+    budget = UsageDailyUser.objects.filter(user_id=person, day__gte=first, day__lt=resets_at.date())
+    return {
+        "export of 7 days (the COPY's inner SELECT)": export.query.sql_with_params(),
+        "a retention batch (ids older than the cutoff)": prune[:PRUNE_BATCH].query.sql_with_params(),
+        "a budget check before a chat": budget.order_by()
+        .values("user_id")
+        .annotate(**budget._sums())
+        .query.sql_with_params(),
+    }
+
+
+def _explain_sql(connection, statements: dict[str, tuple[str, list]]) -> str:
+    parts = []
+    for title, (sql, params) in statements.items():
+        with connection.cursor() as cursor:
+            cursor.execute("EXPLAIN (ANALYZE, BUFFERS) " + sql, params)
+            plan = "\n".join(row[0] for row in cursor.fetchall())
+        parts.append(f"## {title}\n```sql\n{sql % tuple(repr(p) for p in params)};\n```\n```\n{plan}\n```")
+    return "\n\n" + "\n\n".join(parts) + "\n"
+
+
 def _sample(pages: dict, name: str, client, url: str) -> None:
     pages.setdefault(name, []).append(_timed(client, url, pages.setdefault(f"{name}_cpu", [])))
 
@@ -369,6 +405,7 @@ def _run() -> dict:
             "a person's page, reader in Asia/Kolkata": (staff_abroad, f"/usage/users/{people[0]}/"),
         },
     )
+    explain += _explain_sql(connection, _statements_beside_the_pages(today))
     (ROOT / "bench" / "results").mkdir(exist_ok=True)
     (ROOT / "bench" / "results" / "usage-explain.md").write_text(explain)
     with connection.cursor() as cursor:

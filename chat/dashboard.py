@@ -420,10 +420,10 @@ _COPY_COLUMNS = [
     """to_char(t.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"')""",
     """to_char(t.created_at AT TIME ZONE %s, 'YYYY-MM-DD HH24:MI:SS') || ' ' || %s""",
     _sql_safe("t.user__username"),
-    _sql_safe("t.source"),
+    "t.source",  # our own choices, never typed by anyone: nothing to neutralise
     _sql_safe("t.model"),
     "t.status_code",
-    _sql_safe("t.outcome"),
+    "t.outcome",
     _sql_safe("t.error_type"),
     "t.prompt_tokens",
     "t.completion_tokens",

@@ -97,3 +97,16 @@ def test_the_sdk_refreshes_an_access_token_before_it_expires(api, fake_openai, a
     assert len(exchanged) == 2
     assert {r.bearer for r in fake_openai.chat_requests} == {fake_openai.chat_requests[0].bearer}
     assert json.loads(fake_openai.chat_requests[0].body)["model"] == "gpt-4o-mini"
+
+
+def test_a_call_over_budget_is_refused_with_openais_error_and_nothing_goes_upstream(api, fake_openai, alice):
+    from chat.usage import usage_write
+
+    alice.monthly_token_budget = 100
+    alice.save()
+    usage_write(user_id=alice.pk, model="gpt-4o-mini", source="web", usage={"prompt_tokens": 100})
+    with pytest.raises(openai.RateLimitError) as refused:
+        _client(api, key_issue(alice).key).chat.completions.create(model="gpt-4o-mini", messages=HI)
+    assert refused.value.code == "budget_exceeded" and "monthly token budget" in refused.value.message
+    assert fake_openai.chat_requests == []
+    assert UsageRecord.objects.count() == 1  # the refusal is not a model call

@@ -7,8 +7,11 @@ import io
 
 import pytest
 from asgiref.sync import async_to_sync
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from chat.dashboard import csv_safe
+from chat.models import UsageRecord
 from chat.usage import usage_write
 
 pytestmark = pytest.mark.django_db
@@ -29,6 +32,9 @@ HOSTILE_QUERIES = [
     "model=%E2%80%AE",
     "since=2026-11-30&until=2026-11-01",
     "since[]=1&since=2",
+    "before=99999999999999999999999_1",
+    "after=-99999999999999999_-1",
+    "before=abc",
 ]
 
 
@@ -39,6 +45,27 @@ def test_it_never_fails_on_a_filter(client, staff, alice, query):
         client.force_login(user)
         response = client.get(f"{url}?{query}")
         assert response.status_code == 200, (url, query)
+
+
+ANY_TEXT = st.text(st.characters(codec="utf-8"), max_size=40) | st.sampled_from(
+    ["2026-02-30", "9999-12-31", "0001-01-01", "-1", "1e309", "99999999999999999999_1", "1_1_1", "_", "%00"]
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    query=st.dictionaries(
+        st.sampled_from(["user", "model", "status", "since", "until", "page", "before", "after", "q"]), ANY_TEXT
+    )
+)
+def test_no_filter_value_is_a_500_fuzzed(client, staff, alice, query):
+    """Random values in every filter the usage pages read (hypothesis): always a page, never an error."""
+    if not UsageRecord.objects.exists():
+        usage_write(user_id=alice.pk, model="gpt-4o-mini", source="web", usage={})
+    for user, url in ((staff, "/usage/"), (alice, "/settings/usage/"), (staff, f"/usage/users/{alice.pk}/")):
+        client.force_login(user)
+        assert client.get(url, query).status_code == 200, (url, query)
+    assert client.get("/usage/users/", query).status_code == 200, query
 
 
 @pytest.mark.parametrize("cell", ["=1+1", "+1", "-1", "@SUM(A1)", "\tx", "\rx", "＝1+1"])
