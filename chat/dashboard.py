@@ -47,6 +47,7 @@ from chat.models import (
     UsageRecord,
     day_bounds,
 )
+from chat.usage import ROLLUP_COLUMNS
 from tokens.models import CredentialEvent
 
 PAGE_SIZE = 50
@@ -55,18 +56,8 @@ MAX_CHART_DAYS = 92
 BAR_STEP, BAR_WIDTH = 24, 18
 EVENTS_SHOWN = 15
 EXPORT_BATCH = 5000
-SUMMED = (
-    "requests",
-    "errors",
-    "estimated",
-    "unpriced",
-    "prompt_tokens",
-    "completion_tokens",
-    "reasoning_tokens",
-    "total_tokens",
-    "cost_usd",
-    "latency_ms",
-)
+# The roll-ups' counters, with the cost as a Decimal (rows from roll-ups and from raw rows alike).
+SUMMED = tuple("cost_usd" if column == "cost_micro_usd" else column for column in ROLLUP_COLUMNS)
 
 
 def merged(rows: Iterable[dict], by: tuple[str, ...]) -> list[dict]:
@@ -417,8 +408,10 @@ def _sql_safe(column: str) -> str:
 
 
 _COPY_COLUMNS = [
-    """to_char(t.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"')""",
-    """to_char(t.created_at AT TIME ZONE %s, 'YYYY-MM-DD HH24:MI:SS') || ' ' || %s""",
+    # The session's zone is UTC (Django sets it), so timestamptz prints as RFC 3339 in UTC ("… 20:30:00.5+00");
+    # to_char would double the server's time per row.
+    "t.created_at",
+    "date_trunc('second', t.created_at AT TIME ZONE %s)::text || ' ' || %s",
     _sql_safe("t.user__username"),
     "t.source",  # our own choices, never typed by anyone: nothing to neutralise
     _sql_safe("t.model"),

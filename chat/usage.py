@@ -138,7 +138,7 @@ def usage_write(
     return record
 
 
-_ROLLUP_COLUMNS = (
+ROLLUP_COLUMNS = (
     "requests",
     "errors",
     "estimated",
@@ -192,7 +192,7 @@ def rollup_add(record: UsageRecord) -> None:
         _micro(record.cost_usd),
         record.latency_ms,
     )
-    columns = ", ".join(_ROLLUP_COLUMNS)
+    columns = ", ".join(ROLLUP_COLUMNS)
     when = {
         "day": site_day(record.created_at),
         "bucket": connection.ops.adapt_datetimefield_value(quarter_of(record.created_at)),
@@ -200,7 +200,7 @@ def rollup_add(record: UsageRecord) -> None:
     with connection.cursor() as cursor:
         for model, period, keys in ROLLUPS:
             table = model._meta.db_table
-            updates = ", ".join(f"{c} = {table}.{c} + excluded.{c}" for c in _ROLLUP_COLUMNS)
+            updates = ", ".join(f"{c} = {table}.{c} + excluded.{c}" for c in ROLLUP_COLUMNS)
             placeholders = ", ".join(["%s"] * (2 + len(keys) + len(values)))
             key = ", ".join(keys)
             sql = (
@@ -245,7 +245,7 @@ def rollup_rebuild(using: str = "default") -> int:
         quarter_expr = "datetime(CAST(strftime('%s', created_at) AS INTEGER) / 900 * 900, 'unixepoch')"
     else:
         raise NotImplementedError("Rebuilding the roll-up on SQLite needs TIME_ZONE=UTC.")
-    columns = ", ".join(_ROLLUP_COLUMNS)
+    columns = ", ".join(ROLLUP_COLUMNS)
     with transaction.atomic(using=using), conn.cursor() as cursor:
         for model, _period, _keys in ROLLUPS:
             cursor.execute(f"DELETE FROM {model._meta.db_table}")  # noqa: S608 (fixed names)
@@ -257,7 +257,7 @@ def rollup_rebuild(using: str = "default") -> int:
             table="chat_usagequarterhour", period="bucket", period_expr=quarter_expr, keys="model", columns=columns
         )
         cursor.execute(quarters)
-        sums = ", ".join(f"SUM({c})" for c in _ROLLUP_COLUMNS)
+        sums = ", ".join(f"SUM({c})" for c in ROLLUP_COLUMNS)
         for table, key in (("chat_usagedailymodel", "model"), ("chat_usagedailyuser", "user_id")):
             cursor.execute(ROLLUP_FROM_DAILY_SQL.format(table=table, key=key, columns=columns, sums=sums))
         cursor.execute("SELECT COUNT(*) FROM chat_usagedaily")
