@@ -15,13 +15,15 @@ from project.run import proxy_options
 
 class AsgiLiveServer:
     def __init__(self) -> None:
+        from tests.secret_scan import recording_app  # after pytest registered it as a plugin
+
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._socket.bind(("127.0.0.1", 0))
         self.port = self._socket.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(
-            application,  # what uvicorn serves in production, /v1/ dispatch included
+            recording_app(application),  # what uvicorn serves in production (/v1/ dispatch included), scanned
             log_level="warning",
             lifespan="off",
             access_log=False,

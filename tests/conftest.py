@@ -12,6 +12,8 @@ from tests.fakes.openai import FakeOpenAI
 from tokens.models import Credential, Kind, Status
 from tokens.services import mask
 
+pytest_plugins = ["tests.secret_scan"]
+
 ALICE_KEY = "sk-alice-test-key-000000000000000000000001"
 BOB_KEY = "sk-bob-test-key-0000000000000000000000000002"
 PASSWORD = "correct horse battery staple"
@@ -49,7 +51,7 @@ def _release_database_sessions(django_db_setup, django_db_blocker):
 @pytest.fixture(autouse=True)
 def _test_settings(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    settings.EMAIL_BACKEND = "tests.secret_scan.ScanningEmailBackend"  # locmem (mail.outbox), scanned
     settings.SECURE_SSL_REDIRECT = False
     if not settings.REDIS_URL:
         settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
