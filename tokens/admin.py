@@ -58,6 +58,8 @@ class ApiKeyAdmin(ReadOnlyAdmin):
     list_display = ("name", "user", "prefix", "created_at", "last_used_at", "expires_at", "revoked_at")
     list_filter = ("revoked_at",)
     search_fields = ("name", "prefix", "user__username")
-    fields = ("user", "name", "prefix", "credential", "allowed_models", "created_at", "last_used_at", "expires_at")
-    fields += ("revoked_at", "revoked_by")
+    fields = (
+        *("user", "name", "prefix", "credential", "allowed_models"),
+        *("created_at", "last_used_at", "expires_at", "revoked_at", "revoked_by"),
+    )
     readonly_fields = fields

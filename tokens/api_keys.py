@@ -172,6 +172,8 @@ def api_bearer_verify(bearer: str) -> ApiGrant:
         raise ApiAuthError(_("Incorrect API key provided. Create one at /settings/api-keys/."))
     kind, prefix = parts
     now = timezone.now()
+    api_key: ApiKey | None
+    expires_at: datetime | None
     if kind == TOKEN_PREFIX:
         token = AccessToken.objects.select_related("api_key__user", "api_key__credential").filter(prefix=prefix).first()
         if token is None or not hmac.compare_digest(token.secret_hash, _digest(bearer.strip())):

@@ -22,10 +22,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
+from uuid import UUID
 
 from django.conf import settings
 from django.core.mail import send_mail
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, connection, models, transaction
 from django.db.models import F, Q
 from django.template.loader import render_to_string
 from django.urls import reverse
@@ -137,7 +138,7 @@ def _backoff(failures: int) -> float:
 
 
 def credential_refresh(
-    *, credential_id: str, inline: bool = False, force: bool = False, actor: str = "system"
+    *, credential_id: UUID | str, inline: bool = False, force: bool = False, actor: str = "system"
 ) -> RefreshResult:
     """Get a new access token for one OAuth2 credential, unless another process is already doing it.
 
@@ -255,7 +256,8 @@ def _refresh_store(credential: Credential, grant: oauth.TokenGrant, *, actor: st
     return credential.pk in _refresh_store_many([(credential, grant)], actor=actor)
 
 
-GRANT_FIELDS = ("access_token", "access_token_expires_at", "last_refreshed_at", "failure_count", "retry_at")
+GRANT_FIELDS: tuple[str, ...] = ("access_token", "access_token_expires_at", "last_refreshed_at", "failure_count")
+GRANT_FIELDS += ("retry_at",)
 GRANT_FIELDS += ("refresh_claimed_until", "status", "status_detail", "notified_at")  # and a rotated refresh_token
 
 
@@ -292,8 +294,8 @@ def _credentials_update(changed: dict[Credential, bool]) -> None:
     if not changed:
         return
     meta, qn = Credential._meta, connection.ops.quote_name
-    fields = [meta.get_field(name) for name in GRANT_FIELDS]
-    token = meta.get_field("refresh_token")
+    fields = [_column(name) for name in GRANT_FIELDS]
+    token = _column("refresh_token")
     assignments = [f"{qn(field.column)} = %s" for field in fields]
     assignments.append(f"{qn(token.column)} = COALESCE(%s, {qn(token.column)})")
     # Names come from the model, values are parameters.
@@ -306,6 +308,12 @@ def _credentials_update(changed: dict[Credential, bool]) -> None:
     ]
     with connection.cursor() as cursor:
         cursor.executemany(sql, rows)
+
+
+def _column(name: str) -> models.Field:
+    field = Credential._meta.get_field(name)
+    assert isinstance(field, models.Field)  # a column of the table, not a relation's other side
+    return field
 
 
 def _grant_apply(credential: Credential, grant: oauth.TokenGrant) -> bool:
@@ -427,8 +435,8 @@ def credentials_reseal(*, batch_size: int, skip: set | frozenset = frozenset()) 
     key_id = keyring.current_key_id()
     broken: set = set()
     with transaction.atomic():
-        rows = Credential.objects.sealed_with_old_key(key_id).exclude(pk__in=skip).order_by("pk")
-        rows = list(rows.select_for_update(skip_locked=True)[:batch_size])
+        stale = Credential.objects.sealed_with_old_key(key_id).exclude(pk__in=skip).order_by("pk")
+        rows = list(stale.select_for_update(skip_locked=True)[:batch_size])
         events = []
         for credential in rows:
             try:

@@ -245,7 +245,7 @@ class ApiKey(models.Model):
         return "active" if self.expires_at is None or self.expires_at > timezone.now() else "expired"
 
     def get_state_display(self) -> str:
-        return {"active": _("Active"), "expired": _("Expired"), "revoked": _("Revoked")}[self.state]
+        return str({"active": _("Active"), "expired": _("Expired"), "revoked": _("Revoked")}[self.state])
 
 
 class AccessToken(models.Model):

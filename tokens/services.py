@@ -108,7 +108,7 @@ def credential_create(
         raise CredentialError(_("Choose an expiry in the future."))
     credential = Credential(
         user=user,
-        name=name.strip() or Kind(kind).label,
+        name=name.strip() or str(Kind(kind).label),
         kind=kind,
         expires_at=expires_at,
         context_window=context_window,
@@ -433,7 +433,9 @@ def bearer_rejected(*, bearer: Bearer, status: int, model: str = "") -> Bearer |
     grant marks it needs-attention (in tokens.lifecycle). 401 on a key: the key is invalid. 403 is
     per model (OpenAI "not allowed to sample from this model"): the credential is left alone.
     """
-    credential = Credential.objects.filter(pk=bearer.credential_id or None).first()
+    if not bearer.credential_id:
+        return None
+    credential = Credential.objects.filter(pk=bearer.credential_id).first()
     if credential is None or status != 401:
         return None
     if credential.kind in KEY_KINDS:
@@ -451,7 +453,9 @@ def bearer_rejected(*, bearer: Bearer, status: int, model: str = "") -> Bearer |
 
 def bearer_learned(*, bearer: Bearer, stream_options: bool) -> None:
     """Remember that this credential's provider refuses `stream_options` (usage is then counted locally)."""
-    changed = Credential.objects.filter(pk=bearer.credential_id or None, sends_stream_options=True).update(
+    if not bearer.credential_id:
+        return
+    changed = Credential.objects.filter(pk=bearer.credential_id, sends_stream_options=True).update(
         sends_stream_options=stream_options
     )
     if changed:

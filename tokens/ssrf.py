@@ -112,5 +112,5 @@ def check_url(url: str) -> str:
     except (socket.gaierror, UnicodeError) as exc:
         raise UnsafeURL(_("Could not find the host %(host)s.") % {"host": host}) from exc
     for info in infos:
-        check_address(host, info[4][0])
+        check_address(host, str(info[4][0]))
     return url.strip().rstrip("/")

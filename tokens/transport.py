@@ -21,12 +21,13 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextvars import ContextVar
 from typing import Any
 
 import httpcore
 import requests
+from httpcore._backends.base import SOCKET_OPTION
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
@@ -53,6 +54,9 @@ class _Watchdog:
     """
 
     def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
         self._wake = threading.Condition()
         self._due: list[list] = []  # heap of [when, sequence, action or None]
         self._sequence = itertools.count()
@@ -85,7 +89,7 @@ class _Watchdog:
 
 _watchdog = _Watchdog()
 # A forked child has no watchdog thread and maybe a lock held by a thread that did not come along: start afresh.
-os.register_at_fork(after_in_child=_watchdog.__init__)
+os.register_at_fork(after_in_child=_watchdog.reset)
 
 
 @contextlib.contextmanager
@@ -212,7 +216,14 @@ class GuardedNetworkBackend(httpcore.AsyncNetworkBackend):
     def __init__(self) -> None:
         self._inner = AsyncioBackend()
 
-    async def connect_tcp(self, host: str, port: int, **kwargs: Any) -> httpcore.AsyncNetworkStream:
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
         try:
             addresses = await aresolve_checked(host, port)
         except UnsafeURL:
@@ -222,7 +233,9 @@ class GuardedNetworkBackend(httpcore.AsyncNetworkBackend):
         error: Exception | None = None
         for address in addresses:
             try:
-                return await self._inner.connect_tcp(address, port, **kwargs)
+                return await self._inner.connect_tcp(
+                    address, port, timeout=timeout, local_address=local_address, socket_options=socket_options
+                )
             except httpcore.ConnectError as exc:
                 error = exc
         raise httpcore.ConnectError(str(error))
@@ -253,6 +266,7 @@ class _Reader(asyncio.Protocol):
         self.paused = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
@@ -260,6 +274,7 @@ class _Reader(asyncio.Protocol):
         self.size += len(data)
         if self.size > self.HIGH_WATER and not self.paused:
             self.paused = True
+            assert self.transport is not None  # data comes only after connection_made
             self.transport.pause_reading()
         self._wake()
 
@@ -354,6 +369,7 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
         except (OSError, ssl.SSLError) as exc:
             self._transport.close()
             raise httpcore.ConnectError(str(exc)) from exc
+        assert transport is not None  # None only when the loop is closing
         self._reader.transport = transport
         return AsyncioStream(transport, self._reader)
 

@@ -23,7 +23,12 @@ _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[bool, httpx.
 
 def no_cookies() -> CookieJar:
     """A cookie jar that refuses every cookie."""
-    return CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
+    return CookieJar(policy=refuse_cookies())
+
+
+def refuse_cookies() -> DefaultCookiePolicy:
+    """A cookie policy that accepts no cookie from anywhere."""
+    return DefaultCookiePolicy(allowed_domains=[])
 
 
 def _new_client(guarded: bool) -> httpx.AsyncClient:

@@ -15,7 +15,7 @@ import requests
 from django.conf import settings
 from django.utils.translation import gettext as _
 
-from tokens.provider.client import no_cookies
+from tokens.provider.client import refuse_cookies
 from tokens.provider.endpoint import Bearer
 from tokens.provider.errors import ProviderError, error_from_body
 from tokens.ssrf import UnsafeURL
@@ -140,5 +140,5 @@ def _read(response: requests.Response, limit: int, deadline: float) -> bytes:
 
 def _session(guarded: bool) -> requests.Session:
     session = guarded_session(guarded)
-    session.cookies.set_policy(no_cookies()._policy)
+    session.cookies.set_policy(refuse_cookies())
     return session

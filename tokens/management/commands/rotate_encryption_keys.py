@@ -27,7 +27,8 @@ class Command(BaseCommand):
 
     def handle(self, *args, batch_size: int, **options) -> None:
         key_id = keyring.current_key_id()
-        resealed, broken, pauses = 0, set(), 0
+        resealed, pauses = 0, 0
+        broken: set = set()
         while True:
             done, unopenable = lifecycle.credentials_reseal(batch_size=batch_size, skip=broken)
             resealed, broken = resealed + done, broken | unopenable
