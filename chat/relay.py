@@ -295,6 +295,8 @@ async def _generate(reply: Reply, plan: services.ReplyPlan, language: str) -> No
         reply.finish({"state": State.ERROR, "finish": None, "error": message, "redirect": ""})
         return
     reply.message_id, reply.conversation_id = prepared.assistant_message.pk, prepared.conversation.pk
+    for kind, text in prepared.prefix:  # an answer being continued: the new text is appended to it
+        reply.push(kind, text)
     reply.start = start_payload(prepared.assistant_message, user_message_id=prepared.user_message.pk)
     _running[reply.message_id] = reply
     reply._wake()
@@ -344,9 +346,10 @@ async def _relay(
     await asyncio.shield(saved)
     done = {
         "state": state,
-        "finish": completion.finish_reason,
+        "finish": prepared.assistant_message.finish_reason or None,
         "error": error.message if error else "",
         "notes": completion.notes,
+        "trimmed": prepared.assistant_message.trimmed_turns,
         "redirect": reverse("tokens:credential-list") if error and error.kind == "auth" else "",
     }
     reply.finish(done)

@@ -65,6 +65,8 @@ class ReplyPlan:
 
 @dataclass
 class PreparedReply:
+    """What a reply streams into. `prefix` is the (kind, text) an answer being continued already holds."""
+
     conversation: Conversation
     user_message: Message
     assistant_message: Message
@@ -73,6 +75,8 @@ class PreparedReply:
     history: list[dict]
     lease: str
     has_budget: bool = True
+    trimmed: int = 0
+    prefix: tuple[tuple[str, str], ...] = ()
 
 
 def _check_rate(user: User, limits: budgets.Limits) -> None:
@@ -203,11 +207,17 @@ def thread_fork(conversation: Conversation | None, mode: str, message_id: int | 
     message's parent); for "edit" it is the user message being replaced (the new text becomes
     its sibling, a new version); for "regenerate" it is the user message to answer again (an
     assistant message's id means its parent). ``earlier`` is the thread before the new turn.
-    Nothing is deleted: earlier versions stay, each with its usage row.
+    Nothing is deleted: earlier versions stay, each with its usage row. For "continue" the
+    anchor is the answer to go on with (the last message in view); it is part of ``earlier``.
     """
     thread = conversation.messages.thread() if conversation is not None else []
     if mode == "send":
         return (thread[-1] if thread else None), thread
+    if mode == "continue":
+        last = thread[-1] if thread else None
+        if last is None or last.pk != message_id or last.role != Role.ASSISTANT or not last.content:
+            raise ChatRefusal(_("Only the last answer can be continued."), status=409)
+        return last, thread
     users = [i for i, m in enumerate(thread) if m.role == Role.USER]
     if message_id is None:
         at = users[-1] if users else None
@@ -227,7 +237,7 @@ def _turns_for(conversation: Conversation | None, mode: str, message_id: int | N
     anchor, earlier = thread_fork(conversation, mode, message_id)
     prompt = conversation.system_prompt if conversation else prompt
     turns = ([{"role": "system", "content": prompt}] if prompt else []) + _as_turns(earlier)
-    if mode != "regenerate":
+    if mode not in ("regenerate", "continue"):
         turns.append({"role": Role.USER, "content": text})
     return turns, anchor
 
@@ -308,16 +318,20 @@ def reply_plan(
 
     mode "send" adds a message, "edit" adds a new version of a user message (message_id,
     default the last) and answers it, "regenerate" answers a user message again (message_id
-    of it or of its reply, default the last), keeping earlier versions. A refusal here leaves the
-    user's text in their box; once this returns, the upstream call starts while
+    of it or of its reply, default the last), keeping earlier versions. "continue" goes on with
+    the last answer (message_id), cut by the output limit, appending to it as ChatGPT's "Continue
+    generating" and LibreChat's Continue do: the model gets the cut answer as the last assistant turn.
+    A refusal here leaves the user's text in their box; once this returns, the upstream call starts while
     `reply_record` saves the user's turn.
     """
     conversation = _owned_conversation(user, conversation_id)
     credential = _pick_credential(user, credential_id or (conversation and conversation.credential_id))
     model = model or (conversation.model if conversation else "") or credential.default_model or settings.DEFAULT_MODEL
+    if mode == "continue":  # the model that wrote the answer goes on with it
+        model = conversation.messages.filter(pk=message_id).values_list("model", flat=True).first() or model
     model = model.strip()[:200]
     window = credential.context_window or context_window(model)
-    if mode != "regenerate":
+    if mode not in ("regenerate", "continue"):
         text = _validate_text(text, model, window)
     system_prompt = system_prompt.strip()
     turns, anchor = _turns_for(conversation, mode, message_id, system_prompt, text)
@@ -371,10 +385,12 @@ def reply_record(plan: ReplyPlan) -> PreparedReply:
             conversation.messages.filter(state=State.STREAMING).update(
                 state=State.INCOMPLETE, error=_("The server restarted while this reply was being written.")
             )
-        user_message = _record_user_turn(conversation, plan.text, plan.mode, plan.anchor)
         conversation.model, conversation.credential = plan.model, plan.credential
         conversation.updated_at = timezone.now()
         conversation.save(update_fields=["model", "credential", "updated_at"])
+        if plan.mode == "continue":
+            return _continued_record(plan, conversation)
+        user_message = _record_user_turn(conversation, plan.text, plan.mode, plan.anchor)
         assistant = Message.objects.create(
             conversation=conversation,
             role=Role.ASSISTANT,
@@ -384,7 +400,37 @@ def reply_record(plan: ReplyPlan) -> PreparedReply:
             parent=user_message,
         )
     return PreparedReply(
-        conversation, user_message, assistant, plan.bearer, plan.model, plan.history, plan.lease, plan.has_budget
+        conversation,
+        user_message,
+        assistant,
+        plan.bearer,
+        plan.model,
+        plan.history,
+        plan.lease,
+        plan.has_budget,
+        plan.trimmed,
+    )
+
+
+def _continued_record(plan: ReplyPlan, conversation: Conversation) -> PreparedReply:
+    """Reopen the answer being continued: it streams again, its text so far is the new reply's prefix."""
+    assistant = Message.objects.select_for_update().select_related("parent").get(pk=plan.anchor.pk)
+    assistant.conversation = conversation  # read again when the reply starts, on the event loop
+    prefix = (("reasoning", assistant.reasoning), ("content", assistant.content))
+    assistant.state, assistant.error, assistant.error_kind = State.STREAMING, "", ""
+    assistant.save(update_fields=["state", "error", "error_kind"])
+    user_message = assistant.parent or assistant
+    return PreparedReply(
+        conversation,
+        user_message,
+        assistant,
+        plan.bearer,
+        plan.model,
+        plan.history,
+        plan.lease,
+        plan.has_budget,
+        plan.trimmed,
+        prefix=tuple((kind, text) for kind, text in prefix if text),
     )
 
 
@@ -472,11 +518,16 @@ def _reply_save(
 ) -> UsageRecord:
     assistant = prepared.assistant_message
     assistant.content, assistant.reasoning, assistant.state = content, reasoning, state
-    assistant.finish_reason = (completion.finish_reason or "")[:40]
+    # A continuation that failed before any new text keeps the old ending (and so its Continue button).
+    assistant.finish_reason = (completion.finish_reason or (assistant.finish_reason if prepared.prefix else ""))[:40]
     assistant.error, assistant.error_kind = (error.message[:300], error.kind[:40]) if error else ("", "")
+    # Turns left out before sending, plus those the provider's context-length refusal made us drop.
+    assistant.trimmed_turns = max(assistant.trimmed_turns, prepared.trimmed + completion.trimmed_turns)
+    fields = ["content", "reasoning", "state", "finish_reason", "error", "error_kind", "trimmed_turns"]
+    new_content = content[len(dict(prepared.prefix).get("content", "")) :]
     with transaction.atomic():  # the reply, its usage row and the lease's end appear together
-        assistant.save(update_fields=["content", "reasoning", "state", "finish_reason", "error", "error_kind"])
-        record = usage_record(prepared, completion=completion, state=state, content=content, error=error)
+        assistant.save(update_fields=fields)
+        record = usage_record(prepared, completion=completion, state=state, content=new_content, error=error)
         lease_release(prepared.conversation.pk, prepared.lease)
     return record
 
@@ -488,6 +539,7 @@ def done_payload(message: Message) -> dict:
         "state": message.state,
         "finish": message.finish_reason or None,
         "error": message.error,
+        "trimmed": message.trimmed_turns,
         "redirect": redirect,
     }
 

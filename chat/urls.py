@@ -14,6 +14,7 @@ urlpatterns = [
     path("<int:pk>/send/", views.conversation_send, name="conversation-send"),
     path("<int:pk>/edit/", views.conversation_edit, name="conversation-edit"),
     path("<int:pk>/regenerate/", views.conversation_regenerate, name="conversation-regenerate"),
+    path("<int:pk>/continue/", views.conversation_continue, name="conversation-continue"),
     path("<int:pk>/rename/", views.conversation_rename, name="conversation-rename"),
     path("<int:pk>/system-prompt/", views.conversation_system_prompt, name="conversation-system-prompt"),
     path("<int:pk>/delete/", views.conversation_delete, name="conversation-delete"),

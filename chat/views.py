@@ -138,6 +138,11 @@ async def conversation_regenerate(request: HttpRequest, pk: int) -> HttpResponse
     return await _stream_reply(request, pk, "regenerate")
 
 
+@require_POST
+async def conversation_continue(request: HttpRequest, pk: int) -> HttpResponse:
+    return await _stream_reply(request, pk, "continue")
+
+
 @require_GET
 def model_list(request: HttpRequest) -> JsonResponse:
     credential = credential_for_user(user=request.user, credential_id=request.GET.get("credential") or None)

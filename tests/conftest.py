@@ -9,6 +9,7 @@ from accounts.models import User
 from tests.asgi_server import AsgiLiveServer
 from tests.fakes.oauth import FakeTokenServer
 from tests.fakes.openai import FakeOpenAI
+from tests.fakes.providers import FakeProvider
 from tokens.models import Credential, Kind, Status
 from tokens.services import mask
 
@@ -133,6 +134,14 @@ def local_upstreams(settings):
     """Let user-typed URLs point at the fakes on 127.0.0.1 (the SSRF guard refuses them otherwise)."""
     settings.UPSTREAM_ALLOWLIST = ["127.0.0.1"]
     return settings
+
+
+@pytest.fixture
+def provider(alice, local_upstreams):
+    """Alice's credential on the "openai" provider personality (tests/fakes/providers.py), scripted per test."""
+    with FakeProvider("openai") as fake:
+        credential_create(alice, fake.key, base_url=fake.base_url)
+        yield fake
 
 
 @pytest.fixture

@@ -228,3 +228,22 @@ def test_new_chats_start_with_the_credentials_default_model(alice_client, alice)
     credential_create(alice, "sk-alice-0000000000001", default_model="gpt4o-deployment")
     page = alice_client.get("/chat/").content.decode()
     assert 'name="model"' in page and 'value="gpt4o-deployment"' in page and 'list="model-suggestions"' in page
+
+
+class RestrictedKeyProvider(FakeProvider):
+    """OpenAI project keys without the models.read permission: GET /models is 403, chat works."""
+
+    def _models(self, http, route):
+        message = "You have insufficient permissions for this operation. Missing scopes: api.model.read."
+        self._error(http, 403, message, None)
+
+
+def test_it_saves_a_key_whose_model_list_is_forbidden_and_chats_with_it(asgi_server, alice_client, local):
+    with RestrictedKeyProvider("openai") as fake:
+        response = _add(alice_client, fake, fake.base_url)
+        assert response.status_code == 302
+        credential = Credential.objects.get()
+        assert credential.status == Status.UNVERIFIED  # not refused: the key may well be good for chat
+        session = logged_in_session(asgi_server.url, "alice")
+        events = send(session, asgi_server.url, "/chat/send/", "Hi")
+    assert events.done["state"] == "complete" and events.text == "Hello there."

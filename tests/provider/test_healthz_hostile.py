@@ -57,3 +57,23 @@ def test_a_provider_echoing_the_key_never_gets_it_shown_or_stored(asgi_server, a
     stored = repr(list(Message.objects.values())) + repr(list(UsageRecord.objects.values()))
     stored += repr(list(CredentialEvent.objects.values()))
     assert ALICE_KEY not in shown and ALICE_KEY not in stored
+
+
+def test_pages_and_healthz_answer_while_a_trickled_model_list_is_waited_on(asgi_server, alice, settings):
+    settings.UPSTREAM_ALLOWLIST = ["127.0.0.1"]
+    settings.CHECK_TIMEOUT = 60  # the list holds its request a minute; other requests must not wait for it
+    with FakeProvider("openai", hostile="trickle_models") as fake:
+        credential_create(alice, fake.key, base_url=fake.base_url)
+        session = logged_in_session(asgi_server.url, "alice")
+        other = logged_in_session(asgi_server.url, "alice")  # its own connection, as another tab would have
+        listing = threading.Thread(target=lambda: session.get(f"{asgi_server.url}/chat/models/", timeout=90))
+        listing.daemon = True
+        listing.start()
+        assert fake.wait_for_requests(1, timeout=20)
+        # Timeouts are guards against hanging, not measurements: a blocked page would wait the full minute.
+        page = other.get(f"{asgi_server.url}/settings/keys/", timeout=20)
+        health = requests.get(f"{asgi_server.url}/healthz", timeout=20)
+        still_listing = listing.is_alive() and not fake.client_left.is_set()
+        fake.close()
+    assert page.status_code == 200 and health.status_code == 200
+    assert still_listing  # answered while the provider was still trickling its list

@@ -149,7 +149,7 @@ function busy(on) {
   sendButton.hidden = on;
   stopButton.hidden = !on;
   form.classList.toggle("is-busy", on);
-  list.querySelectorAll(".msg-actions button, .versions button").forEach((b) => { b.disabled = on; });
+  list.querySelectorAll(".msg-actions button, .versions button, .msg-note button").forEach((b) => { b.disabled = on; });
   updateCounter();
 }
 
@@ -168,11 +168,7 @@ function started(article, user, data) {
   article.dataset.eventsUrl = data.events_url;
   stopUrl = data.stop_url;
   if (user) user.dataset.messageId = data.user_message;
-  if (data.trimmed) {
-    note(article, "note-trimmed", format(ngettext(
-      "%(count)s earlier message left out to fit the model’s context window.",
-      "%(count)s earlier messages left out to fit the model’s context window.", data.trimmed), { count: data.trimmed }), true);
-  }
+  trimmedNote(article, data.trimmed);
   localStorage.removeItem(draftKey());
   conversationUrl = data.url;
   if (location.pathname !== data.url) adoptNewConversation(data);
@@ -217,9 +213,35 @@ function announce(article) {
   announcer.textContent = [_("Reply:"), text.slice(0, 1200), state].filter(Boolean).join(" ");
 }
 
+function trimmedNote(article, count) {
+  if (!count || article.querySelector(".note-trimmed")) return;
+  note(article, "note-trimmed", format(ngettext(
+    "%(count)s earlier message left out to fit the model’s context window.",
+    "%(count)s earlier messages left out to fit the model’s context window.", count), { count }), true);
+}
+
+// How the provider ended the reply, when the reader should know: cut by the output limit (with Continue),
+// or stopped by its content filter. The same notes as templates/chat/_message.html.
+function endingNote(article, finish) {
+  if (finish === "length") {
+    const p = note(article, "note-length", _("The reply reached the model’s output limit."));
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "link small";
+    button.dataset.action = "continue";
+    button.textContent = _("Continue");
+    p.append(" ", button);
+  } else if (finish === "content_filter") {
+    note(article, "note-content-filter", _("The provider’s content filter stopped this reply."));
+  }
+}
+
 function finished(article, data) {
   if (data.finish) article.dataset.finish = data.finish;
+  else delete article.dataset.finish;
   setState(article, data.state, data.error);
+  endingNote(article, data.finish);
+  trimmedNote(article, data.trimmed);
   if (data.redirect) {
     const link = document.createElement("a");
     link.href = data.redirect;
@@ -280,15 +302,16 @@ async function readEvents(response, article, onStart, resumed = false) {
   if (frame) { cancelAnimationFrame(frame); repaint(); }
 }
 
-// POST fields to url and stream the reply into a new assistant bubble; `undo` runs if the server refuses.
-async function stream(url, fields, undo, user = null) {
+// POST fields to url and stream the reply into a new assistant bubble (or into `existing`, an answer being
+// continued); `undo` runs if the server refuses.
+async function stream(url, fields, undo, user = null, existing = null) {
   showError("");
   fields.set("csrfmiddlewaretoken", csrf);
   if (modelPicker) fields.set("model", modelPicker.value);
   if (credentialPicker) fields.set("credential", credentialPicker.value);
-  const article = bubble("assistant", "");
+  const article = existing || bubble("assistant", "");
   article.dataset.state = "streaming";
-  article.dataset.model = modelPicker?.value || "";
+  if (!existing) article.dataset.model = modelPicker?.value || "";
   controller = article;
   busy(true);
   try {
@@ -296,7 +319,7 @@ async function stream(url, fields, undo, user = null) {
       method: "POST", body: fields, headers: { Accept: "text/event-stream" }, credentials: "same-origin",
     });
     if (!response.ok) {
-      article.remove();
+      if (!existing) article.remove();
       undo();
       const data = await response.json().catch(() => ({}));
       if (data.redirect && !list.querySelector(".msg")) { location.assign(data.redirect); return; }
@@ -380,6 +403,22 @@ function regenerate(button) {
   fields.set("message_id", old.dataset.messageId);
   stream(conversationUrl + "regenerate/", fields, () => later.forEach((node) => { node.hidden = false; }))
     .then((article) => { if (article?.dataset.state !== "error") reloadThread(); });
+}
+
+// Go on with an answer cut by the output limit: the new text is appended to the same answer.
+function continueReply(button) {
+  const article = button.closest("article");
+  const { state, finish } = article.dataset;
+  const notes = [...article.querySelectorAll(".msg-note:not(.note-trimmed)")];
+  notes.forEach((node) => node.remove());
+  delete article.dataset.finish;
+  const fields = new FormData();
+  fields.set("message_id", article.dataset.messageId);
+  stream(conversationUrl + "continue/", fields, () => {
+    article.dataset.state = state;
+    if (finish) article.dataset.finish = finish;
+    article.querySelector(".bubble").after(...notes);
+  }, null, article);
 }
 
 function laterThan(article, inclusive) {
@@ -514,6 +553,7 @@ list.addEventListener("click", (event) => {
   if (button.dataset.action === "copy-message") { copyMessage(button); return; }
   if (controller) return;
   if (button.dataset.action === "regenerate") regenerate(button);
+  if (button.dataset.action === "continue") continueReply(button);
   if (button.dataset.action === "edit") edit(button);
 });
 list.addEventListener("click", (event) => {
