@@ -142,6 +142,7 @@ def _stats(latencies: list[float]) -> dict:
         "samples": len(latencies),
         "p50_ms": _ms(_pct(latencies, 50)),
         "p95_ms": _ms(_pct(latencies, 95)),
+        "p99_ms": _ms(_pct(latencies, 99)),
         "max_ms": _ms(max(latencies) if latencies else None),
     }
 
@@ -232,14 +233,15 @@ def table(result: dict) -> str:
     rows += [f"| {name} | {v['us_per_chunk']} | {v['us_per_reply']} |" for name, v in parse.items()]
     rows += [
         "",
-        "| run | /healthz p50 ms | p95 ms | max ms | failures | web RSS peak / now MB |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| run | /healthz samples | p50 ms | p95 ms | p99 ms | max ms | failures | web RSS peak / now MB |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for key in ("healthz_idle", "hostile_line_5mb", "hostile_reply_13_6mb"):
         run = result[key]
         rss = run["rss_mb"]
         rows.append(
-            f"| {key} | {run['p50_ms']} | {run['p95_ms']} | {run['max_ms']} | {run.get('healthz_failures', 0)} "
+            f"| {key} | {run['samples']} | {run['p50_ms']} | {run['p95_ms']} | {run.get('p99_ms')} | {run['max_ms']} "
+            f"| {run.get('healthz_failures', 0)} "
             f"| {rss['VmHWM']} / {rss['VmRSS']} |"
         )
     rows.append(

@@ -414,7 +414,7 @@ def reply_record(plan: ReplyPlan) -> PreparedReply:
 
 def _continued_record(plan: ReplyPlan, conversation: Conversation) -> PreparedReply:
     """Reopen the answer being continued: it streams again, its text so far is the new reply's prefix."""
-    assistant = Message.objects.select_for_update().select_related("parent").get(pk=plan.anchor.pk)
+    assistant = Message.objects.select_for_update(of=("self",)).select_related("parent").get(pk=plan.anchor.pk)
     assistant.conversation = conversation  # read again when the reply starts, on the event loop
     prefix = (("reasoning", assistant.reasoning), ("content", assistant.content))
     assistant.state, assistant.error, assistant.error_kind = State.STREAMING, "", ""

@@ -18,6 +18,17 @@ def alice_page(page: Page, provider) -> Page:
     return page
 
 
+def _shoot_all(page: Page, shoot, name: str) -> None:
+    """Desktop and phone, light and dark (saved only with SCREENSHOTS=1)."""
+    for width, height, size in ((1280, 860, "desktop"), (390, 844, "phone")):
+        page.set_viewport_size({"width": width, "height": height})
+        for scheme in ("light", "dark"):
+            page.emulate_media(color_scheme=scheme)
+            shoot(page, f"{name}-{size}-{scheme}")
+    page.set_viewport_size({"width": 1280, "height": 860})
+    page.emulate_media(color_scheme="light")
+
+
 def _assistant(page: Page):
     return page.locator("[data-role=assistant]").last
 
@@ -28,7 +39,7 @@ def test_it_offers_continue_for_a_reply_cut_by_the_output_limit(alice_page: Page
     answer = _assistant(alice_page)
     expect(answer).to_have_attribute("data-finish", "length")
     expect(answer.locator(".note-length")).to_be_visible()
-    shoot(alice_page, "chat-cut-by-length")
+    _shoot_all(alice_page, shoot, "chat-cut-by-length")
 
     alice_page.reload()
     answer = _assistant(alice_page)
@@ -71,10 +82,10 @@ def test_it_says_a_content_filter_stopped_the_reply(alice_page: Page, provider, 
     answer = _assistant(alice_page)
     expect(answer).to_have_attribute("data-finish", "content_filter")
     expect(answer.locator(".note-content-filter")).to_be_visible()
-    shoot(alice_page, "chat-content-filter")
+    _shoot_all(alice_page, shoot, "chat-content-filter")
 
 
-def test_it_tells_the_user_older_turns_were_dropped_to_fit(alice_page: Page, provider):
+def test_it_tells_the_user_older_turns_were_dropped_to_fit(alice_page: Page, provider, shoot):
     refusal = "This model's maximum context length is 1000 tokens. However, your messages resulted in 2000 tokens."
     provider.then(text="First.").then(status=400, error={"error": {"message": refusal}}).then(text="Fitted.")
     send_message(alice_page, "An early question " * 40)
@@ -86,3 +97,4 @@ def test_it_tells_the_user_older_turns_were_dropped_to_fit(alice_page: Page, pro
 
     alice_page.reload()
     expect(_assistant(alice_page).locator(".note-trimmed")).to_be_visible()
+    _shoot_all(alice_page, shoot, "chat-trimmed")

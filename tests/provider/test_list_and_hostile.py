@@ -10,9 +10,11 @@ import pytest
 
 from tests.fakes.providers import FakeProvider
 from tests.provider.conftest import bearer_for_fake, run_stream
-from tokens.provider import Bearer, ProviderError, list_models, model_ids
+from tokens.provider import Bearer, Completion, ProviderError, list_models, model_ids, stream_chat
 from tokens.ssrf import UnsafeURL, address_is_public
 from tokens.transport import GuardedNetworkBackend, guarded_session
+
+MESSAGES = [{"role": "user", "content": "Hello?"}]
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -64,10 +66,17 @@ def test_it_keeps_no_cookies_between_calls(local):
 
 
 def test_it_keeps_no_cookies_from_a_stream(local):
+    async def two_users_stream(first, second) -> None:
+        # One event loop, so both calls share the process's pooled client, as two users' chats do.
+        for bearer in (first, second):
+            completion = Completion(model="gpt-4o-mini")
+            async for _delta in stream_chat(bearer, model="gpt-4o-mini", messages=MESSAGES, completion=completion):
+                pass
+
     with FakeProvider("openai") as fake:
         fake.then(headers={"Set-Cookie": "tracker=alice; Path=/"})
-        run_stream(bearer_for_fake(fake))
-        run_stream(bearer_for_fake(fake))
+        asyncio.run(two_users_stream(bearer_for_fake(fake), bearer_for_fake(fake)))
+    assert len(fake.chat_requests) == 2
     assert all("cookie" not in r.headers for r in fake.requests)
 
 
