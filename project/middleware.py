@@ -17,6 +17,8 @@ class OneThreadHop:
     sync hook in its own sync_to_async hop (about 18 per chat request). A sync-only middleware at the bottom makes
     each middleware above it pick sync mode instead, and Django adapts the stack once at the top
     (django/core/handlers/base.py `load_middleware`). Async views still run on the event loop below it.
+    project.asgi.SiteHandler, which serves the site, builds the stack synchronously anyway; this keeps Django's
+    stock async handler (the test AsyncClient) to one hop too.
     """
 
     sync_capable, async_capable = True, False

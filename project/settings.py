@@ -134,6 +134,8 @@ else:
     DATABASES["default"]["CONN_MAX_AGE"] = 60
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# Threads per web process that run requests' synchronous part (middleware, sync views, a chat send's checks).
+WEB_THREADS = env.int("WEB_THREADS", default=32)
 
 # Cache
 REDIS_URL = env.str("REDIS_URL", default="")
