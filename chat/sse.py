@@ -33,7 +33,7 @@ class EventStreamResponse(StreamingHttpResponse):
         super().__init__(events, content_type="text/event-stream; charset=utf-8", headers=HEADERS)
 
     def __aiter__(self) -> AsyncIterator[bytes]:
-        return aiter(self._iterator)
+        return aiter(self._iterator)  # type: ignore[attr-defined]  # Django's own attribute, not in the stubs
 
 
 def sse_event(name: str, data: dict) -> bytes:

@@ -95,7 +95,10 @@ class SecretSafeReporterFilter(SafeExceptionReporterFilter):
                 meta[name] = self.cleansed_substitute
         return meta
 
-    def get_traceback_frame_variables(self, request: HttpRequest | None, tb_frame: Any) -> list[tuple[str, Any]]:
+    # Django only iterates the (name, value) pairs; a list serves as well as the ItemsView the stubs name.
+    def get_traceback_frame_variables(  # type: ignore[override]
+        self, request: HttpRequest | None, tb_frame: Any
+    ) -> list[tuple[str, Any]]:
         return [(name, self._shown(value)) for name, value in tb_frame.f_locals.items()]
 
     def _shown(self, value: Any) -> Any:

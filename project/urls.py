@@ -11,7 +11,7 @@ from accounts import preferences
 from project import views
 
 # /admin/login/ is allauth's log-in (its throttles and two-factor), never Django's unthrottled admin form.
-admin.site.login = secure_admin_login(admin.site.login)
+admin.site.login = secure_admin_login(admin.site.login)  # type: ignore[method-assign]  # on purpose
 
 handler500 = "project.views.server_error"
 

@@ -15,7 +15,7 @@ from django.views import defaults
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
-from accounts.models import Theme
+from accounts.models import Theme, User
 from project.celery import app as celery_app
 from project.errors import DATABASE_RETRY_SECONDS, DATABASE_UNAVAILABLE, database_unavailable
 
@@ -75,6 +75,7 @@ def theme_set(request: HttpRequest) -> HttpResponse:
     theme = request.POST.get("theme", "")
     if theme not in Theme.values:
         return JsonResponse({"error": "Unknown theme."}, status=400)
+    assert isinstance(request.user, User)  # LoginRequiredMiddleware let only a signed-in person through
     request.user.theme = theme
     request.user.save(update_fields=["theme"])
     if request.headers.get("Accept") == "application/json":

@@ -82,8 +82,8 @@ class SealedField(models.TextField):
             kwargs["owner_field"] = self.owner_field
         return name, path, args, kwargs
 
-    def contribute_to_class(self, cls: type[models.Model], name: str, **kwargs: Any) -> None:
-        super().contribute_to_class(cls, name, **kwargs)
+    def contribute_to_class(self, cls: type[models.Model], name: str, private_only: bool = False) -> None:
+        super().contribute_to_class(cls, name, private_only=private_only)
         setattr(cls, self.attname, _SealedDescriptor(self))
 
     def aad(self, instance: models.Model) -> str:

@@ -122,7 +122,8 @@ def error_fields(payload: object) -> tuple[object, str, str, str]:
     message = error.get("message") or error.get("detail") or error.get("msg") or ""
     if isinstance(error.get("metadata"), dict) and isinstance(error["metadata"].get("raw"), str):
         message = f"{message} {error['metadata']['raw']}".strip()  # OpenRouter wraps the upstream's words
-    param = error.get("param") if isinstance(error.get("param"), str) else ""
+    param = error.get("param")
+    param = param if isinstance(param, str) else ""
     return code, label, message if isinstance(message, str) else json.dumps(message), param
 
 
@@ -135,7 +136,7 @@ def error_from_body(
     secret: str = "",
 ) -> ProviderError:
     """Classify an HTTP error answer (status and capped body) into a ProviderError."""
-    payload = body
+    payload: object = body
     if isinstance(body, bytes | bytearray):
         try:
             payload = json.loads(body)
