@@ -4,6 +4,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractUser, UserManager
 from django.db import models
 from django.db.models import Q
+from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
 
@@ -75,3 +76,9 @@ class User(AbstractUser):
     @property
     def is_pending(self) -> bool:
         return self.approval == Approval.PENDING
+
+
+class AuthenticatedHttpRequest(HttpRequest):
+    """For type checkers: a request that LoginRequiredMiddleware let through, so its user is signed in."""
+
+    user: User

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 from django.contrib import messages
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
+from accounts.models import AuthenticatedHttpRequest
 from tokens import api_keys
 from tokens.forms import ApiKeyForm
 from tokens.models import ApiKey
 
 
-def _render_list(request: HttpRequest, form: ApiKeyForm, *, new_key: str = "", status: int = 200) -> HttpResponse:
+def _render_list(
+    request: AuthenticatedHttpRequest, form: ApiKeyForm, *, new_key: str = "", status: int = 200
+) -> HttpResponse:
     ctx = {
         "form": form,
         "api_keys": request.user.api_keys.select_related("credential"),
@@ -27,7 +30,7 @@ def _render_list(request: HttpRequest, form: ApiKeyForm, *, new_key: str = "", s
 
 
 @never_cache
-def api_key_list(request: HttpRequest) -> HttpResponse:
+def api_key_list(request: AuthenticatedHttpRequest) -> HttpResponse:
     if request.method != "POST":
         return _render_list(request, ApiKeyForm(user=request.user, initial={"expiry": "never"}))
     form = ApiKeyForm(request.POST, user=request.user)
@@ -50,7 +53,7 @@ def api_key_list(request: HttpRequest) -> HttpResponse:
 
 
 @require_POST
-def api_key_revoke(request: HttpRequest, pk: int) -> HttpResponse:
+def api_key_revoke(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     keys = ApiKey.objects.all() if request.user.is_staff else request.user.api_keys.all()
     api_key = keys.filter(pk=pk).first()
     if api_key is None:

@@ -59,7 +59,8 @@ class ExpiryForm(forms.Form):
         }
 
     def clean(self) -> dict:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         choice, day = data.get("expiry") or "never", data.get("expires_on")
         now = timezone.now()
         if choice == "date":
@@ -217,7 +218,8 @@ class CredentialEditForm(CredentialForm):
             self.fields[name].help_text = _("Leave empty to keep the stored one.")
 
     def clean(self) -> dict:
-        data = forms.Form.clean(self)
+        forms.Form.clean(self)
+        data = self.cleaned_data
         data["kind"] = self.initial["kind"]
         return data
 
@@ -233,7 +235,7 @@ class ApiKeyForm(ExpiryForm):
         help_text=_("Model ids separated by commas or spaces. Empty allows every model."),
         widget=forms.TextInput(attrs={"placeholder": "gpt-4o-mini, gpt-4.1", "spellcheck": "false"}),
     )
-    credential = forms.ModelChoiceField(
+    credential: forms.ModelChoiceField = forms.ModelChoiceField(
         label=_("Credential"),
         queryset=None,
         required=False,
@@ -245,7 +247,9 @@ class ApiKeyForm(ExpiryForm):
 
     def __init__(self, *args, user, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["credential"].queryset = user.credentials.all()
+        credential = self.fields["credential"]
+        assert isinstance(credential, forms.ModelChoiceField)
+        credential.queryset = user.credentials.all()
         self.fields["expiry"].label = _("Expires")
         self.fields["expires_on"].help_text = _("The key stops working at 00:00 on this day.")
 

@@ -2,15 +2,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 from django.contrib import messages
 from django.forms import Form
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_POST
 
+from accounts.models import AuthenticatedHttpRequest
 from tokens import services
 from tokens.forms import CredentialEditForm, CredentialForm, ExpiryForm, ReplaceKeyForm
 from tokens.models import Credential, CredentialEvent, Status
@@ -18,14 +20,14 @@ from tokens.models import Credential, CredentialEvent, Status
 SECRET_FIELDS = ("api_key", "client_secret", "refresh_token")
 
 
-def _get_credential(request: HttpRequest, pk: str) -> Credential:
+def _get_credential(request: AuthenticatedHttpRequest, pk: str) -> Credential:
     credential = Credential.objects.filter(pk=pk, user=request.user).first()
     if credential is None:
         raise Http404(_("No such credential."))
     return credential
 
 
-def _render_list(request: HttpRequest, form: CredentialForm, status: int = 200) -> HttpResponse:
+def _render_list(request: AuthenticatedHttpRequest, form: CredentialForm, status: int = 200) -> HttpResponse:
     ctx = {
         "credentials": request.user.credentials.all(),
         "form": form,
@@ -35,7 +37,7 @@ def _render_list(request: HttpRequest, form: CredentialForm, status: int = 200) 
 
 
 @sensitive_post_parameters(*SECRET_FIELDS)
-def credential_list(request: HttpRequest) -> HttpResponse:
+def credential_list(request: AuthenticatedHttpRequest) -> HttpResponse:
     if request.method != "POST":
         return _render_list(request, CredentialForm())
 
@@ -62,7 +64,9 @@ def credential_list(request: HttpRequest) -> HttpResponse:
     return _render_list(request, form, status=400)
 
 
-def _render_detail(request: HttpRequest, credential: Credential, status: int = 200, **bound: Form) -> HttpResponse:
+def _render_detail(
+    request: AuthenticatedHttpRequest, credential: Credential, status: int = 200, **bound: Form
+) -> HttpResponse:
     ctx = {
         "credential": credential,
         "events": CredentialEvent.objects.filter(credential_id=credential.pk)[:100],
@@ -74,13 +78,13 @@ def _render_detail(request: HttpRequest, credential: Credential, status: int = 2
 
 
 @sensitive_post_parameters(*SECRET_FIELDS)
-def credential_detail(request: HttpRequest, pk: str) -> HttpResponse:
+def credential_detail(request: AuthenticatedHttpRequest, pk: str) -> HttpResponse:
     """Show a credential; a POST edits it in place (every kind), checked before anything is stored."""
     credential = _get_credential(request, pk)
     if request.method != "POST":
         return _render_detail(request, credential)
 
-    def edit(credential: Credential, **fields: object) -> str:
+    def edit(credential: Credential, **fields: Any) -> str:
         updated = services.credential_update(credential=credential, actor=request.user.username, **fields)
         return _("Saved “%(name)s”. %(detail)s") % {"name": updated.name, "detail": updated.status_detail}
 
@@ -96,7 +100,7 @@ def credential_detail(request: HttpRequest, pk: str) -> HttpResponse:
     return _render_detail(request, credential, status=400, edit_form=form)
 
 
-def _change(request: HttpRequest, pk: str, form: Form, change: Callable, form_name: str) -> HttpResponse:
+def _change(request: AuthenticatedHttpRequest, pk: str, form: Form, change: Callable, form_name: str) -> HttpResponse:
     """Apply one change to the user's credential; on refusal, show the page again with the form's error."""
     credential = _get_credential(request, pk)
     if form.is_valid():
@@ -113,7 +117,7 @@ def _change(request: HttpRequest, pk: str, form: Form, change: Callable, form_na
 
 @require_POST
 @sensitive_post_parameters(*SECRET_FIELDS)
-def credential_replace(request: HttpRequest, pk: str) -> HttpResponse:
+def credential_replace(request: AuthenticatedHttpRequest, pk: str) -> HttpResponse:
     def replace(credential: Credential, api_key: str) -> str:
         services.credential_replace_key(credential=credential, api_key=api_key, actor=request.user.username)
         return _("Key replaced; now showing %(hint)s.") % {"hint": credential.hint}
@@ -122,7 +126,7 @@ def credential_replace(request: HttpRequest, pk: str) -> HttpResponse:
 
 
 @require_POST
-def credential_expiry(request: HttpRequest, pk: str) -> HttpResponse:
+def credential_expiry(request: AuthenticatedHttpRequest, pk: str) -> HttpResponse:
     def set_expiry(credential: Credential, expires_at: datetime | None, **_ignored: object) -> str:
         services.credential_set_expiry(credential=credential, expires_at=expires_at, actor=request.user.username)
         return _("Expiry of “%(name)s” updated.") % {"name": credential.name}
@@ -131,7 +135,7 @@ def credential_expiry(request: HttpRequest, pk: str) -> HttpResponse:
 
 
 @require_POST
-def credential_check(request: HttpRequest, pk: str) -> HttpResponse:
+def credential_check(request: AuthenticatedHttpRequest, pk: str) -> HttpResponse:
     credential = _get_credential(request, pk)
     services.credential_check(credential=credential, actor=request.user.username)
     messages.info(
@@ -143,7 +147,7 @@ def credential_check(request: HttpRequest, pk: str) -> HttpResponse:
 
 
 @require_POST
-def credential_default(request: HttpRequest, pk: str) -> HttpResponse:
+def credential_default(request: AuthenticatedHttpRequest, pk: str) -> HttpResponse:
     credential = _get_credential(request, pk)
     services.credential_make_default(credential=credential)
     messages.success(request, _("“%(name)s” is now your default.") % {"name": credential.name})
@@ -151,7 +155,7 @@ def credential_default(request: HttpRequest, pk: str) -> HttpResponse:
 
 
 @require_POST
-def credential_delete(request: HttpRequest, pk: str) -> HttpResponse:
+def credential_delete(request: AuthenticatedHttpRequest, pk: str) -> HttpResponse:
     credential = _get_credential(request, pk)
     services.credential_delete(credential=credential, actor=request.user.username)
     messages.success(
