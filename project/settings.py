@@ -79,6 +79,7 @@ MIDDLEWARE = [
     "accounts.preferences.preferences_middleware",
     "allauth.account.middleware.AccountMiddleware",
     "accounts.middleware.ApprovalMiddleware",
+    "accounts.middleware.StaffTwoFactorMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
@@ -215,6 +216,12 @@ ACCOUNT_RATE_LIMITS = {
     "reset_password": f"{PASSWORD_RESET_RATE_LIMIT}/ip,{PASSWORD_RESET_EMAIL_RATE_LIMIT}/key",
     "reset_password_from_key": "20/m/ip",
 }
+# Two-factor: TOTP with recovery codes, optional for everyone at /accounts/2fa/; MFA_REQUIRED_FOR_STAFF sends staff
+# there before any staff page (/usage/, /admin/). Its secrets are sealed with ENCRYPTION_KEYS (tokens/mfa.py).
+MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
+MFA_TOTP_ISSUER = "BYOK Chat"
+MFA_ADAPTER = "tokens.mfa.MFAAdapter"
+MFA_REQUIRED_FOR_STAFF = env.bool("MFA_REQUIRED_FOR_STAFF", default=False)
 # The client address is REMOTE_ADDR, which uvicorn sets from X-Forwarded-For only for FORWARDED_ALLOW_IPS;
 # allauth must not read the header itself.
 ALLAUTH_TRUSTED_PROXY_COUNT = 0
