@@ -7,6 +7,7 @@ import hashlib
 import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import environ
 from celery.schedules import crontab
@@ -200,6 +201,7 @@ ACCOUNT_EMAIL_VERIFICATION = EMAIL_VERIFICATION
 # account may carry the same, unverified, address.
 ACCOUNT_PREVENT_ENUMERATION = True if EMAIL_VERIFICATION == "mandatory" else "strict"
 ACCOUNT_UNIQUE_EMAIL = True
+ACCOUNT_SESSION_REMEMBER = True  # sessions last SESSION_COOKIE_AGE, as before; no "remember me" box
 ACCOUNT_SIGNUP_REDIRECT_URL = "tokens:credential-list"
 ACCOUNT_EMAIL_SUBJECT_PREFIX = ""  # the sender is "BYOK Chat"; our own subjects name the product
 # Throttles, in the cache (Redis with REDIS_URL): failed log-ins per address and per account, sign-ups per
@@ -222,6 +224,40 @@ MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
 MFA_TOTP_ISSUER = "BYOK Chat"
 MFA_ADAPTER = "tokens.mfa.MFAAdapter"
 MFA_REQUIRED_FOR_STAFF = env.bool("MFA_REQUIRED_FOR_STAFF", default=False)
+# Single sign-on through one OpenID Connect provider (Entra ID, Google Workspace, Keycloak, ...), set by the operator:
+# its URL is trusted configuration, so the SSRF guard for user-typed URLs does not apply. Off while OIDC_SERVER_URL
+# is empty. The log-in page then shows "Sign in with <OIDC_PROVIDER_NAME>"; new accounts follow SIGNUP_MODE.
+OIDC_PROVIDER_ID = env.str("OIDC_PROVIDER_ID", default="sso")
+OIDC_PROVIDER_NAME = env.str("OIDC_PROVIDER_NAME", default="single sign-on")
+OIDC_SERVER_URL = env.str("OIDC_SERVER_URL", default="")
+OIDC_CLIENT_ID = env.str("OIDC_CLIENT_ID", default="")
+OIDC_CLIENT_SECRET = env.str("OIDC_CLIENT_SECRET", default="")
+OIDC_SCOPES = env.list("OIDC_SCOPES", default=["openid", "profile", "email"])
+
+
+def oidc_providers(*, provider_id: str, name: str, server_url: str, client_id: str, client_secret: str) -> dict:
+    """SOCIALACCOUNT_PROVIDERS for one OpenID Connect provider, or none without a server URL."""
+    app = {
+        "provider_id": provider_id,
+        "name": name,
+        "client_id": client_id,
+        "secret": client_secret,
+        "settings": {"server_url": server_url, "oauth_pkce_enabled": True, "scope": OIDC_SCOPES},
+    }
+    return {"openid_connect": {"APPS": [app] if server_url else [], "OAUTH_PKCE_ENABLED": True}}
+
+
+SOCIALACCOUNT_PROVIDERS = oidc_providers(
+    provider_id=OIDC_PROVIDER_ID,
+    name=OIDC_PROVIDER_NAME,
+    server_url=OIDC_SERVER_URL,
+    client_id=OIDC_CLIENT_ID,
+    client_secret=OIDC_CLIENT_SECRET,
+)
+SOCIALACCOUNT_LOGIN_ON_GET = False  # a POST from our page starts it, so another site cannot
+SOCIALACCOUNT_AUTO_SIGNUP = True
+SOCIALACCOUNT_EMAIL_AUTHENTICATION = False  # an IdP's email claim never takes over an existing account
+SOCIALACCOUNT_STORE_TOKENS = False  # the provider's tokens are not kept
 # The client address is REMOTE_ADDR, which uvicorn sets from X-Forwarded-For only for FORWARDED_ALLOW_IPS;
 # allauth must not read the header itself.
 ALLAUTH_TRUSTED_PROXY_COUNT = 0
@@ -261,6 +297,10 @@ CONTENT_SECURITY_POLICY = {
         "form-action": ["'self'"],
     }
 }
+if OIDC_SERVER_URL:
+    # The log-in page's "Sign in with ..." form is answered by a redirect to the provider: CSP must allow it.
+    _idp = urlsplit(OIDC_SERVER_URL)
+    CONTENT_SECURITY_POLICY["DIRECTIVES"]["form-action"].append(f"{_idp.scheme}://{_idp.netloc}")
 
 # Encryption (first key seals, every key opens)
 ENCRYPTION_KEYS = [key.strip() for key in envsecret("ENCRYPTION_KEYS", DEV_ENCRYPTION_KEY).split(",") if key.strip()]

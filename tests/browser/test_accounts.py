@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import re
 import time
 
@@ -9,9 +10,11 @@ import pytest
 import time_machine
 from playwright.sync_api import Page, expect
 
+from project.settings import oidc_providers
 from tests.accounts.totp import totp_code
 from tests.browser.conftest import log_in
 from tests.conftest import PASSWORD
+from tests.fakes.oidc import FakeOIDCProvider
 
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 860}
@@ -77,3 +80,24 @@ def test_two_factor_from_the_profile_to_the_next_log_in(page: Page, alice, shoot
         page.fill("input[name=code]", totp_code(secret))
         page.click("main form button[type=submit]")
         expect(page).to_have_url(re.compile(r"/chat/$"))
+
+
+def test_sign_in_with_the_identity_provider(page: Page, settings, shoot_all):
+    with FakeOIDCProvider() as idp:
+        settings.SOCIALACCOUNT_PROVIDERS = oidc_providers(
+            provider_id="corp",
+            name="Corp SSO",
+            server_url=idp.url,
+            client_id=idp.client_id,
+            client_secret=idp.client_secret,
+        )
+        csp = copy.deepcopy(settings.CONTENT_SECURITY_POLICY)
+        csp["DIRECTIVES"]["form-action"].append(idp.url)  # as settings.py adds OIDC_SERVER_URL's origin
+        settings.CONTENT_SECURITY_POLICY = csp
+        page.goto("/accounts/login/")
+        button = page.get_by_role("button", name="Sign in with Corp SSO")
+        expect(button).to_be_visible()
+        shoot_all(page, "login-sso")
+        button.click()
+        expect(page).to_have_url(re.compile(r"/(chat|settings/keys)/$"))
+        expect(page.locator("header .account-link")).to_have_text("erin")
