@@ -8,12 +8,13 @@ from allauth.account.adapter import DefaultAccountAdapter
 from allauth.core.exceptions import ImmediateHttpResponse
 from django.conf import settings
 from django.contrib import messages
+from django.core.exceptions import ValidationError
 from django.http import HttpRequest
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils.translation import gettext as _
 
-from accounts import ratelimit, services
+from accounts import ratelimit, services, usernames
 from accounts.models import User
 
 QUIET_MESSAGES = {"account/messages/logged_in.txt", "account/messages/logged_out.txt"}
@@ -38,6 +39,15 @@ class AccountAdapter(DefaultAccountAdapter):
         if message_template in QUIET_MESSAGES:
             return None
         return super().add_message(request, level, message_template, *args, **kwargs)
+
+    def clean_username(self, username: str, shallow: bool = False) -> str:
+        """NFKC form; refuse reserved names and look-alikes of a taken one (accounts/usernames.py)."""
+        username = usernames.normalize(username)
+        if usernames.is_reserved(username):
+            raise ValidationError(_("This user name is reserved. Choose another."))
+        if not shallow and User.objects.filter(username_key=usernames.username_key(username)).exists():
+            raise ValidationError(_("This user name is taken, or too close to one that is."))
+        return super().clean_username(username, shallow=shallow)
 
     def get_client_ip(self, request: HttpRequest) -> str:
         """The peer uvicorn reports: X-Forwarded-For counts only from FORWARDED_ALLOW_IPS (see project/run.py)."""

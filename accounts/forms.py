@@ -3,6 +3,8 @@ from __future__ import annotations
 from allauth.account import forms as allauth_forms
 from django.utils.translation import gettext_lazy as _
 
+from accounts import usernames
+
 
 class LoginForm(allauth_forms.LoginForm):
     """allauth's log-in form, whose `login` field is posted and rendered as `username` (the stable field name).
@@ -21,6 +23,9 @@ class LoginForm(allauth_forms.LoginForm):
         self.fields["login"].widget.attrs.update(autocomplete="username", placeholder="")
         self.fields["password"].widget.attrs["placeholder"] = ""
         self.fields["password"].help_text = ""
+
+    def clean_login(self) -> str:
+        return usernames.normalize(super().clean_login())
 
     def add_prefix(self, field_name: str) -> str:
         return "username" if field_name == "login" else super().add_prefix(field_name)

@@ -2,10 +2,13 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser, UserManager
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
+
+from accounts.usernames import normalize, username_key
 
 
 class Theme(models.TextChoices):
@@ -25,11 +28,13 @@ class AccountManager(UserManager):
         """Accounts a typed log-in name means: the user name, or the email address (any case)."""
         if not login:
             return self.none()
-        return self.filter(Q(username__iexact=login) | Q(email__iexact=login)).order_by("pk")
+        return self.filter(Q(username_key=username_key(login)) | Q(email__iexact=login)).order_by("pk")
 
 
 class User(AbstractUser):
     objects = AccountManager()
+    # username_key (accounts/usernames.py): one account per look-alike family of names (case, width, homoglyphs).
+    username_key = models.CharField(max_length=150, unique=True, null=True, editable=False)
 
     email = models.EmailField(_("email address"), blank=True)
     chat_rate_limit = models.PositiveIntegerField(
@@ -72,6 +77,22 @@ class User(AbstractUser):
         blank=True,
         help_text=_("Tokens (input + output) allowed per calendar month; empty uses the team default."),
     )
+
+    def clean(self) -> None:
+        super().clean()
+        if not self.username:
+            return
+        self.username = normalize(self.username)
+        clash = User.objects.filter(username_key=username_key(self.username)).exclude(pk=self.pk)
+        if clash.exists():
+            raise ValidationError({"username": _("This user name is taken, or too close to one that is.")})
+
+    def save(self, *args, **kwargs) -> None:
+        self.username_key = username_key(self.username)
+        update_fields = kwargs.get("update_fields")
+        if update_fields is not None and "username" in update_fields:
+            kwargs["update_fields"] = {*update_fields, "username_key"}
+        super().save(*args, **kwargs)
 
     @property
     def is_pending(self) -> bool:
