@@ -222,6 +222,7 @@ ACCOUNT_RATE_LIMITS = {
 # there before any staff page (/usage/, /admin/). Its secrets are sealed with ENCRYPTION_KEYS (tokens/mfa.py).
 MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
 MFA_TOTP_ISSUER = "BYOK Chat"
+MFA_TOTP_TOLERANCE = 1  # a code typed as the 30 s period turns still counts (RFC 6238, section 5.2)
 MFA_ADAPTER = "tokens.mfa.MFAAdapter"
 MFA_REQUIRED_FOR_STAFF = env.bool("MFA_REQUIRED_FOR_STAFF", default=False)
 # Single sign-on through one OpenID Connect provider (Entra ID, Google Workspace, Keycloak, ...), set by the operator:
