@@ -6,6 +6,7 @@ allauth stores them as it gets them from encrypt(); it passes no user, so the as
 from __future__ import annotations
 
 from allauth.mfa.adapter import DefaultMFAAdapter
+from allauth.mfa.models import Authenticator
 
 from tokens import keyring
 
@@ -18,3 +19,27 @@ class MFAAdapter(DefaultMFAAdapter):
 
     def decrypt(self, encrypted_text: str) -> str:
         return keyring.open_sealed(encrypted_text, aad=AAD)
+
+
+# The sealed member of each kind of authenticator's data.
+SEALED_MEMBER = {Authenticator.Type.TOTP: "secret", Authenticator.Type.RECOVERY_CODES: "seed"}
+
+
+def authenticators_reseal() -> tuple[int, int]:
+    """Re-seal two-factor secrets under the first key of ENCRYPTION_KEYS; return (re-sealed, unopenable)."""
+    key_id = keyring.current_key_id()
+    resealed = broken = 0
+    for authenticator in Authenticator.objects.filter(type__in=list(SEALED_MEMBER)).order_by("pk").iterator():
+        member = SEALED_MEMBER[authenticator.type]
+        sealed = authenticator.data.get(member, "")
+        if not sealed or keyring.key_id_of(sealed) == key_id:
+            continue
+        try:
+            plain = keyring.open_sealed(sealed, aad=AAD)
+        except keyring.SealError:
+            broken += 1
+            continue
+        authenticator.data = {**authenticator.data, member: keyring.seal(plain, aad=AAD)}
+        authenticator.save(update_fields=["data"])
+        resealed += 1
+    return resealed, broken

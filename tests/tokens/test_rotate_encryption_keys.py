@@ -113,3 +113,20 @@ def test_it_skips_locked_rows_and_comes_back_for_them(sealed_under_old):
     holder.join(timeout=10)
     call_command("rotate_encryption_keys")
     assert _key_ids() == {"new2"}
+
+
+def test_it_reseals_two_factor_secrets_too(alice, settings):
+    from allauth.mfa.models import Authenticator
+    from allauth.mfa.totp.internal.auth import TOTP
+
+    from tokens import mfa
+
+    settings.ENCRYPTION_KEYS = [OLD]
+    totp = TOTP.activate(alice, "JBSWY3DPEHPK3PXP").instance
+    settings.ENCRYPTION_KEYS = [NEW, OLD]
+    call_command("rotate_encryption_keys")
+    totp.refresh_from_db()
+    assert totp.data["secret"].startswith("new2$")
+    settings.ENCRYPTION_KEYS = [NEW]  # the old key can go: the secret still opens
+    assert mfa.MFAAdapter().decrypt(totp.data["secret"]) == "JBSWY3DPEHPK3PXP"
+    assert Authenticator.objects.count() == 1

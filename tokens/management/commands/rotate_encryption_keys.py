@@ -11,7 +11,7 @@ import threading
 
 from django.core.management.base import BaseCommand, CommandError
 
-from tokens import keyring, lifecycle
+from tokens import keyring, lifecycle, mfa
 from tokens.models import Credential
 
 # How long to keep coming back for rows that stay locked, in pauses of LOCKED_PAUSE seconds.
@@ -43,6 +43,13 @@ class Command(BaseCommand):
             if pauses * LOCKED_PAUSE > LOCKED_PATIENCE:
                 raise CommandError(f"{remaining} credentials stayed locked; run the command again to finish.")
             threading.Event().wait(LOCKED_PAUSE)
+        two_factor, two_factor_broken = mfa.authenticators_reseal()
+        self.stdout.write(f"re-sealed {two_factor} two-factor secrets")
+        if two_factor_broken:
+            raise CommandError(
+                f"{two_factor_broken} two-factor secrets could not be opened with any key in ENCRYPTION_KEYS; "
+                "keep the old keys until their owners set up two-factor again."
+            )
         if broken:
             ids = ", ".join(sorted(str(pk) for pk in broken))
             raise CommandError(
