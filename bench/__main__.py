@@ -27,8 +27,12 @@ def main() -> int:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
     RESULTS.mkdir(exist_ok=True)
     for name in _modules(sys.argv[1:]):
-        module = importlib.import_module(f"bench.{name}")
         print(f"== {name}", flush=True)
+        try:
+            module = importlib.import_module(f"bench.{name}")
+        except ImportError as exc:  # one broken benchmark must not stop the others
+            print(f"not run: {exc}", flush=True)
+            continue
         started = time.time()
         result = module.main()
         result["_meta"] = {
