@@ -101,3 +101,16 @@ def test_an_email_claim_never_takes_over_an_existing_account(client, idp, alice)
     sign_in_with_idp(client)
     assert client.session.get("_auth_user_id") != str(alice.pk)
     assert not SocialAccount.objects.filter(user=alice).exists()
+
+
+@pytest.mark.parametrize("name", ["ＥＲＩＮ", "еrin", "admin", "system", ""])
+def test_an_idp_name_that_is_taken_reserved_or_a_look_alike_gets_a_name_of_its_own(client, idp, name):
+    """The provider's preferred_username is a suggestion: never a 500, never someone else's account or a reserved
+    name."""
+    User.objects.create_user("erin", "erin.local@example.com", "x" * 20)
+    idp.person["preferred_username"] = name
+    response = sign_in_with_idp(client)
+    assert response.status_code == 302, response.content[:300]
+    user = User.objects.get(pk=client.session["_auth_user_id"])
+    assert user.username not in ("erin", "admin", "system")
+    assert user.email == "erin@corp.example"
