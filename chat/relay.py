@@ -295,15 +295,20 @@ async def _generate(reply: Reply, plan: services.ReplyPlan, language: str) -> No
         reply.finish({"state": State.ERROR, "finish": None, "error": message, "redirect": ""})
         return
     reply.message_id, reply.conversation_id = prepared.assistant_message.pk, prepared.conversation.pk
-    for kind, text in prepared.prefix:  # an answer being continued: the new text is appended to it
-        reply.push(kind, text)
-    reply.start = start_payload(prepared.assistant_message, user_message_id=prepared.user_message.pk)
-    _running[reply.message_id] = reply
-    reply._wake()
     try:
+        for kind, text in prepared.prefix:  # an answer being continued: the new text is appended to it
+            reply.push(kind, text)
+        reply.start = start_payload(prepared.assistant_message, user_message_id=prepared.user_message.pk)
+        _running[reply.message_id] = reply
+        reply._wake()
         await _relay(reply, prepared, stream, first, completion)
+    except Exception:
+        logger.exception("reply %s failed after its turn was saved", reply.message_id)
     finally:
         _running.pop(reply.message_id, None)
+        if reply.done is None:  # never leave a follower waiting; the lease lapses and the reaper closes the row
+            message = _("Something went wrong on our side. Your message is saved; retry.")
+            reply.finish({"state": State.ERROR, "finish": None, "error": message, "redirect": ""})
 
 
 async def _relay(

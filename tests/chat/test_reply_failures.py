@@ -104,3 +104,18 @@ def test_it_still_chats_when_the_cache_is_down(asgi_server, fake_openai, session
         events = send(session, asgi_server.url, "/chat/send/", "Still there?")
     assert events.done["state"] == "complete"
     assert Message.objects.get(role="assistant").state == "complete"
+
+
+def test_followers_hear_the_end_even_when_saving_the_reply_fails(asgi_server, fake_openai, session, monkeypatch):
+    """A failure of our own after the turn is saved (here: the final save) still ends every follower's stream."""
+    from chat import services
+
+    def broken_finish(*args, **kwargs):
+        raise RuntimeError("a bug of ours while saving")
+
+    monkeypatch.setattr(services, "reply_finish", broken_finish)
+    fake_openai.reply("All of it.")
+    events = send(session, asgi_server.url, "/chat/send/", "Hello?")
+    assert events.done["state"] == "error"
+    assert "Your message is saved" in events.done["error"]
+    assert Message.objects.filter(role="user", content="Hello?").exists()
