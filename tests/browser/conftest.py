@@ -92,7 +92,8 @@ def context_options() -> dict:
 
 
 def new_page(browser: Browser, base_url: str, **options) -> Page:
-    context = browser.new_context(base_url=base_url, viewport={"width": 1280, "height": 860}, **options)
+    options.setdefault("viewport", {"width": 1280, "height": 860})
+    context = browser.new_context(base_url=base_url, **options)
     context.set_default_timeout(TIMEOUT_MS)
     return context.new_page()
 
@@ -147,8 +148,9 @@ def shoot():
 
     def take(page: Page, name: str) -> None:
         if enabled:
-            SCREENSHOT_DIR.mkdir(exist_ok=True)
-            page.screenshot(path=str(SCREENSHOT_DIR / f"{name}.png"), full_page=True, animations="disabled")
+            path = SCREENSHOT_DIR / f"{name}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(path), full_page=True, animations="disabled")
 
     return take
 
