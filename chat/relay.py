@@ -348,7 +348,7 @@ async def _relay(
             error=error,
         )
     )
-    await asyncio.shield(saved)
+    usage = await asyncio.shield(saved)
     done = {
         "state": state,
         "finish": prepared.assistant_message.finish_reason or None,
@@ -356,27 +356,27 @@ async def _relay(
         "notes": completion.notes,
         "trimmed": prepared.assistant_message.trimmed_turns,
         "redirect": reverse("tokens:credential-list") if error and error.kind == "auth" else "",
+        "usage": usage,  # this version's tokens and cost, shown beside its model
     }
     reply.finish(done)
     if feed.enabled():
         await feed.publish_done(reply)
 
 
-async def _save(prepared: services.PreparedReply, **fields) -> None:
+async def _save(prepared: services.PreparedReply, **fields) -> dict | None:
     """Save the reply once; while the database has no connection to give (a pool momentarily exhausted, a restart),
     try again with backoff for up to CHAT_LEASE_SECONDS, while the lease, still renewed, keeps the conversation ours."""
     loop = asyncio.get_running_loop()
     deadline, pause = loop.time() + settings.CHAT_LEASE_SECONDS, 0.1
     while True:
         try:
-            await in_thread(services.reply_finish)(prepared, **fields)
-            return
+            return await in_thread(services.reply_finish)(prepared, **fields)
         except (OperationalError, InterfaceError):
             if loop.time() + pause > deadline:
                 logger.exception(
                     "could not save reply %s: the database gave no connection", prepared.assistant_message.pk
                 )
-                return
+                return None
             logger.warning("database busy; saving reply %s again in %.1f s", prepared.assistant_message.pk, pause)
             await asyncio.sleep(pause)
             pause = min(pause * 2, 5.0)

@@ -492,13 +492,19 @@ def reply_finish(
     state: str,
     completion: Completion,
     error: ProviderError | None,
-) -> None:
-    """Save the assistant message and its usage row, once per reply, whatever happened.
+) -> dict | None:
+    """Save the assistant message and its usage row, once per reply, whatever happened; return `usage_summary`.
 
     Raises OperationalError or InterfaceError when the database gives no connection (chat.relay retries).
     """
     try:
-        _reply_save(prepared, content=content, reasoning=reasoning, state=state, completion=completion, error=error)
+        record = _reply_save(
+            prepared, content=content, reasoning=reasoning, state=state, completion=completion, error=error
+        )
+        return usage_summary(
+            {field: getattr(record, field) for field in ("prompt_tokens", "completion_tokens", "total_tokens")}
+            | {"cost_usd": record.cost_usd, "estimated": int(record.is_estimated)}
+        )
     except (OperationalError, InterfaceError):
         raise
     except Exception:
@@ -535,12 +541,26 @@ def _reply_save(
 def done_payload(message: Message) -> dict:
     """The `done` event of a saved reply, as its running process sent it."""
     redirect = reverse("tokens:credential-list") if message.error_kind == "auth" else ""
+    usage = UsageRecord.objects.per_message([message.pk]).get(message.pk)
     return {
         "state": message.state,
         "finish": message.finish_reason or None,
         "error": message.error,
         "trimmed": message.trimmed_turns,
         "redirect": redirect,
+        "usage": usage_summary(usage) if usage else None,
+    }
+
+
+def usage_summary(usage: dict) -> dict:
+    """A reply's tokens and cost for the page (a row of UsageQuerySet.per_message): counts, cost as a string."""
+    cost = usage["cost_usd"]
+    return {
+        "prompt_tokens": usage["prompt_tokens"],
+        "completion_tokens": usage["completion_tokens"],
+        "total_tokens": usage["total_tokens"],
+        "cost_usd": None if cost is None else f"{cost.normalize():f}",
+        "estimated": bool(usage["estimated"]),
     }
 
 

@@ -11,6 +11,7 @@ from django.views.decorators.http import require_GET, require_POST
 from chat import export, relay, services
 from chat.forms import RenameForm, SystemPromptForm
 from chat.models import Conversation, Message, Role, State, UsageRecord
+from chat.services import usage_summary
 from chat.sse import EventStreamResponse
 from tokens.provider import ProviderError
 from tokens.services import CredentialError, credential_for_user
@@ -33,7 +34,7 @@ def _chat_ctx(request: HttpRequest, conversation: Conversation | None) -> dict:
     thread = conversation.messages.thread() if conversation else []
     usage = UsageRecord.objects.per_message([m.pk for m in thread if m.role == Role.ASSISTANT])
     for message in thread:
-        message.usage = usage.get(message.pk)  # each version shows its own call's tokens and cost
+        message.usage = usage_summary(usage[message.pk]) if message.pk in usage else None  # this version's own
     return {
         "conversation": conversation,
         "chat_messages": thread,

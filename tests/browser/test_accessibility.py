@@ -207,11 +207,13 @@ def _states_no_get_reaches(page: Page, variant: str, shoot, settings, site: Site
     page.goto("/usage/")
     found["403"] = _audit(page, "403", variant, shoot)
     page.goto("/settings/profile/")
-    page.evaluate(
-        "() => { const f = document.querySelector('form[method=post]'); "
-        "f.querySelector('[name=csrfmiddlewaretoken]').value = 'forged'; f.submit(); }"
-    )
+    with page.expect_response(lambda response: response.status == 403):
+        page.evaluate(
+            "() => { const f = document.querySelector('form[method=post]'); "
+            "f.querySelector('[name=csrfmiddlewaretoken]').value = 'forged'; f.submit(); }"
+        )
     page.wait_for_load_state()
+    assert page.locator("h1").count() and "/settings/profile/" in page.url
     found["403-csrf"] = _audit(page, "403_csrf", variant, shoot)
     page.set_content(render_to_string("500.html"))
     found["500"] = _audit(page, "500", variant, shoot)

@@ -111,10 +111,11 @@ def test_it_shows_the_usage_of_the_version_in_view(alice_page: Page, fake_openai
     fake_openai.reply("First try.", prompt_tokens=7, completion_tokens=3)
     fake_openai.reply("Second try.", prompt_tokens=7, completion_tokens=1200)
     send_message(alice_page, "Tell me about France")
-    expect(_assistant(alice_page)).to_have_attribute("data-state", "complete")
+    expect(_assistant(alice_page).locator("[data-usage]")).to_contain_text("10 tokens")  # as soon as it ends
     alice_page.click("[data-action=regenerate]")
     expect(_assistant(alice_page).locator(".bubble")).to_have_text("Second try.")
-    expect(_assistant(alice_page)).to_have_attribute("data-state", "complete")
+    expect(_assistant(alice_page).locator("[data-usage]")).to_contain_text("1,207 tokens")
+    expect(_assistant(alice_page).locator("[data-usage]")).to_have_attribute("title", "7 tokens in, 1,200 out")
 
     alice_page.reload()
     usage = _assistant(alice_page).locator("[data-usage]")

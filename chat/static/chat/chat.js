@@ -143,6 +143,21 @@ function addActions(article) {
   article.appendChild(template.content.cloneNode(true));
   const model = article.querySelector(".msg-model");
   if (model) model.textContent = article.dataset.model || "";
+  if (model && article.usage) model.after(" ", usageLabel(article.usage));
+}
+
+// This version's tokens and cost, as templates/chat/_actions_assistant.html shows them after a reload.
+function usageLabel(usage) {
+  const label = document.createElement("span");
+  label.className = "msg-usage";
+  label.dataset.usage = "";
+  const total = usage.total_tokens.toLocaleString("en-US");
+  label.textContent = format(ngettext("%(total)s token", "%(total)s tokens", usage.total_tokens), { total })
+    + (usage.cost_usd === null ? "" : ` · $${usage.cost_usd}`);
+  label.title = format(_("%(prompt)s tokens in, %(completion)s out"), {
+    prompt: usage.prompt_tokens.toLocaleString("en-US"), completion: usage.completion_tokens.toLocaleString("en-US"),
+  }) + (usage.estimated ? ` (${_("counted locally")})` : "");
+  return label;
 }
 
 function busy(on) {
@@ -239,6 +254,7 @@ function endingNote(article, finish) {
 function finished(article, data) {
   if (data.finish) article.dataset.finish = data.finish;
   else delete article.dataset.finish;
+  article.usage = data.usage;
   setState(article, data.state, data.error);
   endingNote(article, data.finish);
   trimmedNote(article, data.trimmed);
