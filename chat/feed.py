@@ -134,6 +134,23 @@ async def request_stop(message_id: int) -> None:
     await pipe.execute()
 
 
+async def wait_done(message_id: int, timeout: float) -> dict | None:
+    """The done payload of a reply running elsewhere, once its process publishes it; None after `timeout` s."""
+    redis_client, key = client(), _key(message_id)
+    latest = await redis_client.xrevrange(key, count=1)
+    if latest and b"done" in latest[0][1]:
+        return json.loads(latest[0][1][b"done"])
+    last = latest[0][0] if latest else "0-0"
+    deadline = asyncio.get_running_loop().time() + timeout
+    while (left := deadline - asyncio.get_running_loop().time()) > 0:
+        answer = await redis_client.xread({key: last}, count=100, block=max(1, int(left * 1000)))
+        for entry_id, fields in answer[0][1] if answer else []:
+            last = entry_id
+            if b"done" in fields:
+                return json.loads(fields[b"done"])
+    return None
+
+
 async def stops_requested(message_ids: list[int]) -> list[int]:
     """The replies among `message_ids` someone asked to stop (a pub/sub message can be missed)."""
     values = await client().mget([f"chat:stop:{pk}" for pk in message_ids])

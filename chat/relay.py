@@ -476,5 +476,8 @@ async def reply_stop(message: Message) -> str:
         return message.state
     if feed.enabled():
         await feed.request_stop(message.pk)
+        done = await feed.wait_done(message.pk, timeout=10)  # saved as stopped by its process, as above
+        if done is not None:
+            return done["state"]
     message = await in_thread(services.reply_reap_if_abandoned)(message.pk)
     return message.state

@@ -39,7 +39,7 @@ def test_it_follows_and_stops_on_one_process_a_reply_running_on_another(two_proc
     assert EVERYTHING.startswith(seen.text + live.text) and len(live.tokens) >= 10
     assert not fake_openai.disconnected.is_set()
 
-    assert stop(session, url_b, reply_id).status_code == 200  # Stop, on B
+    assert stop(session, url_b, reply_id).json() == {"state": "stopped"}  # Stop, on B, answers once A has stopped
 
     assert fake_openai.disconnected.wait(10), "process A did not close its upstream request"
     rest = parse_events(lines)
