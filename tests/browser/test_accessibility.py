@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -26,7 +27,7 @@ from django.urls import reverse
 from playwright.sync_api import Browser, Page, expect
 
 from accounts.models import Approval
-from chat.models import Conversation, Message
+from chat.models import Conversation, Message, UsageRecord
 from tests.browser.conftest import log_in, new_page
 from tests.conftest import ALICE_KEY, PASSWORD, credential_create, user_create
 from tests.security.routes import every_route
@@ -127,6 +128,15 @@ def _conversation(user) -> tuple[Conversation, Message]:
         reasoning="First I think about **tables**.",
         content="## Result\n\n| a | b |\n| - | -: |\n| 1 | 2 |\n\n```python\nprint('hi')\n```\n\n\\(A = \\pi r^2\\)\n",
     )
+    UsageRecord.objects.create(
+        user=user,
+        model="gpt-4o-mini",
+        message=reply,
+        prompt_tokens=12,
+        completion_tokens=1200,
+        total_tokens=1212,
+        cost_usd=Decimal("0.000734"),
+    )  # the version's usage line beside its model
     Message.objects.create(conversation=conversation, role="user", content="And then?")
     Message.objects.create(conversation=conversation, role="assistant", content="Half an ans", state="stopped")
     return conversation, reply
