@@ -62,7 +62,8 @@ PHONE_CHECKS = """(width) => {
     .filter((el) => {
       const box = el.getBoundingClientRect();
       if (!box.width || !box.height || getComputedStyle(el).visibility === "hidden" || inline(el)) return false;
-      const label = el.closest("label");
+      // A check box or radio is tapped through its label too: the label is its target when that is larger.
+      const label = el.closest("label") || (el.labels && el.labels[0]);
       const target = label && label.getBoundingClientRect().height >= 44 ? label.getBoundingClientRect() : box;
       return target.width < 44 || target.height < 44;
     });
