@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import pytest
 import requests
-from django.utils import timezone
 
-from chat.models import Message, UsageDaily
+from chat.models import Message
+from chat.usage import usage_write
 from tests.conftest import ALICE_KEY, PASSWORD, credential_create, user_create
 from tests.streaming import logged_in_session, open_stream, parse_events, send
 
@@ -87,7 +87,10 @@ def test_budgets_stay_enforced_while_redis_is_down(alice_session, redis_site, as
     alice, session = alice_session
     alice.monthly_token_budget = 100
     alice.save(update_fields=["monthly_token_budget"])
-    UsageDaily.objects.create(day=timezone.localdate(), user=alice, model="gpt-4o-mini", requests=3, total_tokens=150)
+    # Recorded as a call records it, so every roll-up budgets may read has it.
+    usage_write(
+        user_id=alice.pk, model="gpt-4o-mini", source="web", usage={"prompt_tokens": 50, "completion_tokens": 100}
+    )
     redis_site.stop()
 
     refused = send(session, asgi_server.url, "/chat/send/", "One more?")

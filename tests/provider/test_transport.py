@@ -13,6 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpcore
 import httpx
 import pytest
+import uvloop
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -77,7 +78,20 @@ def _client(ssl_context: ssl.SSLContext | None = None) -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=transport)
 
 
-def test_it_reads_whole_bodies_over_one_kept_alive_connection(server):
+@pytest.fixture(params=["asyncio", "uvloop"])
+def run(request):
+    """Run a coroutine on each event loop the server may use (uvicorn picks uvloop when it is installed, and
+    uvloop's transports are not asyncio.Transport subclasses)."""
+    factory = uvloop.new_event_loop if request.param == "uvloop" else None
+
+    def run(coroutine):
+        with asyncio.Runner(loop_factory=factory) as runner:
+            return runner.run(coroutine)
+
+    return run
+
+
+def test_it_reads_whole_bodies_over_one_kept_alive_connection(server, run):
     port = server.server_address[1]
 
     async def main() -> list[int]:
@@ -89,10 +103,10 @@ def test_it_reads_whole_bodies_over_one_kept_alive_connection(server):
             assert len(client._transport._pool.connections) == 1
             return sizes
 
-    assert asyncio.run(main()) == [5, 300_000, 7]
+    assert run(main()) == [5, 300_000, 7]
 
 
-def test_it_speaks_tls_and_checks_the_certificate(tmp_path):
+def test_it_speaks_tls_and_checks_the_certificate(tmp_path, run):
     server_side, client_side = _self_signed(tmp_path)
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     httpd.socket = server_side.wrap_socket(httpd.socket, server_side=True)
@@ -108,7 +122,7 @@ def test_it_speaks_tls_and_checks_the_certificate(tmp_path):
         return body, refused.value
 
     try:
-        body, refused = asyncio.run(main())
+        body, refused = run(main())
     finally:
         httpd.shutdown()
         httpd.server_close()
