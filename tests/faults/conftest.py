@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 import pytest
 import redis
 from django.db import connection
+from kombu import pools as kombu_pools
 
 from project.celery import app as celery_app
 
@@ -101,6 +102,9 @@ def _broker_use(url: str) -> None:
         celery_app._pool.force_close_all()
     celery_app._pool = None
     celery_app.amqp._producer_pool = None
+    # kombu keeps producer pools in a process-wide registry keyed by connection; one left there still holds the
+    # closed connection pool, and the next task sent to that broker fails with "Acquire on closed pool".
+    kombu_pools.reset()
     celery_app.conf.broker_url = url
 
 
