@@ -399,17 +399,7 @@ def reply_record(plan: ReplyPlan) -> PreparedReply:
             trimmed_turns=plan.trimmed,
             parent=user_message,
         )
-    return PreparedReply(
-        conversation,
-        user_message,
-        assistant,
-        plan.bearer,
-        plan.model,
-        plan.history,
-        plan.lease,
-        plan.has_budget,
-        plan.trimmed,
-    )
+    return _prepared(plan, conversation, user_message, assistant)
 
 
 def _continued_record(plan: ReplyPlan, conversation: Conversation) -> PreparedReply:
@@ -420,6 +410,16 @@ def _continued_record(plan: ReplyPlan, conversation: Conversation) -> PreparedRe
     assistant.state, assistant.error, assistant.error_kind = State.STREAMING, "", ""
     assistant.save(update_fields=["state", "error", "error_kind"])
     user_message = assistant.parent or assistant
+    return _prepared(plan, conversation, user_message, assistant, prefix=tuple((k, t) for k, t in prefix if t))
+
+
+def _prepared(
+    plan: ReplyPlan,
+    conversation: Conversation,
+    user_message: Message,
+    assistant: Message,
+    prefix: tuple[tuple[str, str], ...] = (),
+) -> PreparedReply:
     return PreparedReply(
         conversation,
         user_message,
@@ -430,7 +430,7 @@ def _continued_record(plan: ReplyPlan, conversation: Conversation) -> PreparedRe
         plan.lease,
         plan.has_budget,
         plan.trimmed,
-        prefix=tuple((kind, text) for kind, text in prefix if text),
+        prefix=prefix,
     )
 
 
