@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import ClassVar
+
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser, UserManager
 from django.core.exceptions import ValidationError
@@ -23,7 +25,7 @@ class Approval(models.TextChoices):
     REJECTED = "rejected", _("Rejected")
 
 
-class AccountManager(UserManager):
+class AccountManager(UserManager["User"]):
     def filter_by_login(self, login: str) -> models.QuerySet:
         """Accounts a typed log-in name means: the user name, or the email address (any case)."""
         if not login:
@@ -32,7 +34,7 @@ class AccountManager(UserManager):
 
 
 class User(AbstractUser):
-    objects = AccountManager()
+    objects: ClassVar[AccountManager] = AccountManager()
     # username_key (accounts/usernames.py): one account per look-alike family of names (case, width, homoglyphs).
     username_key = models.CharField(max_length=150, unique=True, null=True, editable=False)
 

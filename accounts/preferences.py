@@ -156,12 +156,14 @@ class ProfileForm(forms.ModelForm):
     def __init__(self, *args, guess: str = "", **kwargs) -> None:
         super().__init__(*args, **kwargs)
         now = timezone.now()
-        self.fields["timezone"].choices = [(name, _zone_label(name, now)) for name in zone_names()]
-        self.fields["timezone"].help_text = _("Every time in BYOK Chat and its emails is shown in this zone.")
+        zones, languages = self.fields["timezone"], self.fields["language"]
+        assert isinstance(zones, forms.ChoiceField) and isinstance(languages, forms.ChoiceField)
+        zones.choices = [(name, _zone_label(name, now)) for name in zone_names()]
+        zones.help_text = _("Every time in BYOK Chat and its emails is shown in this zone.")
         if not self.instance.timezone:
             self.initial["timezone"] = guess if zone_or_none(guess) else "UTC"
-        languages = translation.get_language_info
-        self.fields["language"].choices = [(code, languages(code)["name_local"]) for code, _name in settings.LANGUAGES]
+        info = translation.get_language_info
+        languages.choices = [(code, info(code)["name_local"]) for code, _name in settings.LANGUAGES]
         self.initial.setdefault("language", self.instance.language or translation.get_language())
 
 

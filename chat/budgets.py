@@ -8,6 +8,7 @@ price adds tokens but no cost: a token budget still catches it, a cost budget ca
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 from datetime import date, datetime, time
@@ -82,13 +83,12 @@ class BudgetStatus:
     @property
     def used_percent(self) -> int | None:
         """The larger share used of the two budgets, in whole percent (None without a budget)."""
-        shares = []
-        if self.limits.monthly_budget_usd is not None:
-            budget = self.limits.monthly_budget_usd
-            shares.append(100 if budget <= 0 else int(self.spent_usd * 100 / budget))
-        if self.limits.monthly_token_budget is not None:
-            budget = self.limits.monthly_token_budget
-            shares.append(100 if budget <= 0 else self.spent_tokens * 100 // budget)
+        shares: list[int] = []
+        usd, tokens = self.limits.monthly_budget_usd, self.limits.monthly_token_budget
+        if usd is not None:
+            shares.append(100 if usd <= 0 else int(self.spent_usd * 100 / usd))
+        if tokens is not None:
+            shares.append(100 if tokens <= 0 else self.spent_tokens * 100 // tokens)
         return max(shares) if shares else None
 
 
@@ -158,8 +158,10 @@ def budget_alerts_check(*, user_id: int, now: datetime | None = None) -> list[in
     unique constraint lets only one of them claim a threshold.
     """
     user = User.objects.filter(pk=user_id).first()
-    limits = limits_for(user) if user is not None else None
-    if limits is None or not limits.has_budget:  # most people: no budget, nothing to sum after every call
+    if user is None:
+        return []
+    limits = limits_for(user)
+    if not limits.has_budget:  # most people: no budget, nothing to sum after every call
         return []
     status = budget_status(user=user, now=now, limits=limits)
     used = status.used_percent
@@ -172,7 +174,7 @@ def budget_alerts_check(*, user_id: int, now: datetime | None = None) -> list[in
             crossed.append(threshold)
             from chat.tasks import send_budget_alert
 
-            transaction.on_commit(lambda pk=alert.pk: send_budget_alert.delay(pk))
+            transaction.on_commit(functools.partial(send_budget_alert.delay, alert.pk))
     return crossed
 
 

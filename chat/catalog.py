@@ -66,7 +66,7 @@ def cost_usd(model: str, usage: Mapping, at: datetime | None = None) -> Decimal 
     prompt, completion = _count(usage, "prompt_tokens"), _count(usage, "completion_tokens")
     cached = min(_count(usage, "cached_tokens"), prompt)
     override = _override(model, at, "input_usd_per_million")
-    if override is not None:
+    if override is not None and override.input_usd_per_million is not None:  # the query filters on the latter
         cached_price = override.cached_input_usd_per_million
         if cached_price is None:
             cached_price = override.input_usd_per_million

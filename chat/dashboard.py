@@ -23,7 +23,7 @@ import zoneinfo
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from functools import wraps
+from functools import partial, wraps
 
 from asgiref.sync import sync_to_async
 from django.core.exceptions import PermissionDenied
@@ -35,16 +35,18 @@ from django.shortcuts import render
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from accounts.models import User
+from accounts.models import AuthenticatedHttpRequest, User
 from chat.budgets import budget_status
 from chat.forms import UsageFilterForm
 from chat.models import (
     UsageDaily,
     UsageDailyModel,
+    UsageDailyQuerySet,
     UsageDailyUser,
     UsageQuarterHour,
     UsageQuerySet,
     UsageRecord,
+    UsageSums,
     day_bounds,
 )
 from chat.usage import ROLLUP_COLUMNS
@@ -100,7 +102,7 @@ class Report:
         """The filtered rows of the reader's days since..until (the call list may run past until)."""
         return self.records.filter(created_at__lt=day_bounds(self.until, self.until, self.zone)[1])
 
-    def _filtered(self, rollup: type, *, model: bool = True):
+    def _filtered(self, rollup: type[UsageSums], *, model: bool = True) -> UsageDailyQuerySet:
         rows = rollup.objects.all()
         rows = rows.filter(user_id__in=self.user_ids) if self.user_ids is not None else rows
         rows = rows.filter(model=self.model) if self.model and model else rows
@@ -184,13 +186,13 @@ def chart_days(report: Report) -> list[dict]:
         day = since + timedelta(days=offset)
         days.append(totals.get(day, {"day": day, "requests": 0, "errors": 0, "total_tokens": 0}))
     peak = max(day["total_tokens"] for day in days) or 1
-    for index, day in enumerate(days):
-        day["height"] = round(100 * day["total_tokens"] / peak) if day["total_tokens"] else 0
-        day["x"], day["y"] = index * BAR_STEP + 4, 110 - day["height"]
+    for index, bar in enumerate(days):
+        bar["height"] = round(100 * bar["total_tokens"] / peak) if bar["total_tokens"] else 0
+        bar["x"], bar["y"] = index * BAR_STEP + 4, 110 - bar["height"]
         # The failed share of the day's calls is drawn in red on top of the bar.
-        day["error_height"] = round(day["height"] * day["errors"] / day["requests"]) if day["requests"] else 0
-        day["label_x"] = day["x"] + BAR_WIDTH // 2
-        day["show_label"] = index % max(1, len(days) // 10) == 0
+        bar["error_height"] = round(bar["height"] * bar["errors"] / bar["requests"]) if bar["requests"] else 0
+        bar["label_x"] = bar["x"] + BAR_WIDTH // 2
+        bar["show_label"] = index % max(1, len(days) // 10) == 0
     return days
 
 
@@ -306,7 +308,7 @@ def usage_dashboard(request: HttpRequest) -> HttpResponse:
     return render(request, "chat/usage_dashboard.html", ctx)
 
 
-def my_usage(request: HttpRequest) -> HttpResponse:
+def my_usage(request: AuthenticatedHttpRequest) -> HttpResponse:
     """A person's own calls, this month's spend and what is left of their budget."""
     report = usage_report(request, user=request.user)
     ctx = report_ctx(request, report)
@@ -448,8 +450,8 @@ def _copy_chunks(records: UsageQuerySet, zone: str) -> Iterator[bytes]:
 
 async def _aiter(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
     """Feed a synchronous (database) iterator to the ASGI server chunk by chunk, on the request's own thread."""
-    step = sync_to_async(next, thread_sensitive=True)
-    while (chunk := await step(chunks, None)) is not None:
+    step = sync_to_async(partial(next, chunks, None), thread_sensitive=True)
+    while (chunk := await step()) is not None:
         yield chunk
 
 
@@ -462,9 +464,9 @@ def csv_response(records: UsageQuerySet, filename: str) -> StreamingHttpResponse
 
 
 @staff_required
-def usage_export(request: HttpRequest) -> HttpResponse:
+def usage_export(request: HttpRequest) -> StreamingHttpResponse:
     return csv_response(usage_report(request).records, "usage.csv")
 
 
-def my_usage_export(request: HttpRequest) -> HttpResponse:
+def my_usage_export(request: AuthenticatedHttpRequest) -> StreamingHttpResponse:
     return csv_response(usage_report(request, user=request.user).records, "my-usage.csv")

@@ -14,7 +14,7 @@ import json
 import logging
 import weakref
 from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import redis as sync_redis
 import redis.asyncio as redis
@@ -49,6 +49,17 @@ def _key(message_id: int) -> str:
     return f"chat:reply:{message_id}"
 
 
+# A stream's entries as our clients get them (RESP2, bytes not decoded): [(entry id, {field: value})]. redis-py
+# annotates its replies for every protocol and decoding at once, so each read names the shape it gets here.
+Entries = list[tuple[bytes, dict[bytes, bytes]]]
+
+
+def _read(answer: object) -> Entries:
+    """The entries of the one stream an XREAD asked for ([[key, entries]]), or [] when it timed out (None)."""
+    streams = cast(list[tuple[bytes, Entries]], answer)
+    return streams[0][1] if streams else []
+
+
 def client() -> redis.Redis:
     """This event loop's Redis client (a pool; blocking reads need longer than keep-alives)."""
     loop = asyncio.get_running_loop()
@@ -81,10 +92,10 @@ def mark(reply: Reply) -> None:
 
 
 def _add_batch(pipe: redis.client.Pipeline, reply: Reply) -> None:
-    offset = reply.flushed
-    if offset >= reply.size:
+    offset, message_id = reply.flushed, reply.message_id
+    if offset >= reply.size or message_id is None:  # nothing new, or not saved yet (no stream)
         return
-    key = _key(reply.message_id)
+    key = _key(message_id)
     pipe.xadd(key, {"o": offset, "d": json.dumps(reply.pending(offset))}, maxlen=FEED_MAXLEN, approximate=True)
     if offset == 0:
         pipe.expire(key, FEED_TTL)
@@ -113,6 +124,8 @@ async def flush_forever() -> None:
 
 async def publish_done(reply: Reply) -> None:
     """Copy what is left of `reply` and its done payload, at once, so followers elsewhere end promptly."""
+    if reply.message_id is None:  # never saved, so no stream and no follower elsewhere
+        return
     try:
         async with _lock():
             _pending.discard(reply)
@@ -137,14 +150,14 @@ async def request_stop(message_id: int) -> None:
 async def wait_done(message_id: int, timeout: float) -> dict | None:
     """The done payload of a reply running elsewhere, once its process publishes it; None after `timeout` s."""
     redis_client, key = client(), _key(message_id)
-    latest = await redis_client.xrevrange(key, count=1)
+    latest = cast(Entries, await redis_client.xrevrange(key, count=1))
     if latest and b"done" in latest[0][1]:
         return json.loads(latest[0][1][b"done"])
-    last = latest[0][0] if latest else "0-0"
+    last: bytes | str = latest[0][0] if latest else "0-0"
     deadline = asyncio.get_running_loop().time() + timeout
     while (left := deadline - asyncio.get_running_loop().time()) > 0:
         answer = await redis_client.xread({key: last}, count=100, block=max(1, int(left * 1000)))
-        for entry_id, fields in answer[0][1] if answer else []:
+        for entry_id, fields in _read(answer):
             last = entry_id
             if b"done" in fields:
                 return json.loads(fields[b"done"])
@@ -178,7 +191,7 @@ def saved_text(message_id: int) -> tuple[str, str]:
     parts: dict[str, list[str]] = {"content": [], "reasoning": []}
     client = sync_redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2, socket_timeout=5)
     with client:
-        for _entry_id, fields in client.xrange(_key(message_id)):
+        for _entry_id, fields in cast(Entries, client.xrange(_key(message_id))):
             for kind, text in json.loads(fields.get(b"d", b"[]")):
                 parts.setdefault(kind, []).append(text)
     return "".join(parts["content"]), "".join(parts["reasoning"])
@@ -187,11 +200,13 @@ def saved_text(message_id: int) -> tuple[str, str]:
 async def follow(message: Message, offset: int) -> AsyncIterator[bytes]:
     """Follow a reply that runs on another process through its Redis stream, from `offset`, until `done`."""
     yield sse_event("start", start_payload(message))
-    key, last, size = _key(message.pk), "0-0", 0
+    key, size = _key(message.pk), 0
+    last: bytes | str = "0-0"
     redis_client = client()
     while True:
         answer = await redis_client.xread({key: last}, count=500, block=int(settings.CHAT_KEEPALIVE_SECONDS * 1000))
-        if not answer:
+        entries = _read(answer)
+        if not entries:
             message = await in_thread(reply_reap_if_abandoned)(message.pk)
             if message.state != State.STREAMING:  # ended, and its stream expired or never reached Redis
                 yield sse_event("done", await in_thread(done_payload)(message))
@@ -199,7 +214,7 @@ async def follow(message: Message, offset: int) -> AsyncIterator[bytes]:
             yield KEEPALIVE
             continue
         out = []
-        for entry_id, fields in answer[0][1]:
+        for entry_id, fields in entries:
             last = entry_id
             if b"done" in fields:
                 out.append(sse_event("done", json.loads(fields[b"done"])))

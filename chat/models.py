@@ -3,6 +3,7 @@ from __future__ import annotations
 import unicodedata
 from datetime import date, datetime, time, timedelta, tzinfo
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 from django.db import models
@@ -98,6 +99,8 @@ class MessageQuerySet(models.QuerySet):
 
 
 class Message(models.Model):
+    versions: list[Message]  # set by MessageQuerySet.thread(): this turn's siblings, oldest first
+    usage: dict[str, Any] | None  # set by the chat page: this version's tokens and cost (services.usage_summary)
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
     role = models.CharField(max_length=10, choices=Role.choices)
     content = models.TextField(blank=True)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
 from django.contrib import messages
 from django.core.paginator import Page, Paginator
 from django.db.models import Count, OuterRef, Q, Subquery
@@ -12,7 +16,7 @@ from django.views.decorators.http import require_POST
 
 from accounts import services as accounts
 from accounts.models import Approval, User
-from chat.budgets import budget_status, limits_for, month_of
+from chat.budgets import Limits, budget_status, limits_for, month_of
 from chat.dashboard import report_ctx, staff_required, usage_report
 from chat.forms import TeamLimitsForm, UserLimitsForm
 from chat.models import TeamLimits, UsageDailyUser, UsageRecord
@@ -31,7 +35,16 @@ def _get_user(pk: int) -> User:
 PEOPLE_PER_PAGE = 50
 
 
-def _people_page(request: HttpRequest, team: TeamLimits) -> tuple[list[User], Page]:
+@dataclass
+class PersonRow:
+    """One line of the people list: the account (annotated with last_call_at, credentials_ok/_bad), its month."""
+
+    person: User
+    month: dict[str, Any] | None  # this month's UsageDailyUser sums (requests, total_tokens, cost_usd), None if idle
+    limits: Limits
+
+
+def _people_page(request: HttpRequest, team: TeamLimits) -> tuple[Sequence[User], Page[int], list[PersonRow]]:
     """Accounts waiting for approval, and one page of the others (searched by name or e-mail) with their month.
 
     Everything per person is read for the page only: this month from the per-person roll-up,
@@ -59,11 +72,8 @@ def _people_page(request: HttpRequest, team: TeamLimits) -> tuple[list[User], Pa
             user_id__in=list(shown), day__gte=first, day__lt=resets_at.date()
         ).grouped("user_id")
     }
-    page.object_list = [shown[pk] for pk in page.object_list if pk in shown]
-    for person in page.object_list:
-        person.month = month.get(person.pk)
-        person.limits = limits_for(person, team)
-    return pending, page
+    rows = [PersonRow(shown[pk], month.get(pk), limits_for(shown[pk], team)) for pk in page.object_list if pk in shown]
+    return pending, page, rows
 
 
 @staff_required
@@ -74,12 +84,12 @@ def user_list(request: HttpRequest) -> HttpResponse:
         form.save()
         messages.success(request, _("Team limits saved."))
         return redirect("usage:user-list")
-    pending, page = _people_page(request, team)
+    pending, page, rows = _people_page(request, team)
     query = request.GET.copy()
     query.pop("page", None)
     ctx = {
         "pending": pending,
-        "people": page.object_list,
+        "people": rows,
         "page": page,
         "query": query.urlencode(),
         "search": request.GET.get("q", "").strip()[:150],

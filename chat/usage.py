@@ -6,6 +6,7 @@ import logging
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from uuid import UUID
 
 from django.db import connection, connections, transaction
 from django.utils import timezone
@@ -77,8 +78,8 @@ def usage_write(
     source: str,
     usage: object = None,
     estimate: Callable[[], tuple[int, int]] | None = None,
-    credential_id: object = None,
-    api_key_id: object = None,
+    credential_id: UUID | str | None = None,
+    api_key_id: int | None = None,
     conversation_id: int | None = None,
     message_id: int | None = None,
     status_code: int | None = None,

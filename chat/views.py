@@ -2,12 +2,14 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.contrib import messages
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpResponse, JsonResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
+from accounts.models import AuthenticatedHttpRequest
 from chat import export, relay, services
 from chat.forms import RenameForm, SystemPromptForm
 from chat.models import Conversation, Message, Role, State, UsageRecord
@@ -17,14 +19,14 @@ from tokens.provider import ProviderError
 from tokens.services import CredentialError, credential_for_user
 
 
-def _get_conversation(request: HttpRequest, pk: int) -> Conversation:
+def _get_conversation(request: AuthenticatedHttpRequest, pk: int) -> Conversation:
     conversation = Conversation.objects.filter(pk=pk, user=request.user).first()
     if conversation is None:
         raise Http404(_("No such conversation."))
     return conversation
 
 
-def _chat_ctx(request: HttpRequest, conversation: Conversation | None) -> dict:
+def _chat_ctx(request: AuthenticatedHttpRequest, conversation: Conversation | None) -> dict:
     query = request.GET.get("q", "").strip()[:200]
     conversations = request.user.conversations.all()
     if query:
@@ -46,21 +48,21 @@ def _chat_ctx(request: HttpRequest, conversation: Conversation | None) -> dict:
     }
 
 
-def index(request: HttpRequest) -> HttpResponse:
+def index(request: AuthenticatedHttpRequest) -> HttpResponse:
     return render(request, "chat/conversation_detail.html", _chat_ctx(request, None))
 
 
-def conversation_detail(request: HttpRequest, pk: int) -> HttpResponse:
+def conversation_detail(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     conversation = _get_conversation(request, pk)
     return render(request, "chat/conversation_detail.html", _chat_ctx(request, conversation))
 
 
-def _message_id(request: HttpRequest) -> int | None:
+def _message_id(request: AuthenticatedHttpRequest) -> int | None:
     value = request.POST.get("message_id", "")
     return int(value) if value.isdigit() else None
 
 
-async def _stream_reply(request: HttpRequest, pk: int | None, mode: str) -> HttpResponse:
+async def _stream_reply(request: AuthenticatedHttpRequest, pk: int | None, mode: str) -> HttpResponseBase:
     try:
         plan = await services.in_thread(services.reply_plan, request=True)(
             # LoginRequiredMiddleware has already loaded the user; request.auser() would fetch it again.
@@ -98,13 +100,13 @@ def _owned_reply(user, pk: int) -> Message:
     return message
 
 
-def _offset(request: HttpRequest) -> int:
+def _offset(request: AuthenticatedHttpRequest) -> int:
     raw = request.headers.get("Last-Event-ID") or request.GET.get("offset") or "0"
     return max(0, int(raw)) if raw.isdigit() else 0
 
 
 @require_GET
-async def message_events(request: HttpRequest, pk: int) -> HttpResponse:
+async def message_events(request: AuthenticatedHttpRequest, pk: int) -> HttpResponseBase:
     """The events of a reply from Last-Event-ID (or ?offset=) on, live while it runs on any web process."""
     message = await services.in_thread(_owned_reply, request=True)(request.user, pk)
     offset = _offset(request)
@@ -117,7 +119,7 @@ async def message_events(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @require_POST
-async def message_stop(request: HttpRequest, pk: int) -> JsonResponse:
+async def message_stop(request: AuthenticatedHttpRequest, pk: int) -> JsonResponse:
     """Stop a reply, whichever tab or web process started it; answer its state."""
     message = await services.in_thread(_owned_reply, request=True)(request.user, pk)
     state = await relay.reply_stop(message)
@@ -125,27 +127,27 @@ async def message_stop(request: HttpRequest, pk: int) -> JsonResponse:
 
 
 @require_POST
-async def conversation_send(request: HttpRequest, pk: int | None = None) -> HttpResponse:
+async def conversation_send(request: AuthenticatedHttpRequest, pk: int | None = None) -> HttpResponseBase:
     return await _stream_reply(request, pk, "send")
 
 
 @require_POST
-async def conversation_edit(request: HttpRequest, pk: int) -> HttpResponse:
+async def conversation_edit(request: AuthenticatedHttpRequest, pk: int) -> HttpResponseBase:
     return await _stream_reply(request, pk, "edit")
 
 
 @require_POST
-async def conversation_regenerate(request: HttpRequest, pk: int) -> HttpResponse:
+async def conversation_regenerate(request: AuthenticatedHttpRequest, pk: int) -> HttpResponseBase:
     return await _stream_reply(request, pk, "regenerate")
 
 
 @require_POST
-async def conversation_continue(request: HttpRequest, pk: int) -> HttpResponse:
+async def conversation_continue(request: AuthenticatedHttpRequest, pk: int) -> HttpResponseBase:
     return await _stream_reply(request, pk, "continue")
 
 
 @require_GET
-def model_list(request: HttpRequest) -> JsonResponse:
+def model_list(request: AuthenticatedHttpRequest) -> JsonResponse:
     credential = credential_for_user(user=request.user, credential_id=request.GET.get("credential") or None)
     if credential is None:
         return JsonResponse({"models": [settings.DEFAULT_MODEL], "error": _("Add an API key to list models.")})
@@ -158,29 +160,31 @@ def model_list(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"models": models, "error": ""})
 
 
-def _update(request: HttpRequest, pk: int, form_class: type[RenameForm | SystemPromptForm]) -> HttpResponse:
+def _update(
+    request: AuthenticatedHttpRequest, pk: int, form_class: type[RenameForm | SystemPromptForm]
+) -> HttpResponse:
     conversation = _get_conversation(request, pk)
     form = form_class(request.POST, instance=conversation)
     if form.is_valid():
         form.save()
         messages.success(request, _("Conversation updated."))
     else:
-        messages.error(request, " ".join(e for errors in form.errors.values() for e in errors))
+        messages.error(request, " ".join(str(e) for errors in form.errors.values() for e in errors))
     return redirect("chat:conversation-detail", pk=conversation.pk)
 
 
 @require_POST
-def conversation_rename(request: HttpRequest, pk: int) -> HttpResponse:
+def conversation_rename(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     return _update(request, pk, RenameForm)
 
 
 @require_POST
-def conversation_system_prompt(request: HttpRequest, pk: int) -> HttpResponse:
+def conversation_system_prompt(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     return _update(request, pk, SystemPromptForm)
 
 
 @require_POST
-def message_select(request: HttpRequest, pk: int) -> HttpResponse:
+def message_select(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     """Show another version of a message (the "‹ 2 / 3 ›" buttons)."""
     conversation = _get_conversation(request, pk)
     message_id = _message_id(request)
@@ -196,10 +200,11 @@ def conversation_url(conversation: Conversation) -> str:
 
 
 @require_GET
-def conversation_export(request: HttpRequest, pk: int, fmt: str) -> HttpResponse:
+def conversation_export(request: AuthenticatedHttpRequest, pk: int, fmt: str) -> HttpResponse:
     """Download the conversation: Markdown (the thread in view) or JSON (every version)."""
     conversation = _get_conversation(request, pk)
     filename = f"conversation-{conversation.pk}.{fmt}"
+    response: HttpResponse
     if fmt == "json":
         response = JsonResponse(export.as_json(conversation), json_dumps_params={"ensure_ascii": False, "indent": 2})
     else:
@@ -209,7 +214,7 @@ def conversation_export(request: HttpRequest, pk: int, fmt: str) -> HttpResponse
 
 
 @require_POST
-def conversation_delete(request: HttpRequest, pk: int) -> HttpResponse:
+def conversation_delete(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     conversation = _get_conversation(request, pk)
     conversation.delete()
     messages.success(request, _("Deleted “%(title)s”.") % {"title": conversation})

@@ -6,7 +6,7 @@ import base64
 import hashlib
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 from urllib.parse import urlsplit
 
 import environ
@@ -425,7 +425,7 @@ LANGUAGES = [("en", "English"), ("zh-hans", "简体中文")]
 LOCALE_PATHS = [BASE_DIR / "locale"]
 FORMAT_MODULE_PATH = ["project.formats"]
 LANGUAGE_COOKIE_AGE = 365 * 24 * 3600
-LANGUAGE_COOKIE_SAMESITE = "Lax"
+LANGUAGE_COOKIE_SAMESITE: Final = "Lax"
 # The team's zone: usage days, monthly budgets and the digest hour count in it (each person still sees times in
 # their own zone). After changing it, run `manage.py rebuild_usage_rollup` so past days are counted in the new one.
 TIME_ZONE = env.str("TIME_ZONE", default="UTC")
