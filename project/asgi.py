@@ -13,6 +13,7 @@ from django.conf import settings
 from django.core.handlers.asgi import ASGIHandler
 from django.core.handlers.exception import convert_exception_to_response
 from django.db import close_old_connections, connection
+from servestatic.middleware import ServeStaticMiddleware
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 django.setup(set_prefix=False)
@@ -28,6 +29,10 @@ class SiteHandler(ASGIHandler):
     of WEB_THREADS threads (an async view runs on the event loop from there, and its thread-sensitive calls come
     back to that thread). The thread is free again as soon as the response is returned, and hands its database
     connection back then; streaming happens on the event loop.
+
+    Static files are answered before that hop, on the event loop, by ServeStatic's middleware (async only): inside
+    the synchronous stack it made Django adapt the stack around it, and every page and chat send took five more
+    thread hops (SecurityMiddleware's two hooks, the stack below it, the way back to the loop and out again).
     """
 
     def load_middleware(self, is_async: bool = False) -> None:
@@ -41,7 +46,8 @@ class SiteHandler(ASGIHandler):
                 if not connection.in_atomic_block:
                     close_old_connections()
 
-        self._middleware_chain = sync_to_async(run, thread_sensitive=False, executor=threads)
+        site = sync_to_async(run, thread_sensitive=False, executor=threads)
+        self._middleware_chain = convert_exception_to_response(ServeStaticMiddleware(site))
 
     async def __call__(self, scope: dict, receive, send) -> None:
         if scope["type"] != "http":

@@ -67,9 +67,9 @@ INSTALLED_APPS = [
     "chat",
 ]
 
+# Static files are answered before this stack, on the event loop, by project.asgi.SiteHandler (ServeStatic).
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    "servestatic.middleware.ServeStaticMiddleware",
     "project.middleware.no_store",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
@@ -161,6 +161,16 @@ else:
             "LOCATION": "cache_table",
         }
     }
+
+# A small cache in each process for rows read by every chat request and changed rarely by staff (team limits,
+# price overrides): saving one clears it in the process that saved it; other processes see the change within
+# LOCAL_CACHE_SECONDS.
+LOCAL_CACHE_SECONDS = env.float("LOCAL_CACHE_SECONDS", default=5.0)
+CACHES["local"] = {
+    "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+    "LOCATION": "byok-local",
+    "TIMEOUT": LOCAL_CACHE_SECONDS,
+}
 
 # Accounts (django-allauth: sign-up, log-in, password flows, email verification, two-factor, single sign-on)
 AUTH_USER_MODEL = "accounts.User"
@@ -410,6 +420,15 @@ STATICFILES_DIRS = [BASE_DIR / "project" / "static"]
 # Decided at start-up, so the test runner turning DEBUG off still serves app static files.
 SERVESTATIC_USE_FINDERS = DEBUG
 SERVESTATIC_AUTOREFRESH = DEBUG
+
+
+def _static_headers(headers, path: str, url: str) -> None:
+    """SecurityMiddleware's headers that matter for a static file, which ServeStatic answers before that middleware."""
+    headers["X-Content-Type-Options"] = "nosniff"
+    headers["Referrer-Policy"] = SECURE_REFERRER_POLICY
+
+
+SERVESTATIC_ADD_HEADERS_FUNCTION = _static_headers
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {

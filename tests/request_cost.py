@@ -1,0 +1,99 @@
+"""Count what one request costs the web process, in every thread: SQL statements, Redis round trips, thread hops.
+
+Wall-clock latency depends on the machine's load; these counts do not, so the tests that use this catch a
+regression on a shared or slow machine too. The recorder wraps Django's cursor (every statement of every
+connection, whichever thread runs it), redis-py's connection (one packed send = one round trip; a pipeline is one)
+and asgiref's SyncToAsync (one call = one hop to a worker thread and back).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from asgiref.sync import SyncToAsync
+from django.db.backends.utils import CursorWrapper
+
+TRANSACTION_CONTROL = {"BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE"}
+
+
+@dataclass
+class Event:
+    at: float  # seconds since the recorder started
+    kind: str  # "sql", "tx" (BEGIN, SAVEPOINT...), "redis", "hop" or a mark's name
+    detail: str
+    thread: str
+
+
+@dataclass
+class Recorder:
+    started: float = field(default_factory=time.perf_counter)
+    events: list[Event] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, kind: str, detail: str) -> None:
+        with self._lock:
+            self.events.append(Event(time.perf_counter() - self.started, kind, detail, threading.current_thread().name))
+
+    def mark(self, name: str) -> int:
+        """Record a point in time (e.g. "upstream"); returns the number of events before it."""
+        with self._lock:
+            count = len(self.events)
+        self.add(name, "")
+        return count
+
+    def _upto(self, before: str | None) -> list[Event]:
+        """The events before the first `before`: a mark's name, or "hop:<function name>" (that hop's start)."""
+        if before is None:
+            return self.events
+        kind, _sep, detail = before.partition(":") if before.startswith("hop:") else (before, "", "")
+        return self.events[: next(i for i, e in enumerate(self.events) if e.kind == kind and e.detail.endswith(detail))]
+
+    def count(self, kind: str, *, before: str | None = None) -> int:
+        return sum(1 for e in self._upto(before) if e.kind == kind)
+
+    def statements(self, *, before: str | None = None) -> list[str]:
+        return [e.detail for e in self._upto(before) if e.kind == "sql"]
+
+    def timeline(self) -> str:
+        return "\n".join(f"{e.at * 1000:8.2f} ms  {e.thread:<24.24} {e.kind:<8} {e.detail[:110]}" for e in self.events)
+
+
+@contextmanager
+def request_cost() -> Iterator[Recorder]:
+    """Record statements, Redis round trips and thread hops of the whole process while the block runs."""
+    import redis.connection
+
+    recorder = Recorder()
+    execute, send, call = (
+        CursorWrapper._execute_with_wrappers,
+        redis.connection.AbstractConnection.send_packed_command,
+        SyncToAsync.__call__,
+    )
+
+    def recorded_execute(self, sql, params, many, executor):
+        # Transaction control is a statement of its own on SQLite (BEGIN IMMEDIATE), part of the next one on PostgreSQL.
+        recorder.add("tx" if sql.split(" ", 1)[0] in TRANSACTION_CONTROL else "sql", sql)
+        return execute(self, sql, params, many, executor)
+
+    def recorded_send(self, command, check_health=True):
+        first = command[0] if isinstance(command, list) and command else command
+        recorder.add("redis", bytes(first)[:60].decode(errors="replace").replace("\r\n", " "))
+        return send(self, command, check_health)
+
+    def recorded_call(self, *args, **kwargs):
+        recorder.add("hop", getattr(self.func, "__qualname__", repr(self.func)))
+        return call(self, *args, **kwargs)
+
+    CursorWrapper._execute_with_wrappers = recorded_execute
+    redis.connection.AbstractConnection.send_packed_command = recorded_send
+    SyncToAsync.__call__ = recorded_call
+    try:
+        yield recorder
+    finally:
+        CursorWrapper._execute_with_wrappers = execute
+        redis.connection.AbstractConnection.send_packed_command = send
+        SyncToAsync.__call__ = call
