@@ -32,12 +32,7 @@ def hit(key: str, *, limit: int, window: int) -> Verdict:
     window_start = now - now % window
     cache_key = f"rl:{key}:{window_start}"
     try:
-        cache.add(cache_key, 0, timeout=window + 1)
-        try:
-            count = cache.incr(cache_key)
-        except ValueError:  # expired between add and incr
-            cache.set(cache_key, 1, timeout=window + 1)
-            count = 1
+        count = _count(cache_key, window + 1)
         if count is None:  # the cache swallowed an outage
             raise ConnectionError("cache unavailable")
     except Exception:
@@ -45,6 +40,24 @@ def hit(key: str, *, limit: int, window: int) -> Verdict:
         logger.warning("rate limit cache unavailable; allowing %s", key.split(":")[0], exc_info=True)
         return Verdict(allowed=True, retry_after=0)
     return Verdict(allowed=count <= limit, retry_after=window_start + window - now)
+
+
+def _count(cache_key: str, timeout: int) -> int | None:
+    """Add one hit to the window's counter and return the count; one round trip on Redis (a pipeline of SET NX EX
+    and INCR, where django-redis's add and incr take two), Django's add and incr on other caches."""
+    client = getattr(getattr(cache, "client", None), "get_client", None)  # django-redis
+    if client is not None:
+        redis_key = cache.make_and_validate_key(cache_key)
+        pipe = client(write=True).pipeline(transaction=False)
+        pipe.set(redis_key, 0, ex=timeout, nx=True)
+        pipe.incr(redis_key)
+        return pipe.execute()[1]
+    cache.add(cache_key, 0, timeout=timeout)
+    try:
+        return cache.incr(cache_key)
+    except ValueError:  # expired between add and incr
+        cache.set(cache_key, 1, timeout=timeout)
+        return 1
 
 
 def client_ip(request: HttpRequest) -> str:

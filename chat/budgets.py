@@ -42,7 +42,7 @@ class Limits:
 
 def limits_for(user: User, team: TeamLimits | None = None) -> Limits:
     """The person's own limits where set, else the team's defaults, else the site's settings."""
-    team = team or TeamLimits.current()
+    team = team or TeamLimits.cached()
     budget = user.monthly_budget_usd if user.monthly_budget_usd is not None else team.monthly_budget_usd
     tokens = user.monthly_token_budget if user.monthly_token_budget is not None else team.monthly_token_budget
     rate = user.chat_rate_limit or team.chat_rate_limit or settings.CHAT_RATE_LIMIT_PER_MINUTE

@@ -35,9 +35,9 @@ def _catalogue_model(model: str):
 
 
 def _override(model: str, at: datetime, field: str) -> PriceOverride | None:
-    """The latest override of `field` for model in force at `at`."""
-    overrides = PriceOverride.objects.filter(model=model, effective_from__lte=at, **{f"{field}__isnull": False})
-    return overrides.order_by("-effective_from").first()
+    """The latest override of `field` for model in force at `at` (from PriceOverride.cached_by_model)."""
+    overrides = PriceOverride.cached_by_model().get(model, ())
+    return next((o for o in overrides if o.effective_from <= at and getattr(o, field) is not None), None)
 
 
 def context_window(model: str) -> int | None:

@@ -6,14 +6,18 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db import models
+from django.core.cache import caches
+from django.db import connection, models, transaction
 from django.db.models import Avg, Count, Q, Sum
 from django.db.models.functions import TruncDate
+from django.db.models.signals import post_delete, post_save
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from tokens.models import ApiKey, Credential
 from tokens.provider.errors import KIND_LABELS
+
+TEAM_LIMITS_KEY, PRICE_OVERRIDES_KEY = "chat:team-limits", "chat:price-overrides"
 
 
 class ConversationQuerySet(models.QuerySet):
@@ -498,6 +502,19 @@ class PriceOverride(models.Model):
     def __str__(self) -> str:
         return f"{self.model} from {self.effective_from:%Y-%m-%d}"
 
+    @classmethod
+    def cached_by_model(cls) -> dict[str, list[PriceOverride]]:
+        """Every override, by model id, newest `effective_from` first, as read at most LOCAL_CACHE_SECONDS ago
+        (cleared in this process when one is saved or deleted). Staff set a handful, so the whole table is kept."""
+
+        def read() -> dict[str, list[PriceOverride]]:
+            by_model: dict[str, list[PriceOverride]] = {}
+            for override in cls.objects.order_by("model", "-effective_from", "-pk"):
+                by_model.setdefault(override.model, []).append(override)
+            return by_model
+
+        return _read_through(PRICE_OVERRIDES_KEY, read)
+
     def clean(self) -> None:
         from django.core.exceptions import ValidationError
 
@@ -527,6 +544,12 @@ class TeamLimits(models.Model):
     def current(cls) -> TeamLimits:
         return cls.objects.get_or_create(pk=1)[0]
 
+    @classmethod
+    def cached(cls) -> TeamLimits:
+        """`current()` as read at most LOCAL_CACHE_SECONDS ago (cleared in this process when limits are saved),
+        for the checks every chat request makes; staff pages edit `current()`."""
+        return _read_through(TEAM_LIMITS_KEY, cls.current)
+
 
 class BudgetAlert(models.Model):
     """One row per person, month and threshold reached, so each email goes out once."""
@@ -542,3 +565,25 @@ class BudgetAlert(models.Model):
 
     def __str__(self) -> str:
         return f"{self.threshold}% {self.month:%Y-%m}"
+
+
+def _read_through(key: str, read):
+    """The process-local cache's value for key, read and kept on a miss; never kept from inside a transaction, whose
+    writes a rollback could take back (a write there has cleared it already, so the transaction reads its own)."""
+    value = caches["local"].get(key)
+    if value is None:
+        value = read()
+        if not connection.in_atomic_block:
+            caches["local"].set(key, value)
+    return value
+
+
+def _local_cache_clear(sender, **kwargs) -> None:
+    key = TEAM_LIMITS_KEY if sender is TeamLimits else PRICE_OVERRIDES_KEY
+    caches["local"].delete(key)
+    transaction.on_commit(lambda: caches["local"].delete(key))  # another thread may have kept the old row meanwhile
+
+
+for _model in (TeamLimits, PriceOverride):
+    post_save.connect(_local_cache_clear, sender=_model, dispatch_uid=f"local-cache-{_model.__name__}")
+    post_delete.connect(_local_cache_clear, sender=_model, dispatch_uid=f"local-cache-delete-{_model.__name__}")

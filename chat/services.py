@@ -178,8 +178,15 @@ def reply_reap_if_abandoned(message_id: int) -> Message:
     return message
 
 
-def _pick_credential(user: User, credential_id: str | None) -> Credential:
-    credential = credential_for_user(user=user, credential_id=credential_id)
+def _pick_credential(user: User, credential_id: str | None, conversation: Conversation | None = None) -> Credential:
+    """The credential asked for (id), else the conversation's own, else the person's default; refuse if none works."""
+    known = conversation.credential if conversation is not None else None  # read with the conversation
+    if known is not None and known.user_id == user.pk and str(credential_id or known.pk) == str(known.pk):
+        credential = known
+    else:
+        credential = credential_for_user(
+            user=user, credential_id=credential_id or (conversation and conversation.credential_id)
+        )
     if credential is None:
         raise ChatRefusal(
             _("Add an API key before you chat: replies are paid for with your own key."),
@@ -297,7 +304,7 @@ def _validate_text(text: str, model: str, window: int | None) -> str:
 def _owned_conversation(user: User, conversation_id: int | None) -> Conversation | None:
     if conversation_id is None:
         return None
-    conversation = Conversation.objects.filter(pk=conversation_id, user=user).first()
+    conversation = Conversation.objects.select_related("credential").filter(pk=conversation_id, user=user).first()
     if conversation is None:
         raise ChatRefusal(_("No such conversation."), status=404)
     return conversation
@@ -325,7 +332,7 @@ def reply_plan(
     `reply_record` saves the user's turn.
     """
     conversation = _owned_conversation(user, conversation_id)
-    credential = _pick_credential(user, credential_id or (conversation and conversation.credential_id))
+    credential = _pick_credential(user, credential_id, conversation)
     model = model or (conversation.model if conversation else "") or credential.default_model or settings.DEFAULT_MODEL
     if mode == "continue":  # the model that wrote the answer goes on with it
         model = conversation.messages.filter(pk=message_id).values_list("model", flat=True).first() or model

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 from django.conf import settings as django_settings
-from django.core.cache import cache
+from django.core.cache import cache, caches
 from django.db import connections
 
 from accounts.models import User
@@ -55,10 +55,14 @@ def _test_settings(settings):
     settings.EMAIL_BACKEND = "tests.secret_scan.ScanningEmailBackend"  # locmem (mail.outbox), scanned
     settings.SECURE_SSL_REDIRECT = False
     if not settings.REDIS_URL:
-        settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+        settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}} | {
+            "local": settings.CACHES["local"]
+        }
     cache.clear()  # with REDIS_URL this flushes the test run's own Redis database
+    caches["local"].clear()  # rows a flushed or rolled-back database no longer has
     yield
     cache.clear()
+    caches["local"].clear()
 
 
 def user_create(username: str, **extra) -> User:

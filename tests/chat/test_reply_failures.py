@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import requests
+from django.conf import settings as django_settings
 from django.test import override_settings
 
 from chat.models import Message, UsageRecord
@@ -97,7 +98,8 @@ def test_it_still_chats_when_the_cache_is_down(asgi_server, fake_openai, session
             "BACKEND": "django_redis.cache.RedisCache",
             "LOCATION": "redis://127.0.0.1:9/0",
             "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.2, "IGNORE_EXCEPTIONS": True},
-        }
+        },
+        "local": django_settings.CACHES["local"],
     }
     # The production configuration with Redis gone: cached sessions, rate limits and locks all degrade.
     with override_settings(CACHES=unreachable, SESSION_ENGINE="django.contrib.sessions.backends.cached_db"):

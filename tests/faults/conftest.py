@@ -84,7 +84,8 @@ def redis_site(settings, redis_server, monkeypatch) -> RedisServer:
             "BACKEND": "django_redis.cache.RedisCache",
             "LOCATION": f"{redis_server.url}/0",
             "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.5, "SOCKET_TIMEOUT": 0.5, "IGNORE_EXCEPTIONS": True},
-        }
+        },
+        "local": settings.CACHES["local"],
     }
     settings.SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
     previous = celery_app.conf.broker_url

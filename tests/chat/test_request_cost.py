@@ -1,0 +1,98 @@
+"""What one chat request costs before its upstream call and in all: statements, Redis round trips, thread hops.
+
+These are the per-request costs behind the time to first token (issue 9's single-stream target); counted, not
+timed, so they hold on a loaded machine. Run with -s to see each request's timeline.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import requests
+from django.conf import settings
+
+from chat.models import Conversation, UsageRecord
+from tests.api.conftest import key_issue
+from tests.conftest import ALICE_KEY, credential_create
+from tests.fakes.openai import DEFAULT_REPLY
+from tests.request_cost import Recorder, request_cost
+from tests.streaming import logged_in_session, send
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def recorded(fake_openai):
+    """The recorder, marking "upstream" when the fake receives the chat request."""
+    handle = fake_openai.handle
+    with request_cost() as recorder:
+
+        def marked(http, request):
+            if request.route == "/v1/chat/completions":
+                recorder.mark("upstream")
+            return handle(http, request)
+
+        fake_openai.handle = marked
+        yield recorder
+        fake_openai.handle = handle
+
+
+def _report(title: str, recorder: Recorder, checks: str) -> None:
+    print(f"\n--- {title}\n{recorder.timeline()}")
+    for kind in ("sql", "redis", "hop"):
+        print(f"{kind}: {recorder.count(kind, before=checks)} before the call starts, {recorder.count(kind)} in all")
+
+
+def test_a_web_send_in_a_conversation_costs_few_statements_before_the_upstream_call(
+    asgi_server, fake_openai, alice, recorded
+):
+    credential_create(alice, ALICE_KEY)
+    session = logged_in_session(asgi_server.url, "alice")
+    fake_openai.reply("First answer.", prompt_tokens=5, completion_tokens=3)
+    first = send(session, asgi_server.url, "/chat/send/", "Hello")
+    conversation = Conversation.objects.get(pk=first.start["conversation"])
+    fake_openai.reply("Second answer.", prompt_tokens=9, completion_tokens=3)
+    recorded.events.clear()
+    recorded.mark("request")
+
+    events = send(session, asgi_server.url, f"/chat/{conversation.pk}/send/", "And again")
+
+    recorded.mark("done")
+    _report("web send, second turn", recorded, "hop:reply_record")
+    assert events.text == "Second answer." and events.done["state"] == "complete"
+    assert UsageRecord.objects.filter(conversation=conversation).count() == 2
+    # Before the call starts: the user (its session is in Redis, or one more statement without it), the
+    # conversation with its credential, the thread, the lease. Then the user's turn is saved while the call starts.
+    checks = "hop:reply_record"
+    session = 0 if settings.REDIS_URL else 1
+    assert recorded.count("sql", before=checks) <= 4 + session, recorded.statements(before=checks)
+    assert recorded.count("sql", before="done") <= 15 + session, recorded.statements(before="done")
+    assert recorded.count("redis", before=checks) <= 2  # the session's GET, the rate limit's one pipeline
+    # request_started's receivers, the middleware stack, the checks.
+    assert recorded.count("hop", before=checks) <= 3
+
+
+def test_a_v1_streamed_call_costs_few_statements_before_the_upstream_call(asgi_server, fake_openai, alice, recorded):
+    credential_create(alice, ALICE_KEY)
+    key = key_issue(alice).key
+    url, headers = f"{asgi_server.url}/v1/chat/completions", {"Authorization": f"Bearer {key}"}
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}], "stream": True}
+    requests.post(url, json=body, headers=headers, timeout=10).close()  # last_used_at is written once a minute
+    recorded.events.clear()
+    recorded.mark("request")
+
+    with requests.post(url, json=body, headers=headers, stream=True, timeout=10) as response:
+        lines = [line for line in response.iter_lines(decode_unicode=True) if line.startswith("data: ")]
+
+    recorded.mark("done")
+    _report("/v1 streamed call", recorded, "upstream")
+    assert lines[-1] == "data: [DONE]"
+    text = "".join(json.loads(line[6:])["choices"][0]["delta"].get("content", "") for line in lines[:-2])
+    assert text == DEFAULT_REPLY
+    # The key with its owner and credential, the credential (the person's default); then the usage row and roll-ups.
+    assert recorded.count("sql", before="upstream") <= 2, recorded.statements(before="upstream")
+    assert recorded.count("sql", before="done") <= 7, recorded.statements(before="done")
+    assert recorded.count("redis", before="upstream") <= 1  # the rate limit's one pipeline
+    # request_started's receivers, the checks (and the previous call's response closing, which may land here).
+    assert recorded.count("hop", before="upstream") <= 3
