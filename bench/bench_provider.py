@@ -2,12 +2,21 @@
 
 (a) CPU per chunk and per reply of reading one 200-token stream, in this process over httpx.MockTransport:
     "before" = the reader on main before issue 7 (chat/upstream.py at a4f0193: bytes buffer re-split per read),
-    "after" = tokens.provider.stream_chat (httpx-sse's line and event decoders fed from a capped byte loop,
-    per-read deadlines), and "httpx-sse alone" = EventSource.aiter_sse + json.loads with no caps or deadlines.
-(b) ONE uvicorn web process (as in bench_chat) whose provider is bench/hostile_upstream.py: /healthz latency
-    sampled every 20 ms with no load, then while 10 chats read 5 MB without a line break ("line") and 10 read
-    13.6 MB replies ("huge"); the web process's peak and final RSS; and how long GET /chat/models/ takes
-    against a /models that trickles one byte every 50 ms (CHECK_TIMEOUT is 10 s).
+    "after" = tokens.provider.stream_chat (our incremental event splitter, orjson, capped, per-read deadlines), and
+    "httpx-sse alone" = httpx-sse's EventSource.aiter_sse + json.loads with no caps or deadlines. Best of 5 rounds
+    of 100 replies, process CPU time (robust under contention).
+(b) ONE web process as production runs it (bench/stack.py: uvicorn with uvloop and httptools, DEBUG=false,
+    PostgreSQL and Redis) whose provider is bench/hostile_upstream.py. /healthz latency is sampled every 20 ms with
+    no load, then while 10 people chat in a loop for 10 s (each chat read to its end), in turn: replies of 5 MB with
+    no line break ("line"), 13.6 MB replies ("huge"), and one byte every 50 ms for ever ("trickle"; the web process
+    runs with UPSTREAM_FIRST_TOKEN_TIMEOUT = BENCH_PROVIDER_FIRST_TOKEN_S, 15 s, instead of 600 s, so the run ends,
+    and with no per-person rate limit, which is not what is measured). After each run: how each of its replies was
+    saved (one still `streaming` 60 s after its chat ended is a bug), the web process's CPU seconds and RSS. Then
+    how long GET /chat/models/ takes against a /models that trickles one byte every 50 ms (CHECK_TIMEOUT is 10 s),
+    and the final RSS. BENCH_PROVIDER_RUNS picks runs (default line,huge,trickle).
+
+Its own PostgreSQL database (BENCH_PROVIDER_PG_DB, byok_bench_provider) and Redis databases 10 and 11 on
+BENCH_REDIS_URL's server, so it can run beside the load benchmark.
 """
 
 from __future__ import annotations
@@ -15,17 +24,33 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
+import statistics
+import sys
 import threading
 import time
+from pathlib import Path
 
 import httpx
 
-from bench import bench_chat
-from bench.bench_chat import HOST, PYTHON, ROOT, Env, _memory_mb, _ms, _pct, _sse_body
+from bench import procstat
+from bench.stack import Stack
 
 TOKENS = 200
 STREAMS = 100
+CHATS = 10
+SECONDS = 10
+PREFIX = "hostile"
+FIRST_TOKEN_S = os.environ.get("BENCH_PROVIDER_FIRST_TOKEN_S", "15")
+
+
+def _sse_body(tokens: int) -> list[bytes]:
+    """A 200-token reply as OpenAI streams it: one event per token, a finish event, a usage event and [DONE]."""
+    head = b'data: {"id":"chatcmpl-1","object":"chat.completion.chunk","model":"gpt-4o-mini","choices":[{"index":0,'
+    events = [head + b'"delta":{"content":"tok%d "},"finish_reason":null}]}\n\n' % i for i in range(tokens)]
+    events.append(head + b'"delta":{},"finish_reason":"stop"}]}\n\n')
+    events.append(b'data: {"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":%d}}\n\n' % tokens)
+    events.append(b"data: [DONE]\n\n")
+    return events
 
 
 # (a) CPU per chunk.
@@ -108,8 +133,23 @@ async def _parse_costs() -> dict:
 # (b) A web process under hostile upstreams.
 
 
+def _memory_mb(pid: int) -> dict[str, float]:
+    """Peak (VmHWM) and current (VmRSS) resident memory of a process, MB."""
+    status = Path(f"/proc/{pid}/status").read_text().splitlines()
+    fields = dict(line.split(":", 1) for line in status if line.startswith(("VmHWM", "VmRSS")))
+    return {name: round(int(value.split()[0]) / 1024, 1) for name, value in fields.items()}
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 1)
+
+
+def _pct(values: list[float], q: float) -> float | None:
+    return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else None
+
+
 class _Sampler(threading.Thread):
-    """GET /healthz every 20 ms until stopped; keep each latency in seconds (or None on failure)."""
+    """GET /healthz every 20 ms until stopped; keep each latency in seconds (and count failures)."""
 
     def __init__(self, url: str) -> None:
         super().__init__(daemon=True)
@@ -126,125 +166,144 @@ class _Sampler(threading.Thread):
                 self.latencies.append(time.perf_counter() - started)
                 self.failures += not ok
 
-
-def _chat(base: str, login: dict, model: str) -> int:
-    cookies = {"sessionid": login["sessionid"], "csrftoken": login["csrftoken"]}
-    data = {"message": "hi", "model": model, "csrfmiddlewaretoken": login["csrftoken"]}
-    size = 0
-    with httpx.Client(timeout=120, cookies=cookies) as http, http.stream("POST", f"{base}/chat/send/", data=data) as r:
-        for chunk in r.iter_bytes():
-            size += len(chunk)
-    return size
-
-
-def _stats(latencies: list[float]) -> dict:
-    return {
-        "samples": len(latencies),
-        "p50_ms": _ms(_pct(latencies, 50)),
-        "p95_ms": _ms(_pct(latencies, 95)),
-        "p99_ms": _ms(_pct(latencies, 99)),
-        "max_ms": _ms(max(latencies) if latencies else None),
-    }
+    def stats(self) -> dict:
+        latencies = self.latencies
+        return {
+            "samples": len(latencies),
+            "p50_ms": _ms(_pct(latencies, 50)),
+            "p95_ms": _ms(_pct(latencies, 95)),
+            "p99_ms": _ms(_pct(latencies, 99)),
+            "max_ms": _ms(max(latencies) if latencies else None),
+            "healthz_failures": self.failures,
+        }
 
 
-class _Env(Env):
-    def web_env(self) -> dict[str, str]:
-        return {**super().web_env(), "SECURE_SSL_REDIRECT": "false"}  # plain http on 127.0.0.1
+def _chat(http: httpx.Client, model: str, ends: list) -> None:
+    """Send one message and read the streamed reply to its end; keep (bytes read, seconds, last event's data)."""
+    form = {"message": "hi", "model": model, "csrfmiddlewaretoken": http.cookies["csrftoken"]}
+    size, last, started = 0, "", time.perf_counter()
+    try:
+        with http.stream("POST", "/chat/send/", data=form, headers={"Accept": "text/event-stream"}) as answer:
+            for line in answer.iter_lines():
+                size += len(line) + 1
+                if line.startswith("data:"):
+                    last = line[5:].strip()[:300]
+    except httpx.HTTPError as exc:
+        last = f"client error: {exc!r}"[:300]
+    ends.append((size, time.perf_counter() - started, last))
 
 
-def _chats(base: str, login: dict, model: str, until: float, sizes: list[int]) -> None:
-    while time.perf_counter() < until:
-        sizes.append(_chat(base, login, model))
+def _chats(http: httpx.Client, model: str, until: float, ends: list) -> None:
+    while True:
+        _chat(http, model, ends)
+        if time.perf_counter() >= until:
+            return
 
 
-def _hostile_run(env: Env, base: str, model: str, streams: int = 10, seconds: float = 10) -> dict:
-    """`streams` chats in a loop for `seconds` against the hostile upstream, /healthz sampled all along."""
-    sampler = _Sampler(f"{base}/healthz")
+def _hostile_run(stack: Stack, run: int, model: str) -> dict:
+    """CHATS people chat in a loop for SECONDS (each chat read to its end) against the hostile upstream's `model`,
+    /healthz sampled all along; then how their replies were saved."""
+    people = range(run * CHATS, (run + 1) * CHATS)
+    clients = [stack.sign_in(f"{PREFIX}{n:04d}", f"198.18.0.{n + 1}") for n in people]
+    sampler, ends = _Sampler(f"{stack.url}/healthz"), []
+    web = stack.pids["web"]
+    cpu = procstat.process_cpu(web)
     sampler.start()
-    until, sizes = time.perf_counter() + seconds, []
-    threads = [
-        threading.Thread(target=_chats, args=(base, env.logins[i % len(env.logins)], model, until, sizes), daemon=True)
-        for i in range(streams)
-    ]
     started = time.perf_counter()
+    threads = [
+        threading.Thread(target=_chats, args=(http, model, started + SECONDS, ends), daemon=True) for http in clients
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join(300)
+        thread.join(600)
     seconds = time.perf_counter() - started
     sampler.stop.set()
     sampler.join()
+    for http in clients:
+        http.close()
     return {
-        "streams": streams,
-        "chats": len(sizes),
+        "chats": len(ends),
         "seconds": round(seconds, 1),
-        **_stats(sampler.latencies),
-        "healthz_failures": sampler.failures,
-        "rss_mb": _memory_mb(env.web.pid),
+        "chat_seconds_max": round(max(s for _, s, _ in ends), 1) if ends else None,
+        **sampler.stats(),
+        "web_cpu_s": round(procstat.process_cpu(web) - cpu, 2),
+        "rss_mb": _memory_mb(web),
+        "browser_bytes_max": max((size for size, _, _ in ends), default=0),
+        "last_events": sorted({last for _, _, last in ends}),
+        "replies": stack.step("replies", f"{PREFIX}{run:03d}"),  # the run's people: hostile0000..0009 is run 0
     }
 
 
 def main() -> dict:
+    os.environ.setdefault("DEBUG", "true")  # this process only parses; the web processes get their own settings
     import django
 
-    os.environ.setdefault("DEBUG", "true")  # this process only parses; the web process gets its own settings
     django.setup()
-    result = {"parse": asyncio.run(_parse_costs())}
-    # Its own database and Redis, so it can run beside the chat benchmark (BENCH_REDIS_URL: a Redis db it may flush).
-    bench_chat.PG_DB = os.environ.get("BENCH_PROVIDER_PG_DB", "byok_bench_provider")
-    bench_chat.REDIS_URL = os.environ.get("BENCH_REDIS_URL", bench_chat.REDIS_URL)
-    env = _Env()
-    hostile = subprocess.Popen([PYTHON, "-m", "bench.hostile_upstream"], cwd=ROOT, stdout=subprocess.PIPE, text=True)
-    try:
-        env.fake_port = int(hostile.stdout.readline())
-        env.prepare_database()
-        env.start_web()
-        base = f"http://{HOST}:{env.web_port}"
-        idle = _Sampler(f"{base}/healthz")
+    load = [round(v, 2) for v in os.getloadavg()]
+    result: dict = {"load_average_before": load, "parse": asyncio.run(_parse_costs())}
+    upstream = [sys.executable, "-m", "bench.hostile_upstream", "{port}"]
+    stack = Stack(
+        os.environ.get("BENCH_PROVIDER_PG_DB", "byok_bench_provider"),
+        upstream=upstream,
+        people=3 * CHATS,
+        prefix=PREFIX,
+        model="line",
+        redis_dbs=(10, 11),
+        # Ten people start a chat every second or so: above the per-person rate limit, which is not what is measured.
+        extra_env={"UPSTREAM_FIRST_TOKEN_TIMEOUT": FIRST_TOKEN_S, "CHAT_RATE_LIMIT_PER_MINUTE": "10000"},
+    )
+    print(f"logs: {stack.work}", flush=True)
+    with stack:
+        web = stack.pids["web"]
+        idle = _Sampler(f"{stack.url}/healthz")
         idle.start()
         time.sleep(3)
         idle.stop.set()
         idle.join()
-        result["healthz_idle"] = {**_stats(idle.latencies), "rss_mb": _memory_mb(env.web.pid)}
-        result["hostile_line_5mb"] = _hostile_run(env, base, "line")
-        result["hostile_reply_13_6mb"] = _hostile_run(env, base, "huge")
-        cookies = {"sessionid": env.logins[0]["sessionid"]}
+        result["healthz_idle"] = {**idle.stats(), "rss_mb": _memory_mb(web)}
+        for run, model in enumerate(os.environ.get("BENCH_PROVIDER_RUNS", "line,huge,trickle").split(",")):
+            result[f"hostile_{model}"] = _hostile_run(stack, run, model)
+            print(json.dumps({model: result[f"hostile_{model}"]}), flush=True)
+        http = stack.sign_in(f"{PREFIX}0000", "198.18.0.1")
         started = time.perf_counter()
-        with httpx.Client(timeout=120, cookies=cookies) as http:
-            answer = http.get(f"{base}/chat/models/")
+        answer = http.get("/chat/models/")
+        http.close()
         said = answer.json().get("error", "") if answer.status_code == 200 else answer.text[:120]
         result["trickled_models"] = {
             "seconds": round(time.perf_counter() - started, 1),
             "status": answer.status_code,
             "error": said[:160],
         }
-        result["rss_mb_after"] = _memory_mb(env.web.pid)
-        result["web_errors"] = env.stop_web()
-        result["database"] = env.database
-    finally:
-        env.stop()
-        hostile.terminate()
+        result["rss_mb_after"] = _memory_mb(web)
+    result["load_average_after"] = [round(v, 2) for v in os.getloadavg()]
+    result["setup"] = "1 uvicorn process (uvloop, httptools), DEBUG=false, PostgreSQL + Redis"
     return result
 
 
 def table(result: dict) -> str:
-    parse = result["parse"]
     rows = ["| reader | CPU µs per chunk | CPU µs per 200-chunk reply |", "| --- | --- | --- |"]
-    rows += [f"| {name} | {v['us_per_chunk']} | {v['us_per_reply']} |" for name, v in parse.items()]
+    rows += [f"| {name} | {v['us_per_chunk']} | {v['us_per_reply']} |" for name, v in result["parse"].items()]
     rows += [
         "",
-        "| run | /healthz samples | p50 ms | p95 ms | p99 ms | max ms | failures | web RSS peak / now MB |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| run | /healthz samples | p50 ms | p95 ms | p99 ms | max ms | failures | web CPU s | web RSS peak / now MB "
+        "| replies saved as | longest chat s |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for key in ("healthz_idle", "hostile_line_5mb", "hostile_reply_13_6mb"):
-        run = result[key]
-        rss = run["rss_mb"]
+    for key, run in result.items():
+        if not key.startswith(("healthz_idle", "hostile_")):
+            continue
+        rss, states = run["rss_mb"], run.get("replies", {}).get("assistant_states", {})
+        saved = ", ".join(f"{n} {state}" for state, n in states.items()) or "–"
         rows.append(
-            f"| {key} | {run['samples']} | {run['p50_ms']} | {run['p95_ms']} | {run.get('p99_ms')} | {run['max_ms']} "
-            f"| {run.get('healthz_failures', 0)} "
-            f"| {rss['VmHWM']} / {rss['VmRSS']} |"
+            f"| {key} | {run['samples']} | {run['p50_ms']} | {run['p95_ms']} | {run['p99_ms']} | {run['max_ms']} "
+            f"| {run['healthz_failures']} | {run.get('web_cpu_s', '–')} | {rss['VmHWM']} / {rss['VmRSS']} "
+            f"| {saved} | {run.get('chat_seconds_max', '–')} |"
         )
+    models = result["trickled_models"]
+    rows.append(f"\ntrickled /models answered in {models['seconds']} s (HTTP {models['status']}): {models['error']}")
     rows.append(
-        f"\ntrickled /models answered in {result['trickled_models']['seconds']} s: {result['trickled_models']['error']}"
+        f"web RSS at the end: {result['rss_mb_after']['VmRSS']} MB (peak {result['rss_mb_after']['VmHWM']} MB); "
+        f"load average {result['load_average_before'][0]} before, {result['load_average_after'][0]} after"
     )
     return "\n".join(rows)

@@ -1,4 +1,4 @@
-"""A hostile OpenAI-compatible upstream for the provider benchmark: prints its port, then serves forever.
+"""A hostile OpenAI-compatible upstream for the provider benchmark: serves forever on the port given (0: any, printed).
 
 POST /v1/chat/completions streams, by the model name asked for:
   line    5 MB of `data: xxxx...` with no line break, then closes (the issue's quadratic-CPU input)
@@ -64,7 +64,7 @@ async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) ->
 
 
 async def main() -> None:
-    server = await asyncio.start_server(_handle, "127.0.0.1", 0)
+    server = await asyncio.start_server(_handle, "127.0.0.1", int(sys.argv[1]) if len(sys.argv) > 1 else 0)
     print(server.sockets[0].getsockname()[1], flush=True)
     await server.serve_forever()
 

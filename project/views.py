@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -49,12 +50,15 @@ def _checks() -> dict[str, bool]:
         close_old_connections()
 
 
+# The health check's own threads: on the loop's default pool it queued behind reply saves (a hostile upstream's
+# 1M-character replies being counted and saved held /healthz for 2.6 s in bench/bench_provider.py).
+_checks_thread = ThreadPoolExecutor(2, "healthz")
+
+
 @login_not_required
 @never_cache
 async def healthz(request: HttpRequest) -> JsonResponse:
-    # Checked in a pooled thread, not the one thread sync views and chat saves share: a busy chat
-    # (or a hostile upstream's reply being saved) must not hold the health check.
-    checks = await sync_to_async(_checks, thread_sensitive=False)()
+    checks = await sync_to_async(_checks, thread_sensitive=False, executor=_checks_thread)()
     status = 200 if all(checks.values()) else 503
     return JsonResponse({"status": "ok" if status == 200 else "error", **checks}, status=status)
 
