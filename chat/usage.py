@@ -10,6 +10,7 @@ from uuid import UUID
 
 from django.db import connection, connections, transaction
 from django.utils import timezone
+from psycopg import ClientCursor
 
 from chat.catalog import cost_usd
 from chat.models import (
@@ -198,17 +199,30 @@ def rollup_add(record: UsageRecord) -> None:
         "day": site_day(record.created_at),
         "bucket": connection.ops.adapt_datetimefield_value(quarter_of(record.created_at)),
     }
+    statements: list[tuple[str, list]] = []
+    for model, period, keys in ROLLUPS:
+        table = model._meta.db_table
+        updates = ", ".join(f"{c} = {table}.{c} + excluded.{c}" for c in ROLLUP_COLUMNS)
+        placeholders = ", ".join(["%s"] * (2 + len(keys) + len(values)))
+        key = ", ".join(keys)
+        sql = (
+            f"INSERT INTO {table} ({period}, status, {key}, {columns}) VALUES ({placeholders}) "  # noqa: S608
+            f"ON CONFLICT ({period}, {key}, status) DO UPDATE SET {updates}"
+        )
+        statements.append((sql, [when[period], status, *(getattr(record, k) for k in keys), *values]))
     with connection.cursor() as cursor:
-        for model, period, keys in ROLLUPS:
-            table = model._meta.db_table
-            updates = ", ".join(f"{c} = {table}.{c} + excluded.{c}" for c in ROLLUP_COLUMNS)
-            placeholders = ", ".join(["%s"] * (2 + len(keys) + len(values)))
-            key = ", ".join(keys)
-            sql = (
-                f"INSERT INTO {table} ({period}, status, {key}, {columns}) VALUES ({placeholders}) "  # noqa: S608
-                f"ON CONFLICT ({period}, {key}, status) DO UPDATE SET {updates}"
-            )
-            cursor.execute(sql, [when[period], status, *(getattr(record, k) for k in keys), *values])
+        if _one_round_trip(cursor):
+            # One round trip for the four upserts, which PostgreSQL still runs one after the other, in this order.
+            cursor.execute("; ".join(sql for sql, _params in statements), [p for _sql, ps in statements for p in ps])
+        else:
+            for sql, params in statements:
+                cursor.execute(sql, params)
+
+
+def _one_round_trip(cursor) -> bool:
+    """True when the cursor sends several statements in one query: psycopg's client-side binding cursor (Django's
+    default for PostgreSQL), which merges the parameters in before sending; not SQLite's, nor server-side binding."""
+    return connection.vendor == "postgresql" and isinstance(cursor.cursor, ClientCursor)
 
 
 ROLLUP_REBUILD_SQL = """
