@@ -210,22 +210,32 @@ def _reply_loop() -> asyncio.AbstractEventLoop:
         return _background[0]
 
 
-def reply_start(plan: services.ReplyPlan) -> Reply:
-    """Start generating the reply planned in `plan` as a task of this process, and return it to follow."""
+def replies_run_here() -> bool:
+    """True when a reply started now runs on the running loop (an ASGI server's), not on the background loop."""
+    return asyncio.get_running_loop() in _server_loops
+
+
+def reply_start(plan: services.ReplyPlan, recording: asyncio.Future | None = None) -> Reply:
+    """Start generating the reply planned in `plan` as a task of this process, and return it to follow.
+
+    `recording`: the caller's future of `services.reply_record(plan)` when it saves the turn itself (on this loop,
+    see `replies_run_here`); by default the reply saves it in a worker thread while the upstream call starts.
+    """
     reply = Reply()
     reply.lease = plan.lease
     reply.loop = _reply_loop()
     language = translation.get_language()
     if reply.loop is asyncio.get_running_loop():
-        _spawn(reply, plan, language)
+        _spawn(reply, plan, language, recording)
     else:
+        assert recording is None, "a recording future belongs to the caller's loop"
         reply.loop.call_soon_threadsafe(_spawn, reply, plan, language, context=contextvars.Context())
     return reply
 
 
-def _spawn(reply: Reply, plan: services.ReplyPlan, language: str) -> None:
+def _spawn(reply: Reply, plan: services.ReplyPlan, language: str, recording: asyncio.Future | None = None) -> None:
     # A fresh context: the request's asgiref executors end with the request, and the reply must not call into them.
-    task = reply.loop.create_task(_generate(reply, plan, language), context=contextvars.Context())
+    task = reply.loop.create_task(_generate(reply, plan, language, recording), context=contextvars.Context())
     reply.task = task
     _tasks.add(task)
     task.add_done_callback(_tasks.discard)
@@ -270,15 +280,19 @@ def _stop_background_replies() -> None:
         logger.warning("replies still saving at exit", exc_info=True)
 
 
-async def _generate(reply: Reply, plan: services.ReplyPlan, language: str) -> None:
-    """Stream upstream into `reply`, then save it once: the upstream call starts before the user's turn is saved."""
+async def _generate(
+    reply: Reply, plan: services.ReplyPlan, language: str, recording: asyncio.Future | None = None
+) -> None:
+    """Stream upstream into `reply`, then save it once: the upstream call starts before the user's turn is saved,
+    and nothing reaches a follower until it is (`recording`, or a save started here)."""
     translation.activate(language)  # messages in the reader's language, as the request had it
     completion = Completion(model=plan.model)
     stream = provider.stream_chat(
         plan.bearer, model=plan.model, messages=plan.history, completion=completion, trim_on_overflow=True
     )
     first = asyncio.ensure_future(anext(stream, None))
-    recording = asyncio.ensure_future(in_thread(services.reply_record)(plan))
+    if recording is None:
+        recording = asyncio.ensure_future(in_thread(services.reply_record)(plan))
     try:
         try:
             prepared = await asyncio.shield(recording)

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import asyncio
+from functools import partial
+
 from django.conf import settings
 from django.contrib import messages
 from django.http import Http404, HttpResponse, JsonResponse
@@ -63,26 +66,53 @@ def _message_id(request: AuthenticatedHttpRequest) -> int | None:
 
 
 async def _stream_reply(request: AuthenticatedHttpRequest, pk: int | None, mode: str) -> HttpResponseBase:
+    """Check the request, start the reply and save the user's turn, in one hop to the request's thread.
+
+    The checks run first and write nothing but the conversation's lease; as soon as they pass, the upstream call
+    starts on the event loop while the same thread saves the turn (`services.reply_record`). Nothing is streamed
+    to the browser before the turn is saved; if saving fails, the upstream call is closed and the browser hears
+    so, with the text still in its box (chat.relay._generate).
+    """
+    plan_reply = partial(
+        services.reply_plan,
+        # LoginRequiredMiddleware has already loaded the user; request.auser() would fetch it again.
+        user=request.user,
+        conversation_id=pk,
+        text=request.POST.get("message", ""),
+        model=request.POST.get("model", "").strip()[:200],
+        credential_id=request.POST.get("credential") or None,
+        system_prompt=request.POST.get("system_prompt", "")[:8000],
+        mode=mode,
+        message_id=_message_id(request),
+    )
     try:
-        plan = await services.in_thread(services.reply_plan, request=True)(
-            # LoginRequiredMiddleware has already loaded the user; request.auser() would fetch it again.
-            user=request.user,
-            conversation_id=pk,
-            text=request.POST.get("message", ""),
-            model=request.POST.get("model", "").strip()[:200],
-            credential_id=request.POST.get("credential") or None,
-            system_prompt=request.POST.get("system_prompt", "")[:8000],
-            mode=mode,
-            message_id=_message_id(request),
-        )
+        if not relay.replies_run_here():  # a sync server's loop: the reply saves the turn on its own loop
+            return _event_stream(relay.reply_start(await services.in_thread(plan_reply, request=True)()).follow(0))
+        loop = asyncio.get_running_loop()
+        checked: asyncio.Future[services.ReplyPlan] = loop.create_future()
+
+        def check_then_record() -> services.PreparedReply:
+            plan = plan_reply()
+            loop.call_soon_threadsafe(checked.set_result, plan)
+            return services.reply_record(plan)
+
+        recording = asyncio.ensure_future(services.in_thread(check_then_record, request=True)())
+        try:
+            await asyncio.wait([checked, recording], return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            # The browser left during the checks: once they pass the reply runs all the same, as after a closed
+            # tab, so a saved turn and the lease are never left without it.
+            checked.add_done_callback(lambda plan: relay.reply_start(plan.result(), recording))
+            raise
+        if not checked.done():
+            recording.result()  # refused (ChatRefusal) or failed before anything was written
+        return _event_stream(relay.reply_start(checked.result(), recording).follow(0))
     except services.ChatRefusal as refusal:
         body = {"error": refusal.message, "redirect": refusal.redirect, "retry_after": refusal.retry_after}
         response = JsonResponse(body, status=refusal.status)
         if refusal.retry_after:
             response["Retry-After"] = str(refusal.retry_after)
         return response
-    # The reply runs on its own; this response only follows it, so closing it stops nothing.
-    return _event_stream(relay.reply_start(plan).follow(0))
 
 
 def _event_stream(events) -> EventStreamResponse:

@@ -45,12 +45,14 @@ class Recorder:
         self.add(name, "")
         return count
 
+    def index(self, event: str) -> int:
+        """Where the first `event` is: a mark's name, or "<kind>:<text>", the first of that kind whose detail has
+        text (e.g. "hop:reply_plan", 'sql:SET "reply_lease"')."""
+        kind, _sep, text = event.partition(":")
+        return next(i for i, e in enumerate(self.events) if e.kind == kind and text in e.detail)
+
     def _upto(self, before: str | None) -> list[Event]:
-        """The events before the first `before`: a mark's name, or "hop:<function name>" (that hop's start)."""
-        if before is None:
-            return self.events
-        kind, _sep, detail = before.partition(":") if before.startswith("hop:") else (before, "", "")
-        return self.events[: next(i for i, e in enumerate(self.events) if e.kind == kind and e.detail.endswith(detail))]
+        return self.events if before is None else self.events[: self.index(before)]
 
     def count(self, kind: str, *, before: str | None = None) -> int:
         return sum(1 for e in self._upto(before) if e.kind == kind)
@@ -84,9 +86,9 @@ def request_cost() -> Iterator[Recorder]:
         recorder.add("redis", bytes(first)[:60].decode(errors="replace").replace("\r\n", " "))
         return send(self, command, check_health)
 
-    def recorded_call(self, *args, **kwargs):
+    async def recorded_call(self, *args, **kwargs):
         recorder.add("hop", getattr(self.func, "__qualname__", repr(self.func)))
-        return call(self, *args, **kwargs)
+        return await call(self, *args, **kwargs)
 
     CursorWrapper._execute_with_wrappers = recorded_execute
     redis.connection.AbstractConnection.send_packed_command = recorded_send
