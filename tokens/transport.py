@@ -194,9 +194,10 @@ class _TrackedAdapter(HTTPAdapter):
         self.poolmanager.pool_classes_by_scheme = {"http": _TrackedHTTPPool, "https": _TrackedHTTPSPool}
 
 
-def guarded_adapter() -> HTTPAdapter:
-    """A requests transport adapter whose every connection passes the SSRF guard before connecting."""
-    return _GuardedAdapter()
+def guarded_adapter(**pool: Any) -> HTTPAdapter:
+    """A requests transport adapter whose every connection passes the SSRF guard before connecting (`pool`: the
+    HTTPAdapter's pool_connections, pool_maxsize, ...)."""
+    return _GuardedAdapter(**pool)
 
 
 def guarded_session(guarded: bool = True) -> requests.Session:
