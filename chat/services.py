@@ -14,6 +14,8 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.humanize.templatetags.humanize import intcomma
 from django.core.cache import cache
+from django.core.exceptions import ValidationError
+from django.core.validators import ProhibitNullCharactersValidator
 from django.db import InterfaceError, OperationalError, close_old_connections, connection, transaction
 from django.db.models import Q
 from django.urls import reverse
@@ -34,6 +36,8 @@ from tokens.provider import Bearer, Completion, ProviderError
 from tokens.services import CredentialError, credential_bearer, credential_for_user, release_db_connection
 
 logger = logging.getLogger(__name__)
+
+MODEL_MAX_CHARS = 100  # Conversation.model, Message.model and UsageRecord.model are varchar(100)
 
 
 class ChatRefusal(Exception):
@@ -301,6 +305,16 @@ def _validate_text(text: str, model: str, window: int | None) -> str:
     return text
 
 
+def _refuse_null_characters(*values: str) -> None:
+    """Refuse text holding NUL as Django's form fields do: PostgreSQL text cannot store it, so the turn could not
+    be saved once the reply had started. Raises ChatRefusal (400) with Django's own, translated, message."""
+    try:
+        for value in values:
+            ProhibitNullCharactersValidator()(value)
+    except ValidationError as exc:
+        raise ChatRefusal(exc.messages[0]) from exc
+
+
 def _owned_conversation(user: User, conversation_id: int | None) -> Conversation | None:
     if conversation_id is None:
         return None
@@ -331,12 +345,18 @@ def reply_plan(
     A refusal here leaves the user's text in their box; once this returns, the upstream call starts while
     `reply_record` saves the user's turn.
     """
+    _refuse_null_characters(text, model, system_prompt)
     conversation = _owned_conversation(user, conversation_id)
     credential = _pick_credential(user, credential_id, conversation)
     model = model or (conversation.model if conversation else "") or credential.default_model or settings.DEFAULT_MODEL
     if mode == "continue":  # the model that wrote the answer goes on with it
         model = conversation.messages.filter(pk=message_id).values_list("model", flat=True).first() or model
-    model = model.strip()[:200]
+    model = model.strip()
+    if len(model) > MODEL_MAX_CHARS:  # the reply could not be saved: every model column holds 100
+        raise ChatRefusal(
+            _("That model id is %(length)s characters; the limit is %(limit)s.")
+            % {"length": intcomma(len(model)), "limit": MODEL_MAX_CHARS}
+        )
     window = credential.context_window or context_window(model)
     if mode not in ("regenerate", "continue"):
         text = _validate_text(text, model, window)

@@ -60,9 +60,16 @@ def conversation_detail(request: AuthenticatedHttpRequest, pk: int) -> HttpRespo
     return render(request, "chat/conversation_detail.html", _chat_ctx(request, conversation))
 
 
+def _whole_number(raw: str) -> int | None:
+    """`raw` as a whole number if it is one in ASCII digits that fits a bigint, else None.
+
+    str.isdigit() alone also passes "²" and other digits int() refuses, and any length (int() refuses 4,300+ digits).
+    """
+    return int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 18 else None
+
+
 def _message_id(request: AuthenticatedHttpRequest) -> int | None:
-    value = request.POST.get("message_id", "")
-    return int(value) if value.isdigit() else None
+    return _whole_number(request.POST.get("message_id", ""))
 
 
 async def _stream_reply(request: AuthenticatedHttpRequest, pk: int | None, mode: str) -> HttpResponseBase:
@@ -133,7 +140,7 @@ def _owned_reply(user, pk: int) -> Message:
 
 def _offset(request: AuthenticatedHttpRequest) -> int:
     raw = request.headers.get("Last-Event-ID") or request.GET.get("offset") or "0"
-    return max(0, int(raw)) if raw.isdigit() else 0
+    return _whole_number(raw) or 0
 
 
 @require_GET

@@ -3,6 +3,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from allauth.account.models import EmailAddress
 from django.contrib.auth.hashers import identify_hasher
 from django.core import mail
 
@@ -105,3 +106,24 @@ def test_it_rate_limits_signups_per_address(client, settings):
     assert response.status_code == 429
     assert b'role="alert"' in response.content
     assert not User.objects.filter(username="u9").exists()
+
+
+@pytest.mark.parametrize("verification", ["optional", "mandatory"])
+@pytest.mark.parametrize("verified", [False, True], ids=["unverified", "verified"])
+def test_a_taken_email_gets_the_answer_a_fresh_one_gets(verification, verified, client, settings):
+    """Whether the address belongs to an account that confirmed it or to one that never did, sign-up answers as it
+    does for an unknown address: same status, same next page, no word about the address."""
+    settings.ACCOUNT_EMAIL_VERIFICATION = verification
+    settings.ACCOUNT_PREVENT_ENUMERATION = True if verification == "mandatory" else "strict"
+    client.post("/accounts/signup/", FORM)  # carol signs up the usual way: an EmailAddress row, unverified
+    EmailAddress.objects.filter(email="carol@example.com").update(verified=verified)
+    client.logout()
+
+    taken = client.post("/accounts/signup/", {**FORM, "username": "erin", "email": "CAROL@example.com"})
+    client.logout()
+    fresh = client.post("/accounts/signup/", {**FORM, "username": "dave", "email": "dave@example.com"})
+
+    assert (taken.status_code, taken.get("Location")) == (fresh.status_code, fresh.get("Location"))
+    assert taken.status_code == 302
+    for word in (b"already", b"taken", b"in use", b"exists"):
+        assert word not in taken.content

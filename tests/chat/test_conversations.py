@@ -98,6 +98,27 @@ def test_it_refuses_an_overlong_message_before_saving_it(asgi_server, fake_opena
     assert not Message.objects.exists() and not fake_openai.chat_requests
 
 
+@pytest.mark.parametrize("field", ["message", "model", "system_prompt"])
+def test_it_refuses_a_null_character_before_saving_anything(field, asgi_server, fake_openai, session):
+    """PostgreSQL text cannot hold NUL: once the reply had started, the turn could not be saved (found by the fuzz)."""
+    fields = {"message": "Hello", field: "Hel\x00lo"}
+    events = send(session, asgi_server.url, "/chat/send/", **fields)
+    assert events.status == 400 and events.body["error"] == "Null characters are not allowed."
+    assert not Message.objects.exists() and not fake_openai.chat_requests
+
+
+@pytest.mark.parametrize("path", ["/chat/send/", "regenerate"])
+def test_it_refuses_a_model_id_longer_than_its_column(path, asgi_server, fake_openai, session):
+    """Model columns hold 100 characters: a longer id failed the save after the reply started, on PostgreSQL."""
+    first = send(session, asgi_server.url, "/chat/send/", "Hello")
+    if path == "regenerate":
+        path = f"/chat/{first.start['conversation']}/regenerate/"
+    events = send(session, asgi_server.url, path, "Again", model="m" * 101)
+    assert events.status == 400 and events.body["error"] == "That model id is 101 characters; the limit is 100."
+    assert Message.objects.count() == 2 and len(fake_openai.chat_requests) == 1
+    assert send(session, asgi_server.url, "/chat/send/", "Once more", model="m" * 100).done["state"] == "complete"
+
+
 def test_it_rate_limits_per_user_with_an_admin_override(asgi_server, fake_openai, session, alice, settings):
     settings.CHAT_RATE_LIMIT_PER_MINUTE = 2
     for n in range(2):

@@ -135,7 +135,12 @@ def test_it_ends_at_done_even_if_the_socket_stays_open(local):
 
 @pytest.mark.parametrize(
     ("code", "kind"),
-    [(402, "payment"), (401, "auth"), (403, "forbidden"), (429, "rate_limit"), ("server_error", "server")],
+    [
+        *[(402, "payment"), (401, "auth"), (403, "forbidden"), (429, "rate_limit"), ("server_error", "server")],
+        # A status as a string; digits int() refuses ("²" passes str.isdigit()), or too many for it.
+        *[("402", "payment"), ("²", "server"), ("9" * 5000, "server")],
+    ],
+    ids=lambda value: repr(value)[:12],
 )
 def test_it_classifies_an_error_inside_a_200_stream_and_keeps_the_text(code, kind, local):
     with FakeProvider("openrouter") as fake:

@@ -15,13 +15,16 @@ import json
 import os
 
 import pytest
+import requests
 from django import forms
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from chat.models import Message, State
 from tests.security.conftest import database_fingerprint
 from tests.security.routes import every_route
 from tests.security.test_ssrf import url_fields  # noqa: F401  (imports every form module)
+from tests.streaming import logged_in_session, parse_events
 
 settings.register_profile(
     "fuzz",
@@ -32,10 +35,11 @@ settings.register_profile(
 )
 FUZZ = settings.get_profile("fuzz")
 
-# Reply-starting POSTs and event streams run replies that outlive the request; the chat box's fields are fuzzed
-# through the API's JSON below and by tests/chat's own bad-input tests.
-STREAMING = ("chat:conversation-send-new", "chat:conversation-send", "chat:conversation-edit")
-STREAMING += ("chat:conversation-regenerate", "chat:message-events")
+# Reply-starting POSTs and a reply's event stream answer with a stream and run a reply that outlives the request:
+# they are fuzzed against the live ASGI server and the fake upstream below, each read to its end.
+REPLY_STARTERS = ("chat:conversation-send-new", "chat:conversation-send", "chat:conversation-edit")
+REPLY_STARTERS += ("chat:conversation-regenerate",)
+STREAMING = (*REPLY_STARTERS, "chat:message-events")
 ROUTES = [r for r in every_route() if not r.is_api and not r.is_admin and r.name not in STREAMING]
 ADMIN_ROUTES = [r for r in every_route() if r.is_admin and not r.params]
 
@@ -59,6 +63,8 @@ HOSTILE = [
     "0",
     "-1",
     "99999999999999999999",
+    "9" * 5000,
+    "²",
     "1e309",
     "NaN",
     "0001-01-01",
@@ -161,3 +167,112 @@ def test_no_json_makes_the_api_fail(world, client, fake_openai):
                 answer.close()
 
     fuzz()
+
+
+ROUTES_BY_NAME = {r.name: r for r in every_route()}
+# The chat box's fields: always a message (else nearly every example is refused), the others often present.
+chat_fields = st.fixed_dictionaries(
+    {"message": values | st.text(min_size=1, max_size=200)},
+    optional={
+        "model": values,
+        "credential": values,
+        "system_prompt": values,
+        "message_id": values | st.sampled_from(["1", "2", "3"]),
+    },
+)
+chat_forms = st.tuples(fields, chat_fields).map(lambda pair: {**pair[0], **pair[1]})
+# What a browser can put in a header: printable ASCII (requests refuses leading spaces).
+header_values = st.sampled_from(["", "0", "-1", "1e309", "99999999999999999999", "9" * 5000, "abc"]) | st.text(
+    alphabet=st.characters(min_codepoint=33, max_codepoint=126), max_size=30
+)
+
+
+@pytest.fixture
+def live_sessions(world, asgi_server, fake_openai, settings) -> dict[str, requests.Session]:
+    """Anonymous, alice (who owns the world's conversation) and bob, on the live ASGI server; no rate limit."""
+    settings.CHAT_RATE_LIMIT_PER_MINUTE = 1_000_000
+    anonymous = requests.Session()
+    anonymous.get(f"{asgi_server.url}/accounts/login/", timeout=10)
+    return {
+        "anonymous": anonymous,
+        "alice": logged_in_session(asgi_server.url, "alice"),
+        "bob": logged_in_session(asgi_server.url, "bob"),
+    }
+
+
+def _read_reply(answer: requests.Response) -> dict:
+    """Read a reply's event stream to its end; return its start payload. The reply has ended and is saved."""
+    events = parse_events(answer.iter_lines(decode_unicode=True))
+    assert events.done, f"{answer.url}: the stream ended without a done event"
+    assert events.start, f"{answer.url}: no start event before done: {events.done}"
+    reply = Message.objects.get(pk=events.start["assistant_message"])
+    assert reply.state != State.STREAMING, f"{answer.url}: done was sent but the reply is still {reply.state}"
+    return events.start
+
+
+@pytest.mark.parametrize("name", REPLY_STARTERS)
+def test_no_input_makes_a_reply_route_fail(name, world, asgi_server, live_sessions):
+    """Send, edit and regenerate with random and hostile chat fields: a refusal writes nothing; a started reply
+    ends with a done event, is saved (no row left streaming) and keeps the person's text as they typed it."""
+    route = ROUTES_BY_NAME[name]
+    url = asgi_server.url + route.url(**_ids(world, route))
+    outcomes: list[int | str] = []
+
+    @FUZZ
+    @given(persona=st.sampled_from(["alice", "alice", "bob", "anonymous"]), data=chat_forms)
+    @example(persona="alice", data={"message": " Hello <b>there</b> 中文 \u202e ", "model": "x" * 100})
+    @example(persona="alice", data={"message": "Hello", "model": "x" * 300})
+    @example(persona="alice", data={"message": "Hello\x00", "system_prompt": "\x00"})
+    def fuzz(persona, data):
+        session = live_sessions[persona]
+        before = database_fingerprint()
+        answer = session.post(
+            url,
+            data={**data, "csrfmiddlewaretoken": session.cookies["csrftoken"]},
+            headers={"Accept": "text/event-stream", "Referer": f"{asgi_server.url}/chat/"},
+            stream=True,
+            allow_redirects=False,
+            timeout=60,
+        )
+        with answer:
+            assert answer.status_code < 500, f"POST {url} {data!r} as {persona}: {answer.status_code}"
+            if not answer.headers.get("content-type", "").startswith("text/event-stream"):
+                outcomes.append(answer.status_code)
+                assert answer.status_code >= 300, f"POST {url} {data!r} as {persona}: {answer.status_code}"
+                assert database_fingerprint() == before, f"POST {url} {data!r} as {persona} was refused but wrote"
+                return
+            assert persona == "alice", f"POST {url} as {persona} started a reply"
+            outcomes.append("started")
+            start = _read_reply(answer)
+        if name != "chat:conversation-regenerate":
+            typed = Message.objects.get(pk=start["user_message"])
+            assert typed.role == "user" and typed.content == data["message"].strip()
+        assert not Message.objects.filter(state=State.STREAMING).exists()
+
+    fuzz()
+    assert "started" in outcomes, f"no example started a reply: {outcomes}"
+
+
+def test_no_input_makes_a_reply_stream_fail(world, asgi_server, live_sessions):
+    """A reply's events with random query strings and Last-Event-ID headers: never a 500; the owner's stream ends."""
+    url = asgi_server.url + ROUTES_BY_NAME["chat:message-events"].url(pk=world.answer.pk)
+
+    @FUZZ
+    @given(persona=st.sampled_from(["alice", "bob", "anonymous"]), query=fields, last_event_id=header_values)
+    def fuzz(persona, query, last_event_id):
+        session = live_sessions[persona]
+        headers = {"Accept": "text/event-stream", "Last-Event-ID": last_event_id}
+        with session.get(url, params=query, headers=headers, stream=True, allow_redirects=False, timeout=60) as answer:
+            assert answer.status_code < 500, f"GET {url} {query!r} {last_event_id!r} as {persona}"
+            if persona == "alice":
+                assert answer.headers["content-type"].startswith("text/event-stream"), answer.status_code
+                _read_reply(answer)
+            else:
+                assert answer.status_code in (302, 404), f"GET {url} as {persona}: {answer.status_code}"
+
+    fuzz()
+
+
+def test_every_streaming_route_is_fuzzed():
+    """A new streaming route must join the live fuzz above, not only the exclusion list."""
+    assert {r.name for r in every_route() if r.name in STREAMING} == set(STREAMING)

@@ -150,7 +150,7 @@ def error_in_stream(payload: object, *, model: str = "", secret: str = "") -> Pr
     """Classify an error sent inside a 200 stream, e.g. OpenRouter's {"error": {"code": 402, "message": ...}}."""
     code, label, raw_message, param = error_fields(payload)
     status = code if isinstance(code, int) and 400 <= code <= 599 else _STRING_CODES.get(label, 0)
-    if not status and isinstance(code, str) and code.isdigit():
+    if not status and isinstance(code, str) and code.isascii() and code.isdigit() and len(code) == 3:
         status = int(code)
     return classify(status or 500, code, label, raw_message, param, model=model, secret=secret, in_stream=True)
 
