@@ -30,7 +30,7 @@ import contextvars
 import logging
 import threading
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing, suppress
 from itertools import accumulate, groupby
 from operator import itemgetter
@@ -46,7 +46,7 @@ from chat.models import Message, State
 from chat.services import in_thread
 from chat.sse import KEEPALIVE, frame, pending, sse_event, start_payload
 from tokens import provider
-from tokens.provider import Completion, ProviderError
+from tokens.provider import Completion, Delta, ProviderError
 
 logger = logging.getLogger(__name__)
 
@@ -235,6 +235,7 @@ def reply_start(plan: services.ReplyPlan, recording: asyncio.Future | None = Non
 
 def _spawn(reply: Reply, plan: services.ReplyPlan, language: str, recording: asyncio.Future | None = None) -> None:
     # A fresh context: the request's asgiref executors end with the request, and the reply must not call into them.
+    assert reply.loop is not None  # set by reply_start, which runs us on it
     task = reply.loop.create_task(_generate(reply, plan, language, recording), context=contextvars.Context())
     reply.task = task
     _tasks.add(task)
@@ -244,7 +245,8 @@ def _spawn(reply: Reply, plan: services.ReplyPlan, language: str, recording: asy
 
 async def _follow_across(reply: Reply, offset: int) -> AsyncIterator[bytes]:
     """Follow a reply that runs on another loop of this process: its events are read there and handed over."""
-    here, handed = asyncio.get_running_loop(), asyncio.Queue()
+    here = asyncio.get_running_loop()
+    handed: asyncio.Queue[bytes | None] = asyncio.Queue()
 
     async def read() -> None:
         try:
@@ -254,6 +256,7 @@ async def _follow_across(reply: Reply, offset: int) -> AsyncIterator[bytes]:
             with suppress(RuntimeError):  # the follower's loop is already closed
                 here.call_soon_threadsafe(handed.put_nowait, None)
 
+    assert reply.loop is not None  # a reply being followed has been started
     reading = asyncio.run_coroutine_threadsafe(read(), reply.loop)
     try:
         while (events := await handed.get()) is not None:
@@ -328,7 +331,7 @@ async def _generate(
 async def _relay(
     reply: Reply,
     prepared: services.PreparedReply,
-    stream: AsyncIterator,
+    stream: AsyncGenerator[Delta, None],
     first: asyncio.Future,
     completion: Completion,
 ) -> None:
@@ -417,12 +420,13 @@ async def _renew_leases() -> None:
     while True:
         await asyncio.sleep(interval)
         loop = asyncio.get_running_loop()
-        replies = [reply for reply in list(_running.values()) if reply.done is None and reply.loop is loop]
+        running = {pk: reply for pk, reply in list(_running.items()) if reply.done is None and reply.loop is loop}
+        replies = list(running.values())
         if not replies:
             continue
         checkpoints = {
-            reply.message_id: (reply.text("content"), reply.text("reasoning"))
-            for reply in replies
+            pk: (reply.text("content"), reply.text("reasoning"))
+            for pk, reply in running.items()
             if reply.size > reply.checkpointed
         }
         try:
@@ -430,7 +434,7 @@ async def _renew_leases() -> None:
             for reply in replies:
                 reply.checkpointed = reply.size
             if feed.enabled():
-                for message_id in await feed.stops_requested([reply.message_id for reply in replies]):
+                for message_id in await feed.stops_requested(list(running)):
                     reply_stop_local(message_id)
         except Exception:
             logger.warning("could not renew reply leases", exc_info=True)
@@ -438,6 +442,7 @@ async def _renew_leases() -> None:
 
 async def _stop_and_wait(reply: Reply) -> None:
     reply.stop()
+    assert reply.task is not None  # only replies in _running are stopped here, and _spawn gave each its task
     await asyncio.wait({reply.task}, timeout=10)  # saved as stopped, so a reload shows it at once
 
 
@@ -483,6 +488,7 @@ async def reply_stop(message: Message) -> str:
     """Stop `message`'s reply wherever it runs; return its state as far as this process can tell."""
     reply = _running.get(message.pk)
     if reply is not None:
+        assert reply.loop is not None  # in _running: started on its loop
         stopping = asyncio.run_coroutine_threadsafe(_stop_and_wait(reply), reply.loop)
         await asyncio.wrap_future(stopping)
         return reply.done["state"] if reply.done else State.STOPPED

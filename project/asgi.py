@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import django
@@ -13,6 +14,8 @@ from django.conf import settings
 from django.core.handlers.asgi import ASGIHandler
 from django.core.handlers.exception import convert_exception_to_response
 from django.db import close_old_connections, connection
+from django.http import HttpRequest
+from django.http.response import HttpResponseBase
 from servestatic.middleware import ServeStaticMiddleware
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
@@ -34,6 +37,9 @@ class SiteHandler(ASGIHandler):
     the synchronous stack it made Django adapt the stack around it, and every page and chat send took five more
     thread hops (SecurityMiddleware's two hooks, the stack below it, the way back to the loop and out again).
     """
+
+    # BaseHandler's private attribute replaced here (django-stubs leaves it out).
+    _middleware_chain: Callable[[HttpRequest], HttpResponseBase | Awaitable[HttpResponseBase]]
 
     def load_middleware(self, is_async: bool = False) -> None:
         super().load_middleware(is_async=False)
@@ -72,6 +78,14 @@ class BearerOnlyHandler(ASGIHandler):
     MiddlewareMixin middleware runs its hooks through sync_to_async, two thread hops apiece per request: in a
     py-spy profile of API streams they were a quarter of the process's CPU.
     """
+
+    # BaseHandler's private attributes and methods used here (django-stubs leaves them out).
+    _middleware_chain: Callable[[HttpRequest], HttpResponseBase | Awaitable[HttpResponseBase]]
+    _view_middleware: list[Callable[..., HttpResponseBase | None]]
+    _template_response_middleware: list[Callable[..., HttpResponseBase]]
+    _exception_middleware: list[Callable[..., HttpResponseBase | None]]
+    _get_response: Callable[[HttpRequest], HttpResponseBase]
+    _get_response_async: Callable[[HttpRequest], Awaitable[HttpResponseBase]]
 
     def load_middleware(self, is_async: bool = False) -> None:
         self._view_middleware, self._template_response_middleware, self._exception_middleware = [], [], []

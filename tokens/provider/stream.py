@@ -15,7 +15,7 @@ import logging
 import random
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -87,7 +87,7 @@ async def stream_chat(
     trim_on_overflow: bool = False,
     renew: Renew | None = None,
     **options: object,
-) -> AsyncIterator[Delta]:
+) -> AsyncGenerator[Delta, None]:
     """Yield Delta(kind, text) pieces of one chat completion as they arrive; raise ProviderError.
 
     Sends one request. It is re-sent only when the provider certainly did not start: the connection
@@ -143,7 +143,7 @@ async def stream_chat(
         await asyncio.sleep(wait)
 
 
-async def _attempt(bearer: Bearer, model: str, body: bytes, completion: Completion) -> AsyncIterator[Delta]:
+async def _attempt(bearer: Bearer, model: str, body: bytes, completion: Completion) -> AsyncGenerator[Delta, None]:
     loop = asyncio.get_running_loop()
     start = loop.time()
     first_deadline = start + settings.UPSTREAM_FIRST_TOKEN_TIMEOUT
@@ -208,7 +208,8 @@ def _timeout_error() -> ProviderError:
 
 async def _read_capped(response: httpx.Response, limit: int, deadline: float) -> bytes:
     """Read a whole (error or JSON) body, refusing more than `limit` bytes or past `deadline`."""
-    parts, size = [], 0
+    parts: list[bytes] = []
+    size = 0
     raw = response.aiter_raw()
     try:
         while True:
@@ -233,7 +234,10 @@ class _ReadWatch:
 
     def __init__(self, deadline: float) -> None:
         self.loop = asyncio.get_running_loop()
-        self.task = asyncio.current_task()
+        task = asyncio.current_task()
+        if task is None:  # a read outside any task: every caller of ours runs in one (asyncio's or uvloop's)
+            raise RuntimeError("_ReadWatch needs a running task")
+        self.task = task
         self.deadline, self.reading, self.fired = deadline, False, False
         self.handle = self.loop.call_at(deadline, self._check)
 
@@ -260,7 +264,7 @@ class _ReadWatch:
 
 async def _read_events(
     response: httpx.Response, completion: Completion, bearer: Bearer, model: str, first_deadline: float, end: float
-) -> AsyncIterator[Delta]:
+) -> AsyncGenerator[Delta, None]:
     loop = asyncio.get_running_loop()
     idle, tail = settings.UPSTREAM_READ_TIMEOUT, settings.UPSTREAM_TAIL_SECONDS
     max_event, max_bytes = settings.UPSTREAM_MAX_EVENT_BYTES, settings.UPSTREAM_MAX_REPLY_BYTES
