@@ -16,10 +16,11 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from functools import wraps
+from typing import Any
 from urllib.parse import unquote_plus
 
 import orjson
@@ -28,6 +29,7 @@ from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
 from django.db import close_old_connections
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http.response import HttpResponseBase
 from django.utils import translation
 from django.utils.translation import gettext as _
 from django.views.decorators.csrf import csrf_exempt
@@ -105,7 +107,7 @@ def in_pool(function: Callable) -> Callable:
     return sync_to_async(run, thread_sensitive=False)
 
 
-def _secured(request: HttpRequest, response: HttpResponse) -> HttpResponse:
+def _secured(request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
     # /v1/ runs without SecurityMiddleware (project.asgi.BearerOnlyHandler); these are the headers that matter here.
     response["X-Content-Type-Options"] = "nosniff"
     response["Cache-Control"] = response.get("Cache-Control") or "no-store"
@@ -157,7 +159,7 @@ def api_view(method: str) -> Callable:
     def decorate(view: Callable) -> Callable:
         if asyncio.iscoroutinefunction(view):
 
-            async def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+            async def async_view(request: HttpRequest, *args, **kwargs) -> HttpResponseBase:
                 refused = _plain_http_refused(request) or (refuse(request) if request.method != method else None)
                 if refused is not None:
                     return _secured(request, refused)
@@ -167,9 +169,10 @@ def api_view(method: str) -> Callable:
                 except Exception:
                     return _secured(request, failed(request))
 
+            wrapper: Callable[..., HttpResponseBase | Awaitable[HttpResponseBase]] = async_view
         else:
 
-            def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+            def sync_view(request: HttpRequest, *args, **kwargs) -> HttpResponseBase:
                 refused = _plain_http_refused(request) or (refuse(request) if request.method != method else None)
                 if refused is not None:
                     return _secured(request, refused)
@@ -179,6 +182,7 @@ def api_view(method: str) -> Callable:
                 except Exception:
                     return _secured(request, failed(request))
 
+            wrapper = sync_view
         return csrf_exempt(login_not_required(wraps(view)(wrapper)))
 
     return decorate
@@ -513,7 +517,7 @@ def _usage_numbers(call: ApiCall, completion: Completion, content: str) -> tuple
 
 def _usage_payload(call: ApiCall, completion: Completion, content: str) -> dict:
     prompt, completion_tokens, _estimated = _usage_numbers(call, completion, content)
-    usage = {
+    usage: dict[str, Any] = {
         "prompt_tokens": prompt,
         "completion_tokens": completion_tokens,
         "total_tokens": prompt + completion_tokens,
@@ -559,7 +563,7 @@ def usage_save(
         return None
 
 
-async def _relayed(call: ApiCall, stream: AsyncIterator[Delta], completion: Completion, first=_UNREAD):
+async def _relayed(call: ApiCall, stream: AsyncGenerator[Delta, None], completion: Completion, first=_UNREAD):
     """Yield the reply's deltas; record the call once when the stream ends, fails or is dropped."""
     parts: list[str] = []
     state, error = State.STREAMING, None
@@ -608,7 +612,7 @@ class _ChunkWriter:
         return self.usage_head + json.dumps(usage).encode() + b"}\n\n"
 
 
-async def _sse(call: ApiCall, stream: AsyncIterator[Delta], first: Delta | None, completion: Completion):
+async def _sse(call: ApiCall, stream: AsyncGenerator[Delta, None], first: Delta | None, completion: Completion):
     writer = _ChunkWriter(call)
     parts: list[str] = []
     yield writer.event({"role": "assistant", "content": ""})
@@ -627,7 +631,7 @@ async def _sse(call: ApiCall, stream: AsyncIterator[Delta], first: Delta | None,
     yield b"data: [DONE]\n\n"
 
 
-async def _complete(call: ApiCall, stream: AsyncIterator[Delta], completion: Completion) -> JsonResponse:
+async def _complete(call: ApiCall, stream: AsyncGenerator[Delta, None], completion: Completion) -> JsonResponse:
     content: list[str] = []
     reasoning: list[str] = []
     try:
@@ -635,7 +639,7 @@ async def _complete(call: ApiCall, stream: AsyncIterator[Delta], completion: Com
             (content if delta.kind == "content" else reasoning).append(delta.text)
     except ProviderError as exc:
         return error_response(_from_upstream(exc))
-    message = {"role": "assistant", "content": "".join(content), "refusal": None, "annotations": []}
+    message: dict[str, Any] = {"role": "assistant", "content": "".join(content), "refusal": None, "annotations": []}
     if reasoning:
         message["reasoning_content"] = "".join(reasoning)
     body = {
@@ -652,7 +656,7 @@ async def _complete(call: ApiCall, stream: AsyncIterator[Delta], completion: Com
 
 
 @api_view("POST")
-async def chat_completions(request: HttpRequest) -> HttpResponse:
+async def chat_completions(request: HttpRequest) -> HttpResponseBase:
     """Create a chat completion with the bearer owner's credential, streamed (SSE) or whole, as OpenAI does."""
     try:
         call = await in_pool(_call_plan)(_bearer_of(request), ratelimit.client_ip(request), request.body)

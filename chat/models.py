@@ -105,6 +105,7 @@ class MessageQuerySet(models.QuerySet):
 class Message(models.Model):
     versions: list[Message]  # set by MessageQuerySet.thread(): this turn's siblings, oldest first
     usage: dict[str, Any] | None  # set by the chat page: this version's tokens and cost (services.usage_summary)
+    is_root: bool  # set on a new first-turn version before save(), so save() gives it no parent
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
     role = models.CharField(max_length=10, choices=Role.choices)
     content = models.TextField(blank=True)

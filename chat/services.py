@@ -185,12 +185,12 @@ def reply_reap_if_abandoned(message_id: int) -> Message:
 def _pick_credential(user: User, credential_id: str | None, conversation: Conversation | None = None) -> Credential:
     """The credential asked for (id), else the conversation's own, else the person's default; refuse if none works."""
     known = conversation.credential if conversation is not None else None  # read with the conversation
+    credential: Credential | None
     if known is not None and known.user_id == user.pk and str(credential_id or known.pk) == str(known.pk):
         credential = known
     else:
-        credential = credential_for_user(
-            user=user, credential_id=credential_id or (conversation and conversation.credential_id)
-        )
+        own = conversation.credential_id if conversation is not None else None
+        credential = credential_for_user(user=user, credential_id=credential_id or own)
     if credential is None:
         raise ChatRefusal(
             _("Add an API key before you chat: replies are paid for with your own key."),
@@ -349,7 +349,8 @@ def reply_plan(
     conversation = _owned_conversation(user, conversation_id)
     credential = _pick_credential(user, credential_id, conversation)
     model = model or (conversation.model if conversation else "") or credential.default_model or settings.DEFAULT_MODEL
-    if mode == "continue":  # the model that wrote the answer goes on with it
+    # A continued answer goes on with the model that wrote it.
+    if mode == "continue" and conversation is not None and message_id is not None:
         model = conversation.messages.filter(pk=message_id).values_list("model", flat=True).first() or model
     model = model.strip()
     if len(model) > MODEL_MAX_CHARS:  # the reply could not be saved: every model column holds 100
@@ -373,11 +374,12 @@ def reply_plan(
     # Leased last, so no refusal above has a lease to give back.
     lease = ""
     if conversation is not None:
-        lease = lease_acquire(conversation.pk)
-        if lease is None:
+        acquired = lease_acquire(conversation.pk)
+        if acquired is None:
             raise ChatRefusal(
                 _("A reply is still being written in this conversation. Stop it or wait for it."), status=409
             )
+        lease = acquired
     return ReplyPlan(
         user,
         conversation,
@@ -431,6 +433,7 @@ def reply_record(plan: ReplyPlan) -> PreparedReply:
 
 def _continued_record(plan: ReplyPlan, conversation: Conversation) -> PreparedReply:
     """Reopen the answer being continued: it streams again, its text so far is the new reply's prefix."""
+    assert plan.anchor is not None  # thread_fork refuses a continue without an answer to go on with
     assistant = Message.objects.select_for_update(of=("self",)).select_related("parent").get(pk=plan.anchor.pk)
     assistant.conversation = conversation  # read again when the reply starts, on the event loop
     prefix = (("reasoning", assistant.reasoning), ("content", assistant.content))
@@ -464,9 +467,10 @@ def _prepared(
 def _record_user_turn(conversation: Conversation, text: str, mode: str, anchor: Message | None) -> Message:
     """Add the user's message under the anchor (a new version of it for "edit"); regenerate reuses it."""
     if mode == "regenerate":
+        assert anchor is not None  # thread_fork refuses a regenerate with no message to answer
         return anchor
     message = Message(conversation=conversation, role=Role.USER, content=text)
-    message.parent = anchor.parent if mode == "edit" else anchor
+    message.parent = anchor.parent if mode == "edit" and anchor is not None else anchor
     message.is_root = message.parent is None  # an edit of the first message is a new first version
     message.save()
     return message
@@ -538,6 +542,7 @@ def reply_finish(
         # The browser already has the text; losing the row must not break the stream.
         logger.exception("could not save reply %s", prepared.assistant_message.pk)
         lease_release(prepared.conversation.pk, prepared.lease)
+        return None
 
 
 def _reply_save(

@@ -377,7 +377,7 @@ def credential_mark_invalid(*, credential: Credential, detail: str) -> None:
     credential_change_status(credential, Status.INVALID, detail)
 
 
-def credential_for_user(*, user: User, credential_id: str | None = None) -> Credential | None:
+def credential_for_user(*, user: User, credential_id: str | uuid.UUID | None = None) -> Credential | None:
     """Pick the credential a chat should use: the one asked for, else the default, else any usable."""
     credentials = user.credentials.all()
     if credential_id:
