@@ -242,11 +242,12 @@ def main() -> dict:
     django.setup()
     load = [round(v, 2) for v in os.getloadavg()]
     result: dict = {"load_average_before": load, "parse": asyncio.run(_parse_costs())}
+    runs = os.environ.get("BENCH_PROVIDER_RUNS", "line,huge,trickle").split(",")
     upstream = [sys.executable, "-m", "bench.hostile_upstream", "{port}"]
     stack = Stack(
         os.environ.get("BENCH_PROVIDER_PG_DB", "byok_bench_provider"),
         upstream=upstream,
-        people=3 * CHATS,
+        people=len(runs) * CHATS,
         prefix=PREFIX,
         model="line",
         redis_dbs=(10, 11),
@@ -262,9 +263,10 @@ def main() -> dict:
         idle.stop.set()
         idle.join()
         result["healthz_idle"] = {**idle.stats(), "rss_mb": _memory_mb(web)}
-        for run, model in enumerate(os.environ.get("BENCH_PROVIDER_RUNS", "line,huge,trickle").split(",")):
-            result[f"hostile_{model}"] = _hostile_run(stack, run, model)
-            print(json.dumps({model: result[f"hostile_{model}"]}), flush=True)
+        for run, model in enumerate(runs):
+            key = f"hostile_{model}" + (f"_{run}" if runs.count(model) > 1 else "")
+            result[key] = _hostile_run(stack, run, model)
+            print(json.dumps({key: result[key]}), flush=True)
         http = stack.sign_in(f"{PREFIX}0000", "198.18.0.1")
         started = time.perf_counter()
         answer = http.get("/chat/models/")
