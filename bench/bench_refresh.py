@@ -12,9 +12,10 @@ Then, in this process, database queries per credential are counted with
 `connection.execute_wrapper`: beat's fan-out once, and each batch task run
 eagerly, for 100 and for 1,000 due credentials, to show the count is constant.
 
-BENCH_REFRESH_CREDENTIALS (10,000) changes the size, BENCH_REFRESH_POOL and BENCH_REFRESH_CONCURRENCY the worker's
-pool for experiments; BENCH_REDIS_URL the broker (default Redis database 13 on 127.0.0.1:6379, the kombu filesystem
-broker when no Redis answers), BENCH_REFRESH_PG_DB the PostgreSQL database it drops and creates.
+BENCH_REFRESH_CREDENTIALS (10,000) changes the size, BENCH_REFRESH_LATENCY_MS (0) makes the token server wait
+that long before each answer, as a remote identity provider would, BENCH_REFRESH_POOL and BENCH_REFRESH_CONCURRENCY
+the worker's pool for experiments; BENCH_REDIS_URL the broker (default Redis database 13 on 127.0.0.1:6379, the kombu
+filesystem broker when no Redis answers), BENCH_REFRESH_PG_DB the PostgreSQL database it drops and creates.
 The measuring runs in a child process (`python -m bench.bench_refresh`) so its
 DATABASE_URL and broker never mix with another benchmark's Django setup.
 """
@@ -44,6 +45,8 @@ REDIS_BROKER = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
 POOL = os.environ.get("BENCH_REFRESH_POOL", "prefork")
 CONCURRENCY = int(os.environ.get("BENCH_REFRESH_CONCURRENCY", 2))
 DEADLINE_SECONDS = 600
+# The token server's answer time: a real identity provider takes tens to hundreds of ms; the local one about 1 ms.
+LATENCY_MS = float(os.environ.get("BENCH_REFRESH_LATENCY_MS", 0))
 
 
 def main() -> dict:
@@ -80,6 +83,7 @@ def table(result: dict) -> str:
     rows = [
         ("credentials (all inside the refresh margin)", f"{result['credentials']:,}"),
         ("grants", "half client credentials (a client id each), half refresh token with rotation"),
+        ("token server's added answer time", f"{result.get('token_server_latency_ms', 0):g} ms"),
         ("database", result["database"]),
         ("broker", result["broker"]),
         ("worker", result["worker"]),
@@ -152,6 +156,11 @@ def _serve_tokens(count: int) -> None:
         def __init__(self) -> None:
             super().__init__(expires_in=3600)
             self.client_grants: Counter = Counter()
+
+        def handle(self, http, request) -> None:
+            if LATENCY_MS:
+                time.sleep(LATENCY_MS / 1000)  # this request's thread waits, as on a remote server; no CPU
+            super().handle(http, request)
 
         def _issue(self, grant, refresh_token):
             if refresh_token is None:  # the bench rotates every refresh token: None is a client-credentials grant
@@ -240,6 +249,7 @@ def _run() -> dict:
         "broker": "Redis" if settings_broker().startswith("redis") else "kombu filesystem",
         "worker": f"1 Celery node, {POOL} pool, concurrency {CONCURRENCY}, batches of "
         f"{settings_value('REFRESH_BATCH_SIZE')}, {settings_value('REFRESH_THREADS')} token requests at once",
+        "token_server_latency_ms": LATENCY_MS,
         "seconds_to_refresh_all": round(seconds, 1),
         "refreshes_per_second": round(len(ids) / seconds),
         "progress": timing["progress"],
