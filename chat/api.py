@@ -44,7 +44,7 @@ from chat.usage import usage_write
 from project.errors import DATABASE_RETRY_SECONDS, DATABASE_UNAVAILABLE, database_unavailable
 from tokens.api_keys import ApiAuthError, ApiGrant, access_token_issue, api_bearer_verify, clean_model_list
 from tokens.models import Credential
-from tokens.provider import Bearer, Completion, Delta, ProviderError, stream_chat_batches
+from tokens.provider import Bearer, Completion, Delta, ProviderError, stream_chat
 from tokens.services import CredentialError, bearer_for, credential_for_user
 
 logger = logging.getLogger(__name__)
@@ -563,17 +563,18 @@ def usage_save(
         return None
 
 
-async def _relayed(call: ApiCall, stream: AsyncGenerator[list[Delta], None], completion: Completion, first=_UNREAD):
-    """Yield the reply's batches of deltas; record the call once when the stream ends, fails or is dropped."""
+async def _relayed(call: ApiCall, stream: AsyncGenerator[Delta, None], completion: Completion, first=_UNREAD):
+    """Yield the reply's deltas; record the call once when the stream ends, fails or is dropped."""
     parts: list[str] = []
     state, error = State.STREAMING, None
     try:
         async with aclosing(stream):
-            batch = await anext(stream, None) if first is _UNREAD else first
-            while batch is not None:
-                parts.extend(delta.text for delta in batch if delta.kind == "content")
-                yield batch
-                batch = await anext(stream, None)
+            delta = await anext(stream, None) if first is _UNREAD else first
+            while delta is not None:
+                if delta.kind == "content":
+                    parts.append(delta.text)
+                yield delta
+                delta = await anext(stream, None)
         state = State.COMPLETE
     except ProviderError as exc:
         error, state = exc, State.INCOMPLETE if parts else State.ERROR
@@ -611,17 +612,15 @@ class _ChunkWriter:
         return self.usage_head + json.dumps(usage).encode() + b"}\n\n"
 
 
-async def _sse(
-    call: ApiCall, stream: AsyncGenerator[list[Delta], None], first: list[Delta] | None, completion: Completion
-):
-    """The chunks as OpenAI sends them, one event per upstream piece; the pieces of one read go in one send."""
+async def _sse(call: ApiCall, stream: AsyncGenerator[Delta, None], first: Delta | None, completion: Completion):
     writer = _ChunkWriter(call)
     parts: list[str] = []
     yield writer.event({"role": "assistant", "content": ""})
     try:
-        async for batch in _relayed(call, stream, completion, first):
-            parts.extend(delta.text for delta in batch if delta.kind == "content")
-            yield b"".join([writer.delta(delta) for delta in batch])
+        async for delta in _relayed(call, stream, completion, first):
+            if delta.kind == "content":
+                parts.append(delta.text)
+            yield writer.delta(delta)
     except ProviderError as exc:
         # OpenAI ends a failed stream with an error event; the SDK raises APIError on it.
         yield b"data: " + json.dumps(_from_upstream(exc).payload()).encode() + b"\n\n"
@@ -632,13 +631,12 @@ async def _sse(
     yield b"data: [DONE]\n\n"
 
 
-async def _complete(call: ApiCall, stream: AsyncGenerator[list[Delta], None], completion: Completion) -> JsonResponse:
+async def _complete(call: ApiCall, stream: AsyncGenerator[Delta, None], completion: Completion) -> JsonResponse:
     content: list[str] = []
     reasoning: list[str] = []
     try:
-        async for batch in _relayed(call, stream, completion):
-            for delta in batch:
-                (content if delta.kind == "content" else reasoning).append(delta.text)
+        async for delta in _relayed(call, stream, completion):
+            (content if delta.kind == "content" else reasoning).append(delta.text)
     except ProviderError as exc:
         return error_response(_from_upstream(exc))
     message: dict[str, Any] = {"role": "assistant", "content": "".join(content), "refusal": None, "annotations": []}
@@ -665,12 +663,7 @@ async def chat_completions(request: HttpRequest) -> HttpResponseBase:
     except ApiError as exc:
         return error_response(exc)
     completion = Completion(model=call.model)
-    # Paced like the web chat when streamed (STREAM_INTERVAL_MS): still one event per upstream piece, as OpenAI sends
-    # them, but the pieces of one read go out in one send.
-    interval = settings.STREAM_INTERVAL_MS / 1000 if call.stream else 0.0
-    stream = stream_chat_batches(
-        call.bearer, model=call.model, messages=call.messages, completion=completion, interval=interval, **call.options
-    )
+    stream = stream_chat(call.bearer, model=call.model, messages=call.messages, completion=completion, **call.options)
     if not call.stream:
         return await _complete(call, stream, completion)
     # Wait for the first piece, so a provider that refuses at once gets its own status code, not a 200 stream.

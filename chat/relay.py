@@ -30,7 +30,7 @@ import contextvars
 import logging
 import threading
 import weakref
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing, suppress
 from itertools import accumulate, groupby
 from operator import itemgetter
@@ -82,14 +82,9 @@ class Reply:
         self._ticker: asyncio.TimerHandle | None = None
 
     def push(self, kind: str, text: str) -> None:
-        self.extend(((kind, text),))
-
-    def extend(self, deltas: Iterable[tuple[str, str]]) -> None:
-        """Append (kind, text) pieces, then wake the followers once."""
-        for kind, text in deltas:
-            self.runs.append((kind, text))
-            self.size += len(text)
-            self.ends.append(self.size)
+        self.runs.append((kind, text))
+        self.size += len(text)
+        self.ends.append(self.size)
         if len(self.runs) >= COMPACT_EVERY:
             self.runs = [(k, "".join(text for _k, text in run)) for k, run in groupby(self.runs, key=itemgetter(0))]
             self.ends = list(accumulate(len(text) for _k, text in self.runs))
@@ -295,13 +290,8 @@ async def _generate(
     and nothing reaches a follower until it is (`recording`, or a save started here)."""
     translation.activate(language)  # messages in the reader's language, as the request had it
     completion = Completion(model=plan.model)
-    stream = provider.stream_chat_batches(
-        plan.bearer,
-        model=plan.model,
-        messages=plan.history,
-        completion=completion,
-        trim_on_overflow=True,
-        interval=settings.STREAM_INTERVAL_MS / 1000,
+    stream = provider.stream_chat(
+        plan.bearer, model=plan.model, messages=plan.history, completion=completion, trim_on_overflow=True
     )
     first = asyncio.ensure_future(anext(stream, None))
     if recording is None:
@@ -341,17 +331,17 @@ async def _generate(
 async def _relay(
     reply: Reply,
     prepared: services.PreparedReply,
-    stream: AsyncGenerator[list[Delta], None],
+    stream: AsyncGenerator[Delta, None],
     first: asyncio.Future,
     completion: Completion,
 ) -> None:
     state, error = State.STREAMING, None
     try:
         async with aclosing(stream):
-            batch = await first
-            while batch is not None:
-                reply.extend(batch)
-                batch = await anext(stream, None)
+            delta = await first
+            while delta is not None:
+                reply.push(delta.kind, delta.text)
+                delta = await anext(stream, None)
         state = State.COMPLETE
     except asyncio.CancelledError:
         # Stop cancels the task; so does the event loop closing down, which leaves the reply incomplete.

@@ -333,9 +333,6 @@ UPSTREAM_MAX_REPLY_BYTES = env.int("UPSTREAM_MAX_REPLY_BYTES", default=32 * 1024
 # Text (answer plus reasoning) one reply may hold: about 250k tokens, past any model's output limit today.
 UPSTREAM_MAX_REPLY_CHARS = env.int("UPSTREAM_MAX_REPLY_CHARS", default=1_000_000)
 UPSTREAM_MAX_LIST_BYTES = env.int("UPSTREAM_MAX_LIST_BYTES", default=8 * 1024 * 1024)
-# After a reply's first token (sent at once), the upstream is read, and the reply sent on, at most every this many
-# ms: what arrived meanwhile goes as one batch, so the per-chunk work is paid per batch (0 = every chunk at once).
-STREAM_INTERVAL_MS = env.int("STREAM_INTERVAL_MS", default=50)
 CHECK_TIMEOUT = env.float("CHECK_TIMEOUT", default=10.0)
 
 # Credential lifecycle

@@ -21,15 +21,13 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextvars import ContextVar
 from typing import Any, cast
 
-import h11
 import httpcore
 import requests
 from httpcore._backends.base import SOCKET_OPTION
-from httpcore._models import Origin, Request, Response
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
@@ -421,69 +419,3 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
-
-
-# One body part per read instead of one per HTTP chunk
-
-
-class _BatchedHTTP11Connection(httpcore.AsyncHTTP11Connection):
-    """httpcore's HTTP/1.1 connection (h11), but a response body comes out as all the data one network read
-    brought, instead of one part per HTTP chunk.
-
-    An SSE stream sends each event as its own chunk; each part then climbs httpcore's and httpx's stream layers
-    (six async generators and a context manager apiece, about 30 µs in a profile). When the reader lets chunks
-    gather between reads (tokens.provider.stream paces its reads), the chunks of one read climb them once.
-    """
-
-    async def _receive_response_body(self, request: Request) -> AsyncIterator[bytes]:
-        timeout = request.extensions.get("timeout", {}).get("read")
-        event: h11.Event | type[h11.PAUSED] | type[h11.NEED_DATA]
-        while True:
-            event = await self._receive_event(timeout=timeout)
-            if isinstance(event, h11.Data):
-                parts = [bytes(event.data)]
-                while True:  # what h11 already holds: no network read
-                    try:
-                        event = self._h11_state.next_event()
-                    except h11.RemoteProtocolError as exc:
-                        raise httpcore.RemoteProtocolError(str(exc)) from exc
-                    if not isinstance(event, h11.Data):
-                        break
-                    parts.append(bytes(event.data))
-                yield parts[0] if len(parts) == 1 else b"".join(parts)
-            if isinstance(event, (h11.EndOfMessage, h11.PAUSED)):
-                return
-
-
-class _BatchedConnection(httpcore.AsyncHTTPConnection):
-    """httpcore's connection with `_BatchedHTTP11Connection` for HTTP/1.1 (the chat client does not use HTTP/2)."""
-
-    async def handle_async_request(self, request: Request) -> Response:
-        if not self.can_handle_request(request.url.origin):
-            raise RuntimeError(f"Attempted to send request to {request.url.origin} on connection to {self._origin}")
-        try:
-            async with self._request_lock:
-                if self._connection is None:
-                    stream = await self._connect(request)
-                    self._connection = _BatchedHTTP11Connection(
-                        origin=self._origin, stream=stream, keepalive_expiry=self._keepalive_expiry
-                    )
-        except BaseException:
-            self._connect_failed = True
-            raise
-        return await self._connection.handle_async_request(request)
-
-
-class BatchedConnectionPool(httpcore.AsyncConnectionPool):
-    """httpcore's pool of `_BatchedConnection`s: HTTP/1.1, no proxy (the chat client sets neither)."""
-
-    def create_connection(self, origin: Origin) -> httpcore.AsyncConnectionInterface:
-        return _BatchedConnection(
-            origin=origin,
-            ssl_context=self._ssl_context,
-            keepalive_expiry=self._keepalive_expiry,
-            retries=self._retries,
-            local_address=self._local_address,
-            network_backend=self._network_backend,
-            socket_options=self._socket_options,
-        )

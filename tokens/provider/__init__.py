@@ -8,7 +8,7 @@ from __future__ import annotations
 from tokens.provider.endpoint import AZURE_KIND, Bearer, PastedURL, is_azure_host, normalise_base_url
 from tokens.provider.errors import ProviderError, plain_text
 from tokens.provider.listing import list_models, model_ids
-from tokens.provider.stream import Completion, Delta, stream_chat, stream_chat_batches
+from tokens.provider.stream import Completion, Delta, stream_chat
 from tokens.provider.usage import normalise_usage
 
 __all__ = [
@@ -25,5 +25,4 @@ __all__ = [
     "normalise_usage",
     "plain_text",
     "stream_chat",
-    "stream_chat_batches",
 ]

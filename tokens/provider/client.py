@@ -10,10 +10,11 @@ import asyncio
 import weakref
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 
+import httpcore
 import httpx
 from django.conf import settings
 
-from tokens.transport import AsyncioBackend, BatchedConnectionPool, GuardedNetworkBackend
+from tokens.transport import AsyncioBackend, GuardedNetworkBackend
 
 _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[bool, httpx.AsyncClient]] = (
     weakref.WeakKeyDictionary()
@@ -35,8 +36,8 @@ def _new_client(guarded: bool) -> httpx.AsyncClient:
     ssl_context = httpx.create_ssl_context()  # loading the CA bundle takes ~0.25 s: once per client
     transport = httpx.AsyncHTTPTransport(verify=ssl_context, limits=limits, trust_env=False)
     # httpx takes no network backend; give its pool one on the loop's own transports (guarded ones resolve and
-    # check the address first), and connections that hand on a read's body data as one part.
-    transport._pool = BatchedConnectionPool(
+    # check the address first).
+    transport._pool = httpcore.AsyncConnectionPool(
         ssl_context=ssl_context,
         max_connections=limits.max_connections,
         max_keepalive_connections=limits.max_keepalive_connections,

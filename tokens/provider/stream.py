@@ -90,43 +90,6 @@ async def stream_chat(
 ) -> AsyncGenerator[Delta, None]:
     """Yield Delta(kind, text) pieces of one chat completion as they arrive; raise ProviderError.
 
-    `stream_chat_batches` without pacing, one delta at a time (see there for the retries and errors).
-    """
-    async with aclosing(
-        stream_chat_batches(
-            bearer,
-            model=model,
-            messages=messages,
-            completion=completion,
-            trim_on_overflow=trim_on_overflow,
-            renew=renew,
-            interval=0.0,
-            **options,
-        )
-    ) as batches:
-        async for batch in batches:
-            for delta in batch:
-                yield delta
-
-
-async def stream_chat_batches(
-    bearer: Bearer,
-    *,
-    model: str,
-    messages: list[dict],
-    completion: Completion,
-    trim_on_overflow: bool = False,
-    renew: Renew | None = None,
-    interval: float = 0.0,
-    **options: object,
-) -> AsyncGenerator[list[Delta], None]:
-    """Yield the pieces of one chat completion as lists of Delta(kind, text), one list per read; raise ProviderError.
-
-    `interval` (seconds) paces the reads after the first piece: the next read starts no sooner than `interval`
-    after the last one began, so what arrived meanwhile is parsed and handed on as one list (one wake-up, one
-    send to the browser) instead of one per upstream chunk. The first piece, and the end of the stream, are never
-    held back; a piece waits at most `interval`.
-
     Sends one request. It is re-sent only when the provider certainly did not start: the connection
     failed before the request went out, or it answered 502/503/504 (up to RESENDS times). Never after
     a timeout. Before any output it also retries once: without `stream_options` if the provider
@@ -142,9 +105,9 @@ async def stream_chat_batches(
         completion.attempts += 1
         body = _payload(model, messages, stream_options, options)
         try:
-            async with aclosing(_attempt(bearer, model, body, completion, interval)) as batches:
-                async for batch in batches:
-                    yield batch
+            async with aclosing(_attempt(bearer, model, body, completion)) as deltas:
+                async for delta in deltas:
+                    yield delta
             return
         except ProviderError as exc:
             failure = exc
@@ -180,9 +143,7 @@ async def stream_chat_batches(
         await asyncio.sleep(wait)
 
 
-async def _attempt(
-    bearer: Bearer, model: str, body: bytes, completion: Completion, interval: float
-) -> AsyncGenerator[list[Delta], None]:
+async def _attempt(bearer: Bearer, model: str, body: bytes, completion: Completion) -> AsyncGenerator[Delta, None]:
     loop = asyncio.get_running_loop()
     start = loop.time()
     first_deadline = start + settings.UPSTREAM_FIRST_TOKEN_TIMEOUT
@@ -225,7 +186,8 @@ async def _attempt(
         content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type == "application/json":
             raw = await _read_capped(response, settings.UPSTREAM_MAX_REPLY_BYTES, end)
-            yield _completion_from_json(raw, completion, bearer, model)
+            for delta in _completion_from_json(raw, completion, bearer, model):
+                yield delta
             return
         if content_type not in ("text/event-stream", "application/x-ndjson", ""):
             raise ProviderError(
@@ -233,10 +195,9 @@ async def _attempt(
                 _("The provider answered with %(type)s instead of a chat completion. Check the base URL.")
                 % {"type": content_type[:60]},
             )
-        batches = _read_events(response, completion, bearer, model, first_deadline, end, interval)
-        async with aclosing(batches):
-            async for batch in batches:
-                yield batch
+        async with aclosing(_read_events(response, completion, bearer, model, first_deadline, end)) as deltas:
+            async for delta in deltas:
+                yield delta
     finally:
         await response.aclose()
 
@@ -302,14 +263,8 @@ class _ReadWatch:
 
 
 async def _read_events(
-    response: httpx.Response,
-    completion: Completion,
-    bearer: Bearer,
-    model: str,
-    first_deadline: float,
-    end: float,
-    interval: float = 0.0,
-) -> AsyncGenerator[list[Delta], None]:
+    response: httpx.Response, completion: Completion, bearer: Bearer, model: str, first_deadline: float, end: float
+) -> AsyncGenerator[Delta, None]:
     loop = asyncio.get_running_loop()
     idle, tail = settings.UPSTREAM_READ_TIMEOUT, settings.UPSTREAM_TAIL_SECONDS
     max_event, max_bytes = settings.UPSTREAM_MAX_EVENT_BYTES, settings.UPSTREAM_MAX_REPLY_BYTES
@@ -317,15 +272,9 @@ async def _read_events(
     events = EventSplitter()
     raw = response.aiter_raw()
     total = chars = 0
-    next_read = 0.0  # loop time before which a paced read waits
     watch = _ReadWatch(min(first_deadline, end))
     try:
         while True:
-            if interval and completion.first_token_at is not None and completion.finish_reason is None:
-                # Paced: let the chunks of the next `interval` gather in the socket and go on as one batch.
-                if (wait := next_read - loop.time()) > 0:
-                    await asyncio.sleep(wait)
-                next_read = loop.time() + interval
             watch.reading = True
             try:
                 chunk = await anext(raw, None)
@@ -342,29 +291,14 @@ async def _read_events(
             found = events.feed(chunk)
             if events.pending > max_event or total > max_bytes:
                 raise _cut_or(completion, ProviderError("too_large", _("The provider sent more than we accept.")))
-            batch: list[Delta] = []
-            failure: ProviderError | None = None
-            done = False
-            try:
-                for name, data in found:
-                    if data == b"[DONE]":
-                        done = True
-                        break
-                    for delta in _apply(_json(data), name, completion, bearer, model):
-                        chars += len(delta.text)
-                        if chars > max_chars:
-                            raise _cut_or(
-                                completion, ProviderError("too_large", _("The reply is longer than we accept."))
-                            )
-                        batch.append(delta)
-            except ProviderError as exc:
-                failure = exc  # what came before it in this read is still the reader's
-            if batch:
-                yield batch
-            if failure is not None:
-                raise failure
-            if done:
-                return
+            for name, data in found:
+                if data == b"[DONE]":
+                    return
+                for delta in _apply(_json(data), name, completion, bearer, model):
+                    chars += len(delta.text)
+                    if chars > max_chars:
+                        raise _cut_or(completion, ProviderError("too_large", _("The reply is longer than we accept.")))
+                    yield delta
             if completion.finish_reason is not None:
                 # Done but for the usage chunk and [DONE]; some servers then hold the connection open.
                 watch.deadline = min(end, loop.time() + tail)
