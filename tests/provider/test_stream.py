@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
 
 from tests.fakes.providers import FakeProvider
 from tests.provider.conftest import bearer_for_fake, run_stream
+from tokens.provider import Completion, stream_chat
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -250,3 +252,21 @@ def test_it_splits_events_whatever_the_reads_and_line_endings(split):
         events += splitter.feed(wire[start : start + split])
     assert events == [(b"", b"one"), (b"reasoning", b"two\nthree"), (b"", b""), (b"", b'{"x": 1}')]
     assert splitter.pending == len(b"data: incomplete")
+
+
+def test_it_reuses_the_connection_for_the_next_reply(local):
+    # The reader stops at [DONE]; unless the body is read to its end, httpcore drops the connection and every
+    # reply pays a new TCP and TLS handshake.
+    async def three_replies(bearer):
+        for _ in range(3):
+            completion = Completion(model="gpt-4o-mini")
+            messages = [{"role": "user", "content": "Hello?"}]
+            text = [
+                d.text async for d in stream_chat(bearer, model="gpt-4o-mini", messages=messages, completion=completion)
+            ]
+            assert "".join(text) == "Hello there." and completion.finish_reason == "stop"
+
+    with FakeProvider("openai") as fake:
+        asyncio.run(three_replies(bearer_for_fake(fake)))
+        assert len(fake.chat_requests) == 3
+        assert fake.connections_accepted == 1

@@ -21,6 +21,11 @@ _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[bool, httpx.
 )
 
 
+# Idle connections kept per client. httpcore's pool walks all its connections on every request and release, so a
+# few hundred idle ones cost more CPU at 250 streams than the handshakes they save (kit runs, 2026-11-30).
+KEEPALIVE_CONNECTIONS = 32
+
+
 def no_cookies() -> CookieJar:
     """A cookie jar that refuses every cookie."""
     return CookieJar(policy=refuse_cookies())
@@ -32,7 +37,7 @@ def refuse_cookies() -> DefaultCookiePolicy:
 
 
 def _new_client(guarded: bool) -> httpx.AsyncClient:
-    limits = httpx.Limits(max_connections=4000, max_keepalive_connections=200, keepalive_expiry=30)
+    limits = httpx.Limits(max_connections=4000, max_keepalive_connections=KEEPALIVE_CONNECTIONS, keepalive_expiry=30)
     ssl_context = httpx.create_ssl_context()  # loading the CA bundle takes ~0.25 s: once per client
     transport = httpx.AsyncHTTPTransport(verify=ssl_context, limits=limits, trust_env=False)
     # httpx takes no network backend; give its pool one on the loop's own transports (guarded ones resolve and

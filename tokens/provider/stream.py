@@ -15,8 +15,8 @@ import logging
 import random
 import re
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable
-from contextlib import aclosing
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from contextlib import aclosing, suppress
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -293,6 +293,7 @@ async def _read_events(
                 raise _cut_or(completion, ProviderError("too_large", _("The provider sent more than we accept.")))
             for name, data in found:
                 if data == b"[DONE]":
+                    await _finish_body(raw)
                     return
                 for delta in _apply(_json(data), name, completion, bearer, model):
                     chars += len(delta.text)
@@ -312,6 +313,27 @@ async def _read_events(
         watch.close()
     if completion.finish_reason is None:
         raise _cut_or(completion, ProviderError("cut", _("The provider ended the stream before the reply started.")))
+
+
+# The body's last chunk follows [DONE] at once, usually in the same read; a server that holds the connection open
+# after it is not waited for longer than this.
+BODY_END_SECONDS = 0.05
+BODY_END_BYTES = 4096
+
+
+async def _finish_body(raw: AsyncIterator[bytes]) -> None:
+    """Read the little that follows `data: [DONE]` up to the end of the response body, so that httpcore puts the
+    connection back in its pool: it keeps only connections whose response was read to the end, and without this
+    every reply opened a new TCP (and TLS) connection. Gives up after BODY_END_SECONDS or BODY_END_BYTES; the
+    connection is then closed, as before."""
+    left = BODY_END_BYTES
+    with suppress(TimeoutError, httpx.HTTPError):
+        async with asyncio.timeout(BODY_END_SECONDS):
+            while left > 0:
+                chunk = await anext(raw, None)
+                if chunk is None:
+                    return
+                left -= len(chunk)
 
 
 def _cut_or(completion: Completion, error: ProviderError) -> ProviderError:
