@@ -73,7 +73,7 @@ def _message_id(request: AuthenticatedHttpRequest) -> int | None:
 
 
 async def _stream_reply(request: AuthenticatedHttpRequest, pk: int | None, mode: str) -> HttpResponseBase:
-    """Check the request, start the reply and save the user's turn, in one hop to a worker thread.
+    """Check the request, start the reply and save the user's turn, in one hop to the request's thread.
 
     The checks run first and write nothing but the conversation's lease; as soon as they pass, the upstream call
     starts on the event loop while the same thread saves the turn (`services.reply_record`). Nothing is streamed
@@ -103,8 +103,7 @@ async def _stream_reply(request: AuthenticatedHttpRequest, pk: int | None, mode:
             loop.call_soon_threadsafe(checked.set_result, plan)
             return services.reply_record(plan)
 
-        # A worker thread, not the request's: that one goes on with the response (its middleware) meanwhile.
-        recording = asyncio.ensure_future(services.in_thread(check_then_record)())
+        recording = asyncio.ensure_future(services.in_thread(check_then_record, request=True)())
         try:
             await asyncio.wait([checked, recording], return_when=asyncio.FIRST_COMPLETED)
         except asyncio.CancelledError:
