@@ -128,8 +128,11 @@ def test_it_hides_alices_conversation_from_bob(page: Page, alice, bob):
 
 
 def test_it_suggests_the_credentials_models_and_sends_any_typed_one(alice_page: Page, fake_openai):
+    # Logging in opened /chat/, whose page lists (and caches) the fake's default models: wait for that listing to
+    # land before clearing the cache, or it can be cached again after the clear (seen once in CI).
+    expect(alice_page.locator("#model-suggestions option")).not_to_have_count(0)
     fake_openai.models = ["gpt-4o", "gpt-4o-mini", "o4-mini"]
-    cache.clear()  # logging in already listed (and cached) the fake's default models
+    cache.clear()
     alice_page.goto("/chat/")
     picker = alice_page.locator("input[name=model]")
     expect(alice_page.locator("#model-suggestions option")).to_have_count(3)
