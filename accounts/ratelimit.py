@@ -1,8 +1,17 @@
-"""Fixed-window rate limits kept in the cache (Redis in production)."""
+"""Sliding-window rate limits kept in the cache (Redis in production): at most `limit` hits in any `window` seconds.
+
+A fixed window let twice the limit through across a window's edge (two hits at 11:59:59 and two at 12:00:00 with a
+limit of two), and the sliding-window counter that estimates instead can make a person wait up to twice the window
+(one hit a minute, sent at 12:00:10, would be refused until 12:02:00). So each key keeps the times of its allowed hits
+(a sorted set on Redis: at most `limit` entries, gone after `window` seconds) and a refused hit is not kept. The
+`limits` package has this algorithm but no storage on Django's cache, which the site uses without Redis.
+"""
 
 from __future__ import annotations
 
 import logging
+import math
+import os
 import time
 from dataclasses import dataclass
 
@@ -27,37 +36,53 @@ def parse_rate(rate: str) -> tuple[int, int]:
 
 
 def hit(key: str, *, limit: int, window: int) -> Verdict:
-    """Count one hit against key; refuse once limit hits fall in the current window."""
-    now = int(time.time())
-    window_start = now - now % window
-    cache_key = f"rl:{key}:{window_start}"
+    """Count one hit against key; refuse it when `limit` hits were allowed in the last `window` seconds.
+
+    `retry_after`: whole seconds until the oldest of those hits leaves the window (at least 1 when refused, 0 when
+    allowed). Refused hits are not counted. A cache outage allows the hit. One Redis round trip when allowed, two
+    when refused.
+    """
+    now = time.time()
+    cache_key = f"rl:{key}"
     try:
-        count = _count(cache_key, window + 1)
-        if count is None:  # the cache swallowed an outage
-            raise ConnectionError("cache unavailable")
+        earlier = _record(cache_key, now, limit=limit, window=window)
     except Exception:
         # A cache outage must not lock everyone out; limits resume when it is back.
         logger.warning("rate limit cache unavailable; allowing %s", key.split(":")[0], exc_info=True)
         return Verdict(allowed=True, retry_after=0)
-    return Verdict(allowed=count <= limit, retry_after=window_start + window - now)
+    if earlier is None:
+        return Verdict(allowed=True, retry_after=0)
+    if limit <= 0:
+        return Verdict(allowed=False, retry_after=window)
+    # This hit fits once all but limit - 1 of the earlier hits have left the window.
+    frees_at = earlier[len(earlier) - limit] + window
+    return Verdict(allowed=False, retry_after=max(1, math.ceil(frees_at - now)))
 
 
-def _count(cache_key: str, timeout: int) -> int | None:
-    """Add one hit to the window's counter and return the count; one round trip on Redis (a pipeline of SET NX EX
-    and INCR, where django-redis's add and incr take two), Django's add and incr on other caches."""
+def _record(cache_key: str, now: float, *, limit: int, window: int) -> list[float] | None:
+    """Keep a hit at `now` if fewer than `limit` were kept in the last `window` seconds and return None; else keep
+    nothing and return the kept hits' times, oldest first. On Redis a MULTI of ZREMRANGEBYSCORE, ZADD, ZRANGE and
+    EXPIRE, so concurrent hits are counted one after another, and a ZREM of a refused hit; Django's API elsewhere."""
     client = getattr(getattr(cache, "client", None), "get_client", None)  # django-redis
     if client is not None:
+        redis = client(write=True)
         redis_key = cache.make_and_validate_key(cache_key)
-        pipe = client(write=True).pipeline(transaction=False)
-        pipe.set(redis_key, 0, ex=timeout, nx=True)
-        pipe.incr(redis_key)
-        return pipe.execute()[1]
-    cache.add(cache_key, 0, timeout=timeout)
-    try:
-        return cache.incr(cache_key)
-    except ValueError:  # expired between add and incr
-        cache.set(cache_key, 1, timeout=timeout)
-        return 1
+        member = f"{now:.6f}:{os.urandom(4).hex()}"
+        pipe = redis.pipeline(transaction=True)
+        pipe.zremrangebyscore(redis_key, "-inf", now - window)
+        pipe.zadd(redis_key, {member: now})
+        pipe.zrange(redis_key, 0, -1, withscores=True)
+        pipe.expire(redis_key, window + 1)
+        kept = pipe.execute()[2]
+        if len(kept) <= limit:
+            return None
+        redis.zrem(redis_key, member)
+        return [score for name, score in kept if name != member.encode()]
+    earlier = [at for at in cache.get(cache_key, ()) if at > now - window]
+    if len(earlier) >= limit:
+        return earlier
+    cache.set(cache_key, [*earlier, now], timeout=window + 1)
+    return None
 
 
 def client_ip(request: HttpRequest) -> str:
