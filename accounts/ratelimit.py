@@ -45,24 +45,23 @@ def hit(key: str, *, limit: int, window: int) -> Verdict:
     now = time.time()
     cache_key = f"rl:{key}"
     try:
-        earlier = _record(cache_key, now, limit=limit, window=window)
+        oldest = _record(cache_key, now, limit=limit, window=window)
     except Exception:
         # A cache outage must not lock everyone out; limits resume when it is back.
         logger.warning("rate limit cache unavailable; allowing %s", key.split(":")[0], exc_info=True)
         return Verdict(allowed=True, retry_after=0)
-    if earlier is None:
+    if oldest is None:
         return Verdict(allowed=True, retry_after=0)
-    if limit <= 0:
-        return Verdict(allowed=False, retry_after=window)
-    # This hit fits once all but limit - 1 of the earlier hits have left the window.
-    frees_at = earlier[len(earlier) - limit] + window
-    return Verdict(allowed=False, retry_after=max(1, math.ceil(frees_at - now)))
+    return Verdict(allowed=False, retry_after=max(1, math.ceil(oldest + window - now)))
 
 
-def _record(cache_key: str, now: float, *, limit: int, window: int) -> list[float] | None:
+def _record(cache_key: str, now: float, *, limit: int, window: int) -> float | None:
     """Keep a hit at `now` if fewer than `limit` were kept in the last `window` seconds and return None; else keep
-    nothing and return the kept hits' times, oldest first. On Redis a MULTI of ZREMRANGEBYSCORE, ZADD, ZRANGE and
-    EXPIRE, so concurrent hits are counted one after another, and a ZREM of a refused hit; Django's API elsewhere."""
+    nothing and return the time of the kept hit whose leaving the window frees a place (`now` with a limit of 0).
+
+    On Redis a MULTI of ZREMRANGEBYSCORE, ZADD, ZCARD and EXPIRE, so concurrent hits are counted one after another
+    and the cost does not grow with the count; a refused hit then takes a ZREM and a ZRANGE of one entry.
+    Django's cache API elsewhere (a list of times under the key)."""
     client = getattr(getattr(cache, "client", None), "get_client", None)  # django-redis
     if client is not None:
         redis = client(write=True)
@@ -71,16 +70,19 @@ def _record(cache_key: str, now: float, *, limit: int, window: int) -> list[floa
         pipe = redis.pipeline(transaction=True)
         pipe.zremrangebyscore(redis_key, "-inf", now - window)
         pipe.zadd(redis_key, {member: now})
-        pipe.zrange(redis_key, 0, -1, withscores=True)
+        pipe.zcard(redis_key)
         pipe.expire(redis_key, window + 1)
-        kept = pipe.execute()[2]
-        if len(kept) <= limit:
+        count = pipe.execute()[2]
+        if count <= limit:
             return None
-        redis.zrem(redis_key, member)
-        return [score for name, score in kept if name != member.encode()]
+        pipe = redis.pipeline(transaction=True)
+        pipe.zrem(redis_key, member)
+        first = max(count - 1 - limit, 0)  # among the count - 1 others, this one must leave for a place to free
+        pipe.zrange(redis_key, first, first, withscores=True)
+        return next((score for _name, score in pipe.execute()[1]), now)
     earlier = [at for at in cache.get(cache_key, ()) if at > now - window]
     if len(earlier) >= limit:
-        return earlier
+        return earlier[len(earlier) - limit] if limit > 0 else now
     cache.set(cache_key, [*earlier, now], timeout=window + 1)
     return None
 

@@ -53,3 +53,12 @@ def test_exactly_limit_hits_fit_in_a_quiet_window(limit):
 def test_keys_are_counted_apart():
     assert [v.allowed for v in hits_at([1, 2, 3], key="test:a")] == [True, True, False]
     assert hits_at([4], key="test:b")[0].allowed
+
+
+@pytest.mark.redis
+def test_a_key_holds_at_most_limit_hits_on_redis():
+    from django.core.cache import cache
+
+    hits_at([1, 2, 3] + [4] * 50, limit=3)
+    redis = cache.client.get_client(write=True)
+    assert redis.zcard(cache.make_and_validate_key("rl:test:1")) == 3
