@@ -410,7 +410,9 @@ def reply_record(plan: ReplyPlan) -> PreparedReply:
                 reply_lease=plan.lease,
                 reply_lease_until=timezone.now() + timedelta(seconds=settings.CHAT_LEASE_SECONDS),
             )
-        else:  # a reply left streaming by a process that died before its lease lapsed
+        elif conversation.reply_lease_until is not None:
+            # The lease, as the checks read it, had lapsed without being released: its process died, and a reply
+            # may be left streaming. A released lease (every reply that ended) spares this UPDATE.
             conversation.messages.filter(state=State.STREAMING).update(
                 state=State.INCOMPLETE, error=_("The server restarted while this reply was being written.")
             )
