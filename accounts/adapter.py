@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from types import SimpleNamespace
+from urllib.parse import urlsplit
 
 from allauth.account.adapter import DefaultAccountAdapter
 from allauth.core.exceptions import ImmediateHttpResponse
@@ -69,12 +70,25 @@ class AccountAdapter(DefaultAccountAdapter):
         self.send_mail("account/email/account_already_exists", email, ctx)
 
     def send_mail(self, template_prefix: str, email: str, context: dict) -> None:
-        """allauth's mails, naming the product and SITE_URL where allauth would name the request's host."""
+        """allauth's mails, naming the product and SITE_URL where allauth would name the request's host.
+
+        Links allauth builds from the request (the unknown-account mail's `signup_url`, and any it adds later) are
+        moved onto SITE_URL: the Host header, port included, is the sender's to choose.
+        """
         site = SimpleNamespace(name="BYOK Chat", domain=settings.SITE_URL)
-        super().send_mail(template_prefix, email, {**context, "current_site": site})
+        links = {name: _on_site(value) for name, value in context.items() if name.endswith("_url")}
+        super().send_mail(template_prefix, email, {**context, **links, "current_site": site})
 
     def _get_login_attempts_cache_key(self, request: HttpRequest, **credentials) -> str:
         """Count failed log-ins per account, whichever name or address was typed for it (allauth keys by the text)."""
         login = credentials.get("username") or credentials.get("email") or ""
         user = User.objects.filter_by_login(login).first()
         return f"user:{user.pk}" if user else f"login:{login.lower()}"
+
+
+def _on_site(link: object) -> object:
+    """An absolute link (allauth's mails link only to this site) moved onto SITE_URL; other values as they are."""
+    if not isinstance(link, str) or not link.startswith(("http://", "https://")):
+        return link
+    parts = urlsplit(link)
+    return settings.SITE_URL.rstrip("/") + parts.path + (f"?{parts.query}" if parts.query else "")

@@ -148,6 +148,17 @@ def test_it_resets_a_password_by_email(client, alice, settings):
     assert alice.check_password("reset phrase works 8")
 
 
+def test_it_links_the_unknown_account_mail_to_site_url_whatever_the_host(client, alice, settings):
+    settings.SITE_URL = "https://chat.example.org"
+    settings.ALLOWED_HOSTS = ["testserver", "evil.test", "chat.example.org"]
+    for host in ("evil.test", "chat.example.org:6666"):  # another name the site answers to, or a port of the sender's
+        mail.outbox.clear()
+        client.post("/accounts/password/reset/", {"email": "nobody@example.com"}, HTTP_HOST=host)
+        assert len(mail.outbox) == 1
+        assert "https://chat.example.org/accounts/signup/" in mail.outbox[0].body
+        assert host not in mail.outbox[0].body
+
+
 def test_it_answers_a_reset_for_an_unknown_address_the_same_way(client, alice):
     known = client.post("/accounts/password/reset/", {"email": "alice@example.com"})
     unknown = client.post("/accounts/password/reset/", {"email": "nobody@example.com"})
