@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import logging.config
 import re
 import sys
 import uuid
@@ -59,17 +60,47 @@ def redact(text: str) -> str:
     return _SECRET_SHAPES.sub(keep_prefix, text)
 
 
+def redact_record(record: logging.LogRecord) -> None:
+    """Redact a log record's message and traceback text in place (see `redact`)."""
+    try:
+        message = record.getMessage()
+    except Exception:  # arguments that do not fit the format: logging reports it when a handler emits the record
+        return
+    cleaned = redact(message)
+    if cleaned != message:
+        record.msg, record.args = cleaned, ()
+    if record.exc_info:
+        record.exc_text = redact(record.exc_text or logging.Formatter().formatException(record.exc_info))
+
+
 class RedactSecrets(logging.Filter):
     """Logging filter: the message and any traceback text go out redacted (see `redact`)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        cleaned = redact(message)
-        if cleaned != message:
-            record.msg, record.args = cleaned, ()
-        if record.exc_info and not record.exc_text:
-            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+        redact_record(record)
         return True
+
+
+def configure_logging(config: dict[str, Any]) -> None:
+    """LOGGING_CONFIG: Django's dictConfig, and every record redacted as it is made, whichever handler writes it.
+
+    A filter on our own handler is not enough: Django's default handlers (a second console copy of each `django.*`
+    line while DEBUG is on, the error email to ADMINS), uvicorn's and Celery's own handlers write the record
+    before or beside ours, and the first to format a traceback fixed its text (and with it the exception's
+    message) for all the others.
+    """
+    logging.config.dictConfig(config)
+    make_record = logging.getLogRecordFactory()
+    if getattr(make_record, "redacts", False):
+        return
+
+    def redacting_factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = make_record(*args, **kwargs)
+        redact_record(record)
+        return record
+
+    redacting_factory.redacts = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(redacting_factory)
 
 
 class SecretSafeReporterFilter(SafeExceptionReporterFilter):
@@ -108,11 +139,20 @@ class SecretSafeReporterFilter(SafeExceptionReporterFilter):
 
 
 class SecretSafeExceptionReporter(ExceptionReporter):
-    """Also hides query strings (an OIDC `code`, a `token`), which Django shows unfiltered."""
+    """Also hides query strings (an OIDC `code`, a `token`), which Django shows unfiltered, and redacts the
+    exception's message."""
 
     def get_traceback_data(self) -> dict[str, Any]:
         data = super().get_traceback_data()
         if self.request is not None:
             data["request_GET_items"] = [(name, self.filter.cleansed_substitute) for name in self.request.GET]
             data["request_insecure_uri"] = self.request.path
+        # A library's message may quote what it was given (h11 quotes an illegal header's value): the exception's,
+        # and each chained one's that the traceback shows.
+        for name in ("exception_value", "exception_notes"):
+            if data.get(name):
+                data[name] = redact(str(data[name]))
+        for frame in data.get("frames", ()):
+            if frame.get("exc_cause") is not None:
+                frame["exc_cause"] = redact(str(frame["exc_cause"]))
         return data

@@ -454,6 +454,7 @@ TIME_ZONE = env.str("TIME_ZONE", default="UTC")
 USE_I18N = True
 USE_TZ = True
 
+LOGGING_CONFIG = "project.errors.configure_logging"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

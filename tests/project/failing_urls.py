@@ -16,7 +16,17 @@ def fail_holding_a_key(request: HttpRequest) -> HttpResponse:
     raise RuntimeError(f"upstream refused a request with {len(headers)} headers")
 
 
+def fail_quoting_a_key(request: HttpRequest) -> HttpResponse:
+    """A library's exception that quotes what it was given, as h11 quotes an illegal header value."""
+    bearer = credential_bearer(credential=credential_for_user(user=request.user))
+    try:
+        raise ValueError(f"Illegal header value b'Bearer {bearer.token}\\n'")
+    except ValueError as exc:
+        raise RuntimeError(f"upstream call failed: {exc}") from exc
+
+
 urlpatterns = [
     path("fail/", fail_holding_a_key),
+    path("fail-quoting/", fail_quoting_a_key),
     path("", include("project.urls")),
 ]

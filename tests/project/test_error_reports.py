@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import sys
 
@@ -58,6 +59,39 @@ def test_it_hides_secrets_in_error_emails(failing_site, settings):
     assert "RuntimeError" in text
     assert ALICE_KEY not in text and ALICE_KEY[3:20] not in text
     assert "oidc-code-secret" not in text
+
+
+def test_it_redacts_an_exception_message_that_quotes_a_key(failing_site, settings):
+    settings.DEBUG = True
+    page = failing_site.get("/fail-quoting/").content.decode()
+    assert "RuntimeError" in page and "ValueError" in page and "Illegal header value" in page
+    assert ALICE_KEY not in page and ALICE_KEY[3:20] not in page
+    settings.DEBUG = False
+    settings.ADMINS = [("Ops", "ops@example.com")]
+    assert failing_site.get("/fail-quoting/").status_code == 500
+    message = mail.outbox[-1]
+    text = message.subject + message.body + "".join(str(alt[0]) for alt in message.alternatives)
+    assert "Illegal header value" in text
+    assert ALICE_KEY not in text and ALICE_KEY[3:20] not in text
+
+
+@pytest.mark.parametrize("name", ["django.request", "uvicorn.error", "celery.app.trace"])
+def test_it_redacts_log_records_whatever_handler_writes_them(name):
+    """Django's own DEBUG console copy, uvicorn's and Celery's handlers carry no filter of ours."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)  # formats the traceback first, as the first of several handlers does
+    logger = logging.getLogger(name)
+    logger.addHandler(handler)
+    try:
+        try:
+            raise ValueError(f"Illegal header value b'Bearer {ALICE_KEY}'")
+        except ValueError:
+            logger.error("call failed with api_key=%s", ALICE_KEY, exc_info=True)
+    finally:
+        logger.removeHandler(handler)
+    line = stream.getvalue()
+    assert "call failed with api_key=***" in line and "ValueError: Illegal header value" in line
+    assert ALICE_KEY not in line
 
 
 def test_it_redacts_secret_shapes_from_log_lines():
