@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.contrib import messages
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Page, Paginator
 from django.db.models import Count, OuterRef, Q, Subquery
 from django.http import Http404, HttpRequest, HttpResponse
@@ -99,9 +100,18 @@ def user_list(request: HttpRequest) -> HttpResponse:
     return render(request, "chat/user_list.html", ctx, status=400 if form.errors else 200)
 
 
+def _check_may_change(request: HttpRequest, person: User) -> None:
+    """Staff may change any account but a superuser's, which only a superuser may change (deactivate, limit):
+    being given the usage pages must not let one lock out or starve the site's administrator."""
+    if person.is_superuser and not request.user.is_superuser:
+        raise PermissionDenied(_("Only a superuser can change a superuser's account."))
+
+
 @staff_required
 def user_detail(request: HttpRequest, pk: int) -> HttpResponse:
     person = _get_user(pk)
+    if request.method == "POST":
+        _check_may_change(request, person)
     form = UserLimitsForm(request.POST or None, instance=person)
     if request.method == "POST" and form.is_valid():
         form.save()
@@ -148,6 +158,7 @@ def user_reject(request: HttpRequest, pk: int) -> HttpResponse:
 @staff_required
 def user_set_active(request: HttpRequest, pk: int) -> HttpResponse:
     person = _get_user(pk)
+    _check_may_change(request, person)
     if person == request.user:
         messages.error(request, _("You cannot deactivate your own account."))
         return redirect("usage:user-detail", pk=pk)

@@ -170,3 +170,28 @@ def test_staff_cannot_deactivate_themselves(client, staff):
     client.post(f"/usage/users/{staff.pk}/active/", {"active": "0"})
     staff.refresh_from_db()
     assert staff.is_active
+
+
+def test_staff_who_are_not_superusers_cannot_deactivate_or_limit_a_superuser(client, staff):
+    """Being staff shows the usage pages; it must not let one lock out, or starve, the site's administrator."""
+    root = user_create("root", is_staff=True, is_superuser=True)
+    client.force_login(staff)
+    response = client.post(f"/usage/users/{root.pk}/active/", {"active": "0"})
+    assert response.status_code == 403
+    assert b"superuser" in response.content
+    response = client.post(f"/usage/users/{root.pk}/", {"monthly_budget_usd": "0", "chat_rate_limit": "1"})
+    assert response.status_code == 403
+    root.refresh_from_db()
+    assert root.is_active and root.monthly_budget_usd is None and root.chat_rate_limit is None
+    assert client.get(f"/usage/users/{root.pk}/").status_code == 200  # still shown
+
+
+def test_a_superuser_manages_other_superusers_and_staff_manage_other_accounts(client, staff):
+    root, other_root = (user_create(name, is_staff=True, is_superuser=True) for name in ("root", "root2"))
+    grace = user_create("grace")
+    client.force_login(root)
+    assert client.post(f"/usage/users/{other_root.pk}/active/", {"active": "0"}).status_code == 302
+    client.force_login(staff)
+    assert client.post(f"/usage/users/{grace.pk}/active/", {"active": "0"}).status_code == 302
+    other_root.refresh_from_db(), grace.refresh_from_db()
+    assert not other_root.is_active and not grace.is_active
