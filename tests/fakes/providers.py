@@ -87,6 +87,10 @@ class Reply:
     think_seconds: float = 0.0
     headers: dict[str, str] = field(default_factory=dict)
     usage: Any = None  # sent as the usage object instead of honest counts (NaN, strings, ...), when set
+    # Sent verbatim instead of a scripted reply: the body (chunked; a list is written piece by piece, as separate
+    # reads) with `status`, `content_type` and `headers`, so a test can put any wire shape a real server sends.
+    raw: bytes | list[bytes] | None = None
+    content_type: str = "text/event-stream"
 
 
 class FakeProvider(FakeServer):
@@ -101,6 +105,7 @@ class FakeProvider(FakeServer):
         self.release = threading.Event()  # lets a hostile stream end when the test says so
         self.client_left = threading.Event()
         self.sent_bytes = 0
+        self.models_reply: Reply | None = None  # a raw answer to GET models (see Reply.raw), when set
 
     @property
     def base_url(self) -> str:
@@ -153,6 +158,8 @@ class FakeProvider(FakeServer):
 
     def _models(self, http: FakeHandler, route: str) -> None:
         p = self.personality
+        if self.models_reply is not None:
+            return self._raw(http, self.models_reply)
         if p.hostile == "trickle_models":
             return self._trickle(http)
         if route == "/api/tags" or p.models_shape == "ollama":
@@ -190,6 +197,8 @@ class FakeProvider(FakeServer):
             message = "Unrecognized request argument supplied: stream_options"
             return self._error(http, 400, message, None, param="stream_options")
         reply = self.script.popleft() if self.script else Reply(think_seconds=p.think_seconds)
+        if reply.raw is not None:
+            return self._raw(http, reply)
         if reply.status >= 400:
             return http.send_json(reply.status, reply.error or {"error": {"message": "error"}}, reply.headers)
         if p.hostile and p.hostile not in ("cookie", "trickle_models"):
@@ -198,6 +207,14 @@ class FakeProvider(FakeServer):
         if reply.json_body or not body.get("stream"):
             return http.send_json(200, self._completion(reply, model, body))
         self._stream(http, reply, model, body)
+
+    def _raw(self, http: FakeHandler, reply: Reply) -> None:
+        if not http.start_chunked(reply.status, reply.content_type, reply.headers):
+            return
+        for piece in [reply.raw] if isinstance(reply.raw, bytes) else reply.raw or []:
+            if piece and not http.write_raw(FakeHandler.frame(piece)):
+                return
+        http.write_raw(FakeHandler.LAST_CHUNK)
 
     def _usage(self, reply: Reply, body: dict) -> Any:
         if reply.usage is not None:

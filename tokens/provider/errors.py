@@ -8,9 +8,12 @@ context-length refusals worded many ways (OpenAI, vLLM, Ollama, llama.cpp, Mistr
 
 from __future__ import annotations
 
+import html
 import json
 import re
 from collections.abc import Mapping
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, pgettext
@@ -19,6 +22,9 @@ PROVIDER_TEXT_CHARS = 300
 # A secret-looking run of characters in a provider's message is masked before anyone sees it.
 _SECRETISH = re.compile(r"\b(sk|rk|pk|ak|key)[-_][A-Za-z0-9_\-]{12,}", re.IGNORECASE)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2064\ufeff]+")
+_HTML_TITLE = re.compile(rb"<title[^>]*>\s*([^<]{1,300}?)\s*</title>", re.IGNORECASE)
+# Go durations as OpenAI and Groq send them in x-ratelimit-reset-*: "1s", "20ms", "6m0s", "2m59.56s", "1h2m3s".
+_DURATION = re.compile(r"^\s*(?:(\d+)h)?(?:(\d+)m(?!s))?(?:(\d+(?:\.\d+)?)(ms|s)?)?\s*$")
 _CODE = re.compile(r"^[A-Za-z0-9_.\-]{1,60}$")
 _CONTEXT = re.compile(
     r"context[ _-]?(length|window)|maximum context|too many tokens|prompt is too long|"
@@ -110,6 +116,8 @@ def plain_text(value: object, *, secret: str = "", limit: int = PROVIDER_TEXT_CH
 
 def error_fields(payload: object) -> tuple[object, str, str, str]:
     """Pull (code, type-or-code text, message, param) out of any error shape providers send."""
+    if isinstance(payload, list) and payload and isinstance(payload[0], dict):
+        payload = payload[0]  # Gemini's OpenAI-compatible endpoint: [{"error": {"code", "message", "status"}}]
     error = payload.get("error", payload) if isinstance(payload, dict) else payload
     while isinstance(error, dict) and isinstance(error.get("error"), dict):
         error = {**error, **error["error"], "error": None}  # OpenRouter sometimes nests {"error": {"error": ...}}
@@ -142,6 +150,9 @@ def error_from_body(
             payload = json.loads(body)
         except (ValueError, UnicodeDecodeError):
             payload = body.decode("utf-8", "replace") if len(body) < 2000 and b"<" not in body[:200] else None
+            title = _HTML_TITLE.search(body[:8192]) if payload is None else None
+            if title:  # a proxy's or CDN's error page (Cloudflare, nginx): its title says what happened
+                payload = html.unescape(title[1].decode("utf-8", "replace"))
     code, label, raw_message, param = error_fields(payload)
     return classify(status, code, label, raw_message, param, headers=headers, model=model, secret=secret)
 
@@ -203,7 +214,9 @@ def _kind_and_message(status: int, code: str, said: str, param: str, model: str)
         ) % {"model": model}
     if status == 429:
         return "rate_limit", _("The provider is rate limiting this credential (429).")
-    if status in (400, 413, 422) and (code == "context_length_exceeded" or _CONTEXT.search(said)):
+    if status == 408:
+        return "timeout", _("The provider timed out waiting for the request (408). Try again in a moment.")
+    if status == 413 or (status in (400, 422) and (code == "context_length_exceeded" or _CONTEXT.search(said))):
         return "context_length", _("The conversation is longer than model “%(model)s” can take.") % {"model": model}
     if status in (400, 422) and (param == "stream_options" or "stream_options" in said):
         return "unsupported_param", _("The provider does not accept the stream_options field.")
@@ -214,15 +227,42 @@ def _kind_and_message(status: int, code: str, said: str, param: str, model: str)
 
 
 def retry_after_seconds(headers: Mapping[str, str] | None) -> int | None:
-    """Seconds to wait (int, 1..86400) from retry-after-ms, Retry-After (RFC 9110 10.2.3, delta-seconds form)
-    or x-ratelimit-reset-requests ("1s", "20ms"); None when absent or in another form."""
+    """Seconds to wait (int, 1..86400), or None when no header says.
+
+    Read in the openai SDK's order: retry-after-ms, then Retry-After (RFC 9110 10.2.3: delta-seconds or an
+    HTTP-date), then OpenAI's and Groq's x-ratelimit-reset-requests / -tokens (Go durations, "1m30s"), the
+    one whose x-ratelimit-remaining-* is 0 first.
+    """
     if not headers:
         return None
-    if headers.get("retry-after-ms"):  # what the openai SDK reads first
-        return retry_after_seconds({"retry-after": f"{headers['retry-after-ms']}ms"})
-    value = headers.get("retry-after") or headers.get("x-ratelimit-reset-requests") or ""
-    match = re.match(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s)?\s*$", value)
-    if not match:
+    if headers.get("retry-after-ms"):
+        return _seconds(headers["retry-after-ms"], default_unit="ms")
+    if headers.get("retry-after"):
+        return _seconds(headers["retry-after"]) or _seconds_until(headers["retry-after"])
+    resets = ("requests", "tokens")
+    spent = [r for r in resets if (headers.get(f"x-ratelimit-remaining-{r}") or "").strip() == "0"]
+    for reset in [*spent, *resets]:
+        if headers.get(f"x-ratelimit-reset-{reset}"):
+            return _seconds(headers[f"x-ratelimit-reset-{reset}"])
+    return None
+
+
+def _seconds(value: str, *, default_unit: str = "s") -> int | None:
+    match = _DURATION.match(value)
+    if not match or not any(match.groups()):
         return None
-    seconds = float(match.group(1)) / (1000 if match.group(2) == "ms" else 1)
-    return max(1, min(int(seconds + 0.999), 86_400))
+    hours, minutes, amount, unit = match.groups()
+    seconds: float = int(hours or 0) * 3600 + int(minutes or 0) * 60
+    if amount:
+        seconds += float(amount) / (1000 if (unit or default_unit) == "ms" else 1)
+    return max(1, int(min(seconds, 86_400) + 0.999))
+
+
+def _seconds_until(http_date: str) -> int | None:
+    try:
+        when = parsedate_to_datetime(http_date)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(1, min(int((when - datetime.now(UTC)).total_seconds() + 0.999), 86_400))

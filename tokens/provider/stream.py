@@ -66,9 +66,28 @@ class Completion:
     trimmed_turns: int = 0
     renewed_bearer: bool = False
     notes: list[str] = field(default_factory=list)
+    # Reasoning inside the content between <think> tags (Ollama, vLLM without a reasoning parser, DeepSeek-R1
+    # distills on Together or Groq): THINK_UNSEEN until the first content, then THINK_INSIDE, THINK_AFTER (the
+    # blank lines after </think>) or THINK_NONE.
+    think: int = 0
+    think_blank: str = ""  # blank content before the first word, held until we know whether <think> follows
 
 
 Renew = Callable[[Bearer, ProviderError, str], Awaitable[Bearer | None]]
+
+THINK_UNSEEN, THINK_INSIDE, THINK_AFTER, THINK_NONE = 0, 1, 2, 3
+# finish_reason spellings that mean OpenAI's "length" or "stop" (Anthropic-style and Gemini-style gateways, TGI).
+_FINISH = {
+    "max_tokens": "length",
+    "max_output_tokens": "length",
+    "model_length": "length",
+    "end_turn": "stop",
+    "eos": "stop",
+    "eos_token": "stop",
+    "stop_sequence": "stop",
+    "safety": "content_filter",
+    "recitation": "content_filter",
+}
 
 
 def _payload(model: str, messages: list[dict], stream_options: bool, options: dict) -> bytes:
@@ -180,22 +199,37 @@ async def _attempt(bearer: Bearer, model: str, body: bytes, completion: Completi
         completion.request_id = (response.headers.get("x-request-id") or response.headers.get("apim-request-id", ""))[
             :100
         ]
+        raw = response.aiter_raw()
         if response.status_code >= 400:
-            raw = await _read_capped(response, ERROR_BODY_BYTES, first_deadline)
-            raise error_from_body(response.status_code, raw, headers=response.headers, model=model, secret=bearer.token)
-        content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
-        if content_type == "application/json":
-            raw = await _read_capped(response, settings.UPSTREAM_MAX_REPLY_BYTES, end)
-            for delta in _completion_from_json(raw, completion, bearer, model):
-                yield delta
-            return
-        if content_type not in ("text/event-stream", "application/x-ndjson", ""):
+            body = await _read_capped(raw, ERROR_BODY_BYTES, first_deadline)
+            raise error_from_body(
+                response.status_code, body, headers=response.headers, model=model, secret=bearer.token
+            )
+        if response.status_code >= 300:  # never followed: the target could be anywhere, the guard's included
             raise ProviderError(
                 "bad_response",
-                _("The provider answered with %(type)s instead of a chat completion. Check the base URL.")
-                % {"type": content_type[:60]},
+                _("The provider redirected the request (%(status)s). Enter the address it redirects to.")
+                % {"status": response.status_code},
+                status=response.status_code,
             )
-        async with aclosing(_read_events(response, completion, bearer, model, first_deadline, end)) as deltas:
+        content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
+        head = b""
+        if content_type not in ("text/event-stream", "application/x-ndjson", ""):
+            # Some gateways label an event stream application/json or text/plain: look at what came first.
+            head = await _read_capped(raw, settings.UPSTREAM_MAX_EVENT_BYTES, first_deadline, first_only=True)
+            if not _SSE_START.match(head):
+                if content_type != "application/json":
+                    raise ProviderError(
+                        "bad_response",
+                        _("The provider answered with %(type)s instead of a chat completion. Check the base URL.")
+                        % {"type": content_type[:60]},
+                    )
+                body = head + await _read_capped(raw, settings.UPSTREAM_MAX_REPLY_BYTES - len(head), end)
+                for delta in _completion_from_json(body, completion, bearer, model):
+                    yield delta
+                return
+        reader = _read_events(raw, head, completion, bearer, model, first_deadline, end)
+        async with aclosing(reader) as deltas:
             async for delta in deltas:
                 yield delta
     finally:
@@ -206,11 +240,15 @@ def _timeout_error() -> ProviderError:
     return ProviderError("timeout", _("The provider did not answer in time. Try again in a moment."))
 
 
-async def _read_capped(response: httpx.Response, limit: int, deadline: float) -> bytes:
-    """Read a whole (error or JSON) body, refusing more than `limit` bytes or past `deadline`."""
+# The start of a server-sent event stream (after an optional byte order mark and blank lines).
+_SSE_START = re.compile(rb"^(\xef\xbb\xbf)?\s*(data|event|id|retry|error)?:")
+
+
+async def _read_capped(raw: AsyncIterator[bytes], limit: int, deadline: float, *, first_only: bool = False) -> bytes:
+    """Read a whole (error or JSON) body, refusing more than `limit` bytes or past `deadline`; with
+    `first_only`, just the first non-empty read."""
     parts: list[bytes] = []
     size = 0
-    raw = response.aiter_raw()
     try:
         while True:
             async with asyncio.timeout_at(deadline):
@@ -220,6 +258,8 @@ async def _read_capped(response: httpx.Response, limit: int, deadline: float) ->
             size += len(chunk)
             if size > limit:
                 raise ProviderError("too_large", _("The provider's answer was too large to read."))
+            if first_only and chunk:
+                return chunk
             parts.append(chunk)
     except TimeoutError as exc:
         raise _timeout_error() from exc
@@ -263,14 +303,22 @@ class _ReadWatch:
 
 
 async def _read_events(
-    response: httpx.Response, completion: Completion, bearer: Bearer, model: str, first_deadline: float, end: float
+    raw: AsyncIterator[bytes],
+    head: bytes,
+    completion: Completion,
+    bearer: Bearer,
+    model: str,
+    first_deadline: float,
+    end: float,
 ) -> AsyncGenerator[Delta, None]:
+    """Yield the deltas of an event stream; `head` is what was already read of it."""
     loop = asyncio.get_running_loop()
     idle, tail = settings.UPSTREAM_READ_TIMEOUT, settings.UPSTREAM_TAIL_SECONDS
     max_event, max_bytes = settings.UPSTREAM_MAX_EVENT_BYTES, settings.UPSTREAM_MAX_REPLY_BYTES
     max_chars = settings.UPSTREAM_MAX_REPLY_CHARS
     events = EventSplitter()
-    raw = response.aiter_raw()
+    if head:
+        raw = _prepend(head, raw)
     total = chars = 0
     watch = _ReadWatch(min(first_deadline, end))
     try:
@@ -294,8 +342,11 @@ async def _read_events(
             for name, data in found:
                 if data == b"[DONE]":
                     await _finish_body(raw)
+                    if completion.first_token_at is None and completion.finish_reason is None:
+                        # [DONE] with nothing before it: an empty success would hide the failure.
+                        raise ProviderError("cut", _("The provider ended the stream before the reply started."))
                     return
-                for delta in _apply(_json(data), name, completion, bearer, model):
+                for delta in _apply(_json(data, name), name, completion, bearer, model):
                     chars += len(delta.text)
                     if chars > max_chars:
                         raise _cut_or(completion, ProviderError("too_large", _("The reply is longer than we accept.")))
@@ -313,6 +364,12 @@ async def _read_events(
         watch.close()
     if completion.finish_reason is None:
         raise _cut_or(completion, ProviderError("cut", _("The provider ended the stream before the reply started.")))
+
+
+async def _prepend(head: bytes, raw: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    yield head
+    async for chunk in raw:
+        yield chunk
 
 
 # The body's last chunk follows [DONE] at once, usually in the same read; a server that holds the connection open
@@ -381,16 +438,20 @@ class EventSplitter:
                 field, _colon, value = line.partition(b":")
                 if value[:1] == b" ":
                     value = value[1:]
+                if field[:3] == b"\xef\xbb\xbf":  # a byte order mark before the first field (WHATWG: dropped)
+                    field = field[3:]
                 if field == b"data":
                     data.append(value)
                 elif field == b"event":
                     name = value
+                elif field == b"error":  # llama.cpp's server sends `error: {json}` for a failure mid-stream
+                    name, data = b"error", [value]
             if data:
                 events.append((name, b"\n".join(data)))
         return events
 
 
-def _json(data: bytes) -> object:
+def _json(data: bytes, event_name: bytes = b"") -> object:
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError:
@@ -398,6 +459,8 @@ def _json(data: bytes) -> object:
     try:  # orjson refuses invalid UTF-8; read it as the text it mostly is
         return json.loads(data.decode("utf-8", "replace"))
     except ValueError:
+        if event_name == b"error":  # `event: error` with the provider's words as plain text
+            return {"error": {"message": data[:2000].decode("utf-8", "replace")}}
         logger.debug("skipped a non-JSON event")
         return None
 
@@ -410,25 +473,98 @@ def _apply(chunk: object, event_name: bytes, completion: Completion, bearer: Bea
     completion.response_id = completion.response_id or _text(chunk.get("id"), 200)
     if chunk.get("usage"):
         completion.usage = normalise_usage(chunk["usage"]) or completion.usage
-    deltas = []
-    for choice in chunk.get("choices") or ():
+    deltas: list[Delta] = []
+    choices = chunk.get("choices")
+    if not choices and chunk.get("object") == "error":  # vLLM's error event: {"object": "error", "message": ...}
+        raise error_in_stream(chunk, model=model, secret=bearer.token)
+    for choice in choices or ():
         if not isinstance(choice, dict):
             continue
         delta = choice.get("delta") or choice.get("message") or {}
+        if not delta and isinstance(choice.get("text"), str):  # a completions-style choice (some local servers)
+            delta = {"content": choice["text"]}
         if isinstance(delta, dict):
             reasoning = delta.get("reasoning_content") or delta.get("reasoning")
             if reasoning and isinstance(reasoning, str):
                 deltas.append(Delta("reasoning", reasoning))
+            elif reasoning is None and "reasoning_details" in delta:
+                deltas += _reasoning_details(delta["reasoning_details"])
             content = delta.get("content")
             if content and isinstance(content, str):
-                deltas.append(Delta("content", content))
+                if completion.think == THINK_NONE:
+                    deltas.append(Delta("content", content))
+                else:
+                    deltas += _think_tags(content, completion)
+            elif isinstance(content, list):
+                deltas += _content_parts(content)
+            elif not content and isinstance(delta.get("refusal"), str) and delta["refusal"]:
+                deltas.append(Delta("content", delta["refusal"]))  # OpenAI: the model declined, in its own words
         finish = choice.get("finish_reason")
         if finish:
             if finish == "error":  # OpenRouter: the upstream failed mid-reply
                 raise error_in_stream(chunk.get("error") or {"message": ""}, model=model, secret=bearer.token)
-            completion.finish_reason = _text(finish, 40)
+            finish = _text(finish, 40)
+            completion.finish_reason = _FINISH.get(finish.lower(), finish) if finish else None
     if deltas and completion.first_token_at is None:
         completion.first_token_at = time.perf_counter()
+    return deltas
+
+
+def _reasoning_details(details: object) -> list[Delta]:
+    """OpenRouter's and MiniMax's `reasoning_details`: [{"type": "reasoning.text" | "reasoning.summary", "text" |
+    "summary": ...}]; encrypted entries carry no readable text and are skipped."""
+    deltas = []
+    for detail in details if isinstance(details, list) else ():
+        if isinstance(detail, dict):
+            text = detail.get("text") or detail.get("summary")
+            if text and isinstance(text, str):
+                deltas.append(Delta("reasoning", text))
+    return deltas
+
+
+def _content_parts(parts: list) -> list[Delta]:
+    """Content as a list of parts: {"type": "text", "text"} and Mistral Magistral's {"type": "thinking",
+    "thinking": [{"type": "text", "text"}]}."""
+    deltas = []
+    for part in parts:
+        if not isinstance(part, dict):
+            continue
+        if part.get("type") == "thinking":
+            inner = part.get("thinking")
+            if isinstance(inner, str) and inner:
+                deltas.append(Delta("reasoning", inner))
+            elif isinstance(inner, list):
+                deltas += [Delta("reasoning", d.text) for d in _content_parts(inner)]
+        elif isinstance(part.get("text"), str) and part["text"]:
+            deltas.append(Delta("content", part["text"]))
+    return deltas
+
+
+def _think_tags(content: str, completion: Completion) -> list[Delta]:
+    """Split reasoning a model writes into its content between <think> and </think> (a reply that starts with
+    <think>, as DeepSeek-R1 distills and Qwen3 do through Ollama or vLLM; each tag is one token, so one chunk)."""
+    stripped = content.lstrip()
+    if completion.think == THINK_AFTER:
+        completion.think = THINK_AFTER if not stripped else THINK_NONE
+        return [Delta("content", stripped)] if stripped else []
+    if completion.think == THINK_UNSEEN:
+        if not stripped:
+            completion.think_blank += content[:1000]  # wait to see whether <think> comes
+            return []
+        if not stripped.startswith("<think>"):
+            completion.think = THINK_NONE
+            return [Delta("content", completion.think_blank + content)]
+        completion.think, content = THINK_INSIDE, stripped[len("<think>") :]
+    end = content.find("</think>")
+    if end < 0:
+        return [Delta("reasoning", content)] if content else []
+    completion.think = THINK_NONE
+    thought, answer = content[:end], content[end + len("</think>") :].lstrip()
+    deltas = [Delta("reasoning", thought)] if thought else []
+    if answer:
+        deltas.append(Delta("content", answer))
+    else:
+        completion.think = THINK_AFTER
     return deltas
 
 
@@ -442,6 +578,8 @@ def _completion_from_json(raw: bytes, completion: Completion, bearer: Bearer, mo
         raise error_in_stream(payload, model=model, secret=bearer.token)
     deltas = _apply(payload, b"", completion, bearer, model)
     if not deltas and completion.finish_reason is None:
+        if isinstance(payload, dict) and ("detail" in payload or "message" in payload):  # a 200 with only an error
+            raise error_in_stream(payload, model=model, secret=bearer.token)
         raise ProviderError("bad_response", _("The provider's answer held no reply."))
     completion.finish_reason = completion.finish_reason or "stop"
     return deltas

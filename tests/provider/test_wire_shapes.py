@@ -1,0 +1,300 @@
+"""Wire shapes real providers and proxies send that the personalities do not: event-stream variants, reasoning and
+content in other fields, finish_reason spellings, error shapes, odd statuses and wait hints. Each case is sent
+verbatim by the fake provider (Reply.raw) over a real local HTTP connection."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+
+import pytest
+
+from tests.fakes.providers import FakeProvider
+from tests.provider.conftest import bearer_for_fake, run_stream
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def event(payload: dict) -> bytes:
+    return b"data: " + json.dumps(payload).encode() + b"\n\n"
+
+
+def chunk(delta: dict, finish: str | None = None) -> bytes:
+    choice = {"index": 0, "delta": delta, "finish_reason": finish}
+    return event({"id": "chatcmpl-1", "object": "chat.completion.chunk", "choices": [choice]})
+
+
+DONE = b"data: [DONE]\n\n"
+PLAIN = [
+    chunk({"role": "assistant", "content": ""}),
+    chunk({"content": "Hello "}),
+    chunk({"content": "there."}, "stop"),
+]
+
+# (wire pieces, content type, expected content, expected reasoning)
+STREAM_SHAPES = {
+    # WHATWG: a byte order mark before the first field is dropped; the first event used to be lost with it.
+    "bom": (
+        [b"\xef\xbb\xbf" + chunk({"content": "Hello "}), *PLAIN[2:], DONE],
+        "text/event-stream",
+        "Hello there.",
+        "",
+    ),
+    # OpenRouter and MiniMax: reasoning as an array of details, with no `reasoning` string beside it.
+    "reasoning_details": (
+        [chunk({"reasoning_details": [{"type": "reasoning.text", "text": "Weighing it. "}]}), *PLAIN, DONE],
+        "text/event-stream",
+        "Hello there.",
+        "Weighing it. ",
+    ),
+    # DeepSeek-R1 distills and Qwen3 through Ollama, vLLM without a reasoning parser, Together, Groq (raw format).
+    "think_tags": (
+        [
+            *[chunk({"content": "<think>"}), chunk({"content": "\nWeighing it.\n"}), chunk({"content": "</think>"})],
+            *[chunk({"content": "\n\n"}), *PLAIN[1:], DONE],
+        ],
+        "text/event-stream",
+        "Hello there.",
+        "\nWeighing it.\n",
+    ),
+    "think_tags_in_one_chunk": (
+        [chunk({"content": "<think>Weighing it.</think>\n\nHello there."}, "stop"), DONE],
+        "text/event-stream",
+        "Hello there.",
+        "Weighing it.",
+    ),
+    # Mistral's Magistral: content as a list of parts, thinking in its own part.
+    "content_parts": (
+        [
+            chunk({"content": [{"type": "thinking", "thinking": [{"type": "text", "text": "Weighing it."}]}]}),
+            *[chunk({"content": [{"type": "text", "text": "Hello there."}]}, "stop"), DONE],
+        ],
+        "text/event-stream",
+        "Hello there.",
+        "Weighing it.",
+    ),
+    # OpenAI: a declined request has its words in delta.refusal and content null.
+    "refusal": (
+        [chunk({"content": None, "refusal": "I can't help with that."}, "stop"), DONE],
+        "",
+        "I can't help with that.",
+        "",
+    ),
+    # Completions-style choices ({"text"}) from some local servers.
+    "choice_text": (
+        [event({"choices": [{"index": 0, "text": "Hello there.", "finish_reason": "stop"}]}), DONE],
+        "",
+        "Hello there.",
+        "",
+    ),
+    # Gateways that label an event stream application/json, text/plain or octet-stream.
+    "sse_labelled_json": ([*PLAIN, DONE], "application/json", "Hello there.", ""),
+    "sse_labelled_text_plain": ([*PLAIN, DONE], "text/plain; charset=utf-8", "Hello there.", ""),
+    "sse_labelled_octet_stream": ([*PLAIN, DONE], "application/octet-stream", "Hello there.", ""),
+}
+
+
+@pytest.mark.parametrize("shape", list(STREAM_SHAPES))
+def test_it_reads_every_event_stream_shape(shape, local):
+    wire, content_type, expected_content, expected_reasoning = STREAM_SHAPES[shape]
+    with FakeProvider("openai") as fake:
+        fake.then(raw=wire, content_type=content_type or "text/event-stream")
+        content, reasoning, completion, error = run_stream(bearer_for_fake(fake))
+    assert error is None
+    assert (content, reasoning) == (expected_content, expected_reasoning)
+    assert completion.finish_reason == "stop"
+
+
+def test_it_still_refuses_a_web_page_for_a_chat_completion(local):
+    with FakeProvider("openai") as fake:
+        fake.then(raw=[b"<!doctype html><html><body>Open WebUI</body></html>"], content_type="text/html")
+        _content, _reasoning, _completion, error = run_stream(bearer_for_fake(fake))
+    assert error.kind == "bad_response" and "text/html" in error.message
+
+
+@pytest.mark.parametrize(
+    ("sent", "meant"),
+    [
+        ("max_tokens", "length"),  # Anthropic-style gateways
+        ("MAX_TOKENS", "length"),  # Gemini-style
+        ("eos_token", "stop"),  # Hugging Face TGI
+        ("end_turn", "stop"),
+        ("SAFETY", "content_filter"),
+        ("tool_calls", "tool_calls"),  # OpenAI's own names are kept
+    ],
+)
+def test_it_reads_every_spelling_of_finish_reason(sent, meant, local):
+    with FakeProvider("openai") as fake:
+        fake.then(raw=[chunk({"content": "Cut short"}, sent), DONE])
+        content, _reasoning, completion, error = run_stream(bearer_for_fake(fake))
+    assert error is None and content == "Cut short"
+    assert completion.finish_reason == meant
+
+
+# (wire pieces, content type, the provider's words, kind)
+ERRORS_IN_A_200 = {
+    # `event: error` whose data is plain text, after some text.
+    "event_error_plain_text": (
+        [chunk({"content": "Partial "}), b"event: error\ndata: Model crashed: out of memory\n\n"],
+        "text/event-stream",
+        "Model crashed: out of memory",
+        "server",
+    ),
+    # llama.cpp's server: an `error:` field instead of `data:`.
+    "llama_cpp_error_field": (
+        [
+            chunk({"content": "Partial "}),
+            b'error: {"code":500,"message":"context shift is disabled","type":"server_error"}\n\n',
+        ],
+        "text/event-stream",
+        "context shift is disabled",
+        "server",
+    ),
+    # vLLM: {"object": "error", ...} as an event, then [DONE]; it used to end as an empty success.
+    "vllm_object_error": (
+        [
+            event(
+                {"object": "error", "message": "The model ran out of KV cache", "type": "BadRequestError", "code": 400}
+            ),
+            DONE,
+        ],
+        "text/event-stream",
+        "The model ran out of KV cache",
+        "bad_request",
+    ),
+    # A 200 JSON answer that is only an error, FastAPI-style or vLLM-style.
+    "json_detail": (
+        [json.dumps({"detail": "Model is still loading"}).encode()],
+        "application/json",
+        "Model is still loading",
+        "server",
+    ),
+    "json_vllm": (
+        [json.dumps({"object": "error", "message": "KV cache full", "code": 503}).encode()],
+        "application/json",
+        "KV cache full",
+        "server",
+    ),
+}
+
+
+@pytest.mark.parametrize("shape", list(ERRORS_IN_A_200))
+def test_it_shows_the_providers_words_for_every_error_shape_in_a_200(shape, local):
+    wire, content_type, words, kind = ERRORS_IN_A_200[shape]
+    with FakeProvider("openai") as fake:
+        fake.then(raw=wire, content_type=content_type)
+        content, _reasoning, _completion, error = run_stream(bearer_for_fake(fake))
+        assert len(fake.chat_requests) == 1
+    assert error is not None and error.kind == kind and words in error.message
+    assert content == ("Partial " if b"Partial" in wire[0] else "")  # text before the error is kept
+
+
+def test_it_fails_a_stream_that_says_done_and_nothing_else(local):
+    with FakeProvider("openai") as fake:
+        fake.then(raw=[b": keep-alive\n\n", DONE])
+        content, _reasoning, _completion, error = run_stream(bearer_for_fake(fake))
+    assert content == "" and error is not None and error.kind == "cut"
+
+
+# (status, content type, body, kind, the provider's words or "")
+ERROR_ANSWERS = {
+    # Gemini's OpenAI-compatible endpoint answers errors as a one-element array.
+    "gemini_array": (
+        400,
+        "application/json",
+        json.dumps([{"error": {"code": 400, "message": "API key not valid.", "status": "INVALID_ARGUMENT"}}]),
+        "bad_request",
+        "API key not valid.",
+    ),
+    # Cloudflare's and nginx's error pages: the title says what happened.
+    "cloudflare_520": (
+        520,
+        "text/html",
+        "<!DOCTYPE html><html><head><title>api.example.com | 520: Web server is returning an unknown error</title>"
+        "</head><body><p>" + "x" * 3000 + "</p></body></html>",
+        "server",
+        "520: Web server is returning an unknown error",
+    ),
+    "nginx_413": (
+        413,
+        "text/html",
+        "<html><head><title>413 Request Entity Too Large</title></head><body><center>nginx</center></body></html>",
+        "context_length",
+        "413 Request Entity Too Large",
+    ),
+    "timeout_408": (408, "application/json", json.dumps({"error": {"message": "Request timed out"}}), "timeout", ""),
+    "redirect_301": (301, "text/html", "<html>Moved</html>", "bad_response", ""),
+    "redirect_307_empty": (307, "", "", "bad_response", ""),
+}
+
+
+@pytest.mark.parametrize("shape", list(ERROR_ANSWERS))
+def test_it_classifies_every_error_answer_shape(shape, local):
+    status, content_type, body, kind, words = ERROR_ANSWERS[shape]
+    # A redirect is never followed, whatever it points at.
+    headers = {"Location": "http://169.254.169.254/latest/meta-data/"} if 300 <= status < 400 else {}
+    with FakeProvider("openai") as fake:
+        fake.then(raw=[body.encode()], status=status, content_type=content_type, headers=headers)
+        _content, _reasoning, _completion, error = run_stream(bearer_for_fake(fake))
+        assert len(fake.chat_requests) == 1
+    assert error.kind == kind and error.status == status
+    assert words in error.message and str(status) in error.message
+
+
+def _in(seconds: int) -> str:
+    return format_datetime(datetime.now(UTC) + timedelta(seconds=seconds), usegmt=True)
+
+
+@pytest.mark.parametrize(
+    ("headers", "low", "high"),
+    [
+        ({"Retry-After": "30"}, 30, 30),
+        ({"Retry-After": "@in 120"}, 100, 121),  # an HTTP-date (RFC 9110 10.2.3)
+        ({"x-ratelimit-reset-requests": "1m30s"}, 90, 90),  # OpenAI's Go durations
+        ({"x-ratelimit-reset-requests": "2m59.56s"}, 180, 180),  # Groq's
+        ({"x-ratelimit-reset-requests": "20ms"}, 1, 1),
+        (
+            {
+                "x-ratelimit-remaining-tokens": "0",
+                "x-ratelimit-reset-tokens": "6m0s",
+                "x-ratelimit-reset-requests": "1s",
+            },
+            360,
+            360,
+        ),
+        ({"retry-after-ms": "1500"}, 2, 2),
+    ],
+    ids=["seconds", "http_date", "duration", "fractional_duration", "milliseconds", "spent_tokens", "retry_after_ms"],
+)
+def test_it_reads_every_wait_hint(headers, low, high, local):
+    headers = {k: _in(int(v.split()[1])) if v.startswith("@in") else v for k, v in headers.items()}
+    with FakeProvider("openai") as fake:
+        fake.then(
+            status=429,
+            error={"error": {"message": "Rate limit reached", "code": "rate_limit_exceeded"}},
+            headers=headers,
+        )
+        _content, _reasoning, _completion, error = run_stream(bearer_for_fake(fake))
+    assert error.kind == "rate_limit" and low <= error.retry_after <= high
+    assert f"{error.retry_after} s" in error.message
+
+
+def test_it_shows_thinking_written_in_think_tags_apart_from_the_answer(asgi_server, provider):
+    from chat.models import Message
+    from tests.streaming import logged_in_session, send
+
+    provider.then(
+        raw=[
+            *[chunk({"content": "<think>"}), chunk({"content": "Two and two."}), chunk({"content": "</think>\n\n"})],
+            *[chunk({"content": "Four."}, "stop"), DONE],
+        ]
+    )
+    session = logged_in_session(asgi_server.url, "alice")
+    events = send(session, asgi_server.url, "/chat/send/", "Two plus two?")
+    assert events.done["state"] == "complete"
+    assert events.text == "Four." and "".join(events.reasoning) == "Two and two."
+    message = Message.objects.get(pk=events.start["assistant_message"])
+    assert (message.content, message.reasoning) == ("Four.", "Two and two.")
+    page = session.get(f"{asgi_server.url}/chat/{events.start['conversation']}/").text
+    assert "data-reasoning" in page and "&lt;think&gt;" not in page
