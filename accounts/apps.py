@@ -8,6 +8,7 @@ class AccountsConfig(AppConfig):
 
     def ready(self) -> None:
         from allauth.account.signals import user_signed_up
+        from allauth.mfa import signals as mfa
 
         from accounts import services
 
@@ -17,3 +18,10 @@ class AccountsConfig(AppConfig):
             weak=False,
             dispatch_uid="accounts.signup_policy",
         )
+        # Two-factor added, removed or its recovery codes renewed: every other session ends, as for a new password.
+        for signal in (mfa.authenticator_added, mfa.authenticator_removed, mfa.authenticator_reset):
+            signal.connect(
+                lambda request, user, **kwargs: services.sessions_end_others(request=request, user=user),
+                weak=False,
+                dispatch_uid="accounts.sessions_end_others",
+            )

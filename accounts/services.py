@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.contrib.auth import update_session_auth_hash
 from django.db import transaction
+from django.db.models import F
+from django.http import HttpRequest
 from django.urls import reverse
 
 from accounts.models import Approval, User
@@ -57,3 +60,16 @@ def account_set_active(*, user: User, active: bool) -> None:
     """
     user.is_active = active
     user.save(update_fields=["is_active"])
+
+
+def sessions_end_others(*, request: HttpRequest, user: User) -> None:
+    """End every session of user but this request's (which gets a new key), as a password change does.
+
+    For a change to how the account signs in (two-factor added, removed or its recovery codes renewed): a session
+    stolen before it must not outlive it (OWASP ASVS 3.3.3). Django checks the session's hash on each request.
+    """
+    User.objects.filter(pk=user.pk).update(session_epoch=F("session_epoch") + 1)
+    user.refresh_from_db(fields=["session_epoch"])
+    if request.user.is_authenticated and request.user.pk == user.pk:
+        request.user.session_epoch = user.session_epoch
+        update_session_auth_hash(request, user)

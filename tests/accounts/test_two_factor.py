@@ -115,3 +115,35 @@ def test_the_requirement_leaves_everyone_else_alone(client, alice, settings):
     settings.MFA_REQUIRED_FOR_STAFF = True
     _log_in(client, "alice")
     assert client.get("/chat/").status_code == 200
+
+
+@pytest.mark.django_db(transaction=True)  # allauth sends its signals once the change commits
+def test_turning_two_factor_on_or_off_ends_every_other_session(client, alice):
+    """A session stolen before two-factor was set up must not outlive it (nor its removal); this one goes on."""
+    from django.test import Client
+
+    other = Client()
+    _log_in(other, "alice")
+    _log_in(client, "alice")
+    old_key = client.session.session_key
+    _activate(client)
+    assert client.session.session_key != old_key  # the session that made the change gets a new key
+    assert client.get("/settings/profile/").status_code == 200
+    response = other.get("/settings/profile/")
+    assert response.status_code == 302 and response["Location"].startswith("/accounts/login/")
+
+    alice.refresh_from_db()
+    other.force_login(alice)  # a session made after the change is fine...
+    assert other.get("/settings/profile/").status_code == 200
+    response = client.post("/accounts/2fa/totp/deactivate/")
+    assert response.status_code == 302 and response["Location"] != "/accounts/reauthenticate/"  # still fresh
+    assert not Authenticator.objects.filter(user=alice, type=Authenticator.Type.TOTP).exists()
+    assert client.get("/settings/profile/").status_code == 200
+    assert other.get("/settings/profile/").status_code == 302  # ...until the next change
+
+
+def test_sessions_from_before_the_epoch_stay_valid(client, alice):
+    """Existing sessions survive the upgrade that added the epoch: at 0 the hash is Django's own."""
+    from django.contrib.auth.base_user import AbstractBaseUser
+
+    assert alice.get_session_auth_hash() == AbstractBaseUser._get_session_auth_hash(alice)
