@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import ClassVar
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser, UserManager
 from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.http import HttpRequest
@@ -73,6 +75,7 @@ class User(AbstractUser):
         null=True,
         blank=True,
         help_text=_("Estimated cost allowed per calendar month; empty uses the team default."),
+        validators=[MinValueValidator(Decimal(0))],
     )
     monthly_token_budget = models.PositiveBigIntegerField(
         _("monthly token budget"),

@@ -7,6 +7,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.cache import caches
+from django.core.validators import MinValueValidator
 from django.db import connection, models, transaction
 from django.db.models import Avg, Count, Q, Sum
 from django.db.models.functions import TruncDate
@@ -529,7 +530,12 @@ class TeamLimits(models.Model):
     """The team's default limits (one row); a person's own limit on User wins when set."""
 
     monthly_budget_usd = models.DecimalField(
-        _("monthly budget (USD)"), max_digits=12, decimal_places=2, null=True, blank=True
+        _("monthly budget (USD)"),
+        max_digits=12,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(Decimal(0))],
     )
     monthly_token_budget = models.PositiveBigIntegerField(_("monthly token budget"), null=True, blank=True)
     chat_rate_limit = models.PositiveIntegerField(_("chat requests per minute"), null=True, blank=True)

@@ -133,6 +133,18 @@ def test_staff_set_limits_on_the_person_page(client, staff, alice):
     assert bad.status_code == 400 and 'role="alert"' in bad.content.decode()
 
 
+@pytest.mark.parametrize("path", ["person", "team"])
+def test_it_refuses_a_negative_budget_and_keeps_what_was_typed(client, staff, alice, path):
+    url = f"/usage/users/{alice.pk}/" if path == "person" else "/usage/users/"
+    client.force_login(staff)
+    response = client.post(url, {"monthly_budget_usd": "-5", "monthly_token_budget": "1000", "chat_rate_limit": ""})
+    page = response.content.decode()
+    assert response.status_code == 400 and 'role="alert"' in page
+    assert "greater than or equal to 0" in page and 'value="-5"' in page and 'value="1000"' in page
+    alice.refresh_from_db()
+    assert alice.monthly_budget_usd is None and TeamLimits.current().monthly_budget_usd is None
+
+
 def test_it_shows_budget_of_no_one_else(client, alice):
     bob = user_create("bob2")
     _spend(bob, 10)
