@@ -259,3 +259,23 @@ def test_every_page_passes_axe_and_fits_a_phone(
         page.context.close()
 
     assert found == {}, "\n".join(f"{path}: {v}" for path, problems in found.items() for v in problems)
+
+
+TEXT_MIDDLE = """(el) => { const range = document.createRange(); range.selectNodeContents(el);
+  const box = range.getBoundingClientRect(); return box.top + box.height / 2; }"""
+
+
+@pytest.mark.parametrize("language", ["en", "zh-hans"])
+def test_the_phone_header_lines_up_and_hides_the_skip_link_until_focused(browser: Browser, asgi_server, language):
+    user_create("lin", language=language)
+    page = new_page(browser, asgi_server.url, viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    log_in(page, "lin")
+    expect(page.locator("html")).to_have_attribute("lang", language)
+    name, log_out = page.locator(".account-link"), page.locator("[data-logout] button")
+    assert abs(name.evaluate(TEXT_MIDDLE) - log_out.evaluate(TEXT_MIDDLE)) < 2  # one line, not the name 10 px higher
+    skip = page.locator(".skip-link")
+    assert skip.bounding_box()["y"] + skip.bounding_box()["height"] <= 0  # not a sliver of border above the header
+    page.keyboard.press("Tab")
+    expect(skip).to_be_focused()
+    assert skip.bounding_box()["y"] >= 0
+    page.context.close()
