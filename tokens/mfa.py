@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from allauth.mfa.adapter import DefaultMFAAdapter
 from allauth.mfa.models import Authenticator
+from django.utils.translation import gettext_lazy as _
 
 from tokens import keyring
 
@@ -14,6 +15,15 @@ AAD = "allauth.mfa"
 
 
 class MFAAdapter(DefaultMFAAdapter):
+    # allauth's own words say only what is wrong; a new account meets this first, so say what to do.
+    error_messages = {
+        **DefaultMFAAdapter.error_messages,
+        "unverified_email": _(
+            "Confirm your email address before turning on two-factor authentication: follow the link in the email "
+            "we sent you, or send it again from Email addresses on your profile page."
+        ),
+    }
+
     def encrypt(self, text: str) -> str:
         return keyring.seal(text, aad=AAD)
 

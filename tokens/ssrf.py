@@ -57,10 +57,22 @@ def check_address(host: str, address: str) -> None:
     if settings.ALLOW_INSECURE_UPSTREAMS or _allowlisted(host):
         return
     if not address_is_public(address):
-        raise UnsafeURL(
-            _("%(host)s resolves to a private or reserved address (%(address)s); that is not allowed.")
-            % {"host": host, "address": address}
-        )
+        message = _("%(host)s resolves to a private or reserved address (%(address)s); that is not allowed.") % {
+            "host": host,
+            "address": address,
+        }
+        ip = ipaddress.ip_address(address.split("%")[0])  # link-local holds the cloud metadata service: no hint
+        if not (ip.is_link_local or (ip.version == 6 and ip.ipv4_mapped and ip.ipv4_mapped.is_link_local)):
+            message = f"{message} {local_server_hint()}"
+        raise UnsafeURL(message)
+
+
+def local_server_hint() -> str:
+    """What a person can do about a refused local server: the operator decides, not the form."""
+    return _(
+        "A server on your own network or on plain http (such as Ollama on http://localhost:11434) can be used "
+        "only after an administrator adds its host name to UPSTREAM_ALLOWLIST."
+    )
 
 
 def _checked(host: str, infos: list) -> list[str]:
@@ -104,7 +116,8 @@ def check_url(url: str) -> str:
         raise UnsafeURL(_("Leave user names and passwords out of the URL."))
     insecure_ok = settings.ALLOW_INSECURE_UPSTREAMS or _allowlisted(host)
     if parts.scheme != "https" and not insecure_ok:
-        raise UnsafeURL(_("Only https:// URLs are allowed."))
+        refusal = _("Only https:// URLs are allowed.")  # its own literal: xgettext reads no f-string
+        raise UnsafeURL(f"{refusal} {local_server_hint()}")
     if host in METADATA_HOSTS and not insecure_ok:
         raise UnsafeURL(_("Cloud metadata addresses are not allowed."))
     try:

@@ -7,6 +7,7 @@ import time
 
 import pytest
 import time_machine
+from allauth.account.models import EmailAddress
 from allauth.mfa.models import Authenticator
 
 from tests.accounts.totp import totp_code
@@ -51,6 +52,16 @@ def test_it_sets_up_totp_and_seals_the_secret(client, alice):
     authenticator = Authenticator.objects.get(user=alice, type=Authenticator.Type.TOTP)
     assert secret not in str(authenticator.data)  # sealed with ENCRYPTION_KEYS, not stored as typed
     assert Authenticator.objects.filter(user=alice, type=Authenticator.Type.RECOVERY_CODES).exists()
+
+
+def test_it_says_what_to_do_when_the_email_is_unconfirmed(client, alice):
+    EmailAddress.objects.create(user=alice, email=alice.email, verified=False, primary=True)
+    _log_in(client, "alice")
+    response = client.get("/accounts/2fa/totp/activate/", follow=True)
+    assert response.redirect_chain[-1][0] == "/accounts/2fa/"
+    page = response.content.decode()
+    assert "follow the link in the email we sent you, or send it again from Email addresses" in page
+    assert not Authenticator.objects.filter(user=alice).exists()
 
 
 def test_it_refuses_a_wrong_code_at_set_up(client, alice):

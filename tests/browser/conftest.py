@@ -135,6 +135,16 @@ def log_in(page: Page, username: str, password: str = PASSWORD) -> None:
     page.wait_for_load_state()  # chat.js is deferred; let it attach its handlers before typing
 
 
+def sign_up(page: Page, username: str) -> None:
+    """Fill and send the sign-up form as a person would, with <username>@example.com and the test password."""
+    page.goto("/accounts/signup/")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=email]", f"{username}@example.com")
+    page.fill("input[name=password1]", PASSWORD)
+    page.fill("input[name=password2]", PASSWORD)
+    page.click("main form button[type=submit]")
+
+
 def send_message(page: Page, text: str) -> None:
     page.wait_for_load_state()  # deferred scripts (translations, then chat.js) have run by "load"
     page.fill("textarea[name=message]", text)

@@ -14,7 +14,7 @@ from playwright.sync_api import Page, expect
 
 from accounts.models import User
 from chat.models import Conversation, UsageRecord
-from tests.browser.conftest import send_message
+from tests.browser.conftest import send_message, sign_up
 from tests.conftest import PASSWORD, user_create
 from tokens.models import Credential
 
@@ -205,11 +205,36 @@ def test_a_chinese_reader_meets_no_english_from_sign_up_to_password_reset(page, 
 
 def test_a_chinese_sign_up_waiting_for_approval_is_told_so_in_chinese(page, settings, look):
     settings.SIGNUP_MODE = "approval"
-    page.goto("/accounts/signup/")
-    page.fill("input[name=username]", "zhao")
-    page.fill("input[name=email]", "zhao@example.com")
-    page.fill("input[name=password1]", PASSWORD)
-    page.fill("input[name=password2]", PASSWORD)
-    page.click("main form button[type=submit]")
+    sign_up(page, "zhao")
     expect(page.locator("[data-account-pending]")).to_be_visible()
     look(page, "pending", "zhao")
+
+
+def test_a_new_chinese_account_is_told_how_to_turn_on_two_factor_and_manages_its_addresses(page, dialogs, look):
+    sign_up(page, "wang")
+    expect(page).to_have_url(re.compile(r"/settings/keys/$"))
+
+    # Two-factor waits for a confirmed address, and the refusal says where to go.
+    page.goto("/accounts/2fa/")
+    page.get_by_role("link", name="激活").click()
+    expect(page).to_have_url(re.compile(r"/accounts/2fa/$"))
+    expect(page.locator(".flash")).to_contain_text("开启两步验证前，请先确认你的电子邮箱地址")
+    look(page, "2fa-unconfirmed-email", "wang")
+
+    page.goto("/accounts/email/")
+    expect(page.get_by_role("heading", level=1)).to_have_text("电子邮箱地址")
+    expect(page.locator("main")).not_to_contain_text("您")
+    look(page, "email-addresses", "wang")
+
+    dialogs.accept = True
+    page.fill("input[name=email]:not([type=radio])", "wang.work@example.com")
+    page.get_by_role("button", name="添加", exact=True).click()
+    expect(page.locator("main")).to_contain_text("wang.work@example.com")
+    page.get_by_label(re.compile("wang@example.com")).check()
+    page.get_by_role("button", name="移除").click()
+    expect(page.locator(".flash").last).to_contain_text("wang@example.com 是你的主地址，不能移除")
+    page.get_by_label(re.compile("wang.work@example.com")).check()
+    page.get_by_role("button", name="移除").click()
+    expect(page.locator(".flash").last).to_contain_text("已从你的账号中移除 wang.work@example.com")
+    assert dialogs.seen[-1] == ("confirm", "移除选中的电子邮箱地址？")
+    look(page, "email-removed", "wang")

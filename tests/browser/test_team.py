@@ -9,7 +9,7 @@ from playwright.sync_api import Page, expect
 
 from accounts.models import Approval, User
 from chat.usage import usage_write
-from tests.browser.conftest import log_in, new_page, send_message
+from tests.browser.conftest import log_in, new_page, send_message, sign_up
 from tests.conftest import ALICE_KEY, PASSWORD, credential_create
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -26,12 +26,7 @@ def _spend(user, tokens: int, model: str = "gpt-4o-mini") -> None:
 
 def test_a_new_colleague_waits_for_approval_then_gets_in(page: Page, open_page, settings, staff, shoot):
     settings.SIGNUP_MODE = "approval"
-    page.goto("/accounts/signup/")
-    page.fill("input[name=username]", "carol")
-    page.fill("input[name=email]", "carol@example.com")
-    page.fill("input[name=password1]", PASSWORD)
-    page.fill("input[name=password2]", PASSWORD)
-    page.click("form button[type=submit]:has-text('Sign up')")
+    sign_up(page, "carol")
     expect(page.locator("[data-account-pending]")).to_be_visible()
     shoot(page, "team-pending-desktop-light")
     page.goto("/chat/")

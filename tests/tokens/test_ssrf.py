@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from django.utils import translation
 
 from tests.conftest import CLIENT_ID, CLIENT_SECRET
 from tokens import oauth, provider
@@ -32,6 +33,30 @@ def test_it_refuses_unsafe_urls_with_a_clear_reason(url, message):
     with pytest.raises(UnsafeURL) as caught:
         check_url(url)
     assert message in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "hinted"),
+    [
+        ("http://api.example.com/v1", True),
+        ("https://127.0.0.1/v1", True),
+        ("https://192.168.1.10/v1", True),
+        ("https://169.254.169.254/latest/meta-data", False),
+        ("https://[::ffff:169.254.169.254]/v1", False),
+        ("https://metadata.google.internal/computeMetadata", False),
+    ],
+)
+def test_it_says_how_a_local_server_can_be_allowed_except_for_metadata(url, hinted):
+    with pytest.raises(UnsafeURL) as caught:
+        check_url(url)
+    assert ("administrator adds its host name to UPSTREAM_ALLOWLIST" in str(caught.value)) is hinted
+
+
+def test_it_refuses_in_the_readers_language():
+    with translation.override("zh-hans"), pytest.raises(UnsafeURL) as caught:
+        check_url("http://localhost:11434")
+    assert str(caught.value).startswith("只允许使用 https:// 地址。")
+    assert "需要管理员把它的主机名加入 UPSTREAM_ALLOWLIST 后才能使用" in str(caught.value)
 
 
 def test_it_accepts_a_public_https_address():
