@@ -1,8 +1,8 @@
 """User names that cannot pass for one another: NFKC, case folding and a homoglyph skeleton (Unicode TR39's idea).
 
-`Ａlice` (fullwidth), `ALICE` and `аlice` (Cyrillic а) all have the key `alice`; the key column is unique, so the
-database itself refuses a look-alike. The confusables table is confusable_homoglyphs' copy of Unicode's
-confusables.txt; letters of other scripts are mapped to the Latin or common letter they imitate.
+`Ａlice` (fullwidth), `ALICE`, `аlice` (Cyrillic а), `aIice` (capital I) and `a1ice` all have one key (`allce`);
+the key column is unique, so the database itself refuses a look-alike. The confusables table is confusable_homoglyphs'
+copy of Unicode's confusables.txt; letters of other scripts are mapped to the Latin or common letter they imitate.
 """
 
 from __future__ import annotations
@@ -38,11 +38,25 @@ def _prototype(char: str) -> str:
     return char
 
 
+# Latin letters and digits that most fonts draw alike (confusables.txt: I, l, 1 and | are "l", 0 is "O", "rn" is
+# "m", "vv" is "w"). Applied after case folding, so i (a folded I) joins l: "aIice" and "a1ice" are "alice".
+_LATIN_SEQUENCES = (("rn", "m"), ("vv", "w"))
+_LATIN_LOOK_ALIKES = str.maketrans({"i": "l", "1": "l", "|": "l", "0": "o"})
+
+
 def username_key(username: str) -> str:
     """The key two user names share when a reader could take one for the other; unique per account."""
     folded = normalize(username).casefold()
-    return unicodedata.normalize("NFKC", "".join(_prototype(char) for char in folded))
+    key = unicodedata.normalize("NFKC", "".join(_prototype(char) for char in folded))
+    for sequence, letter in _LATIN_SEQUENCES:
+        key = key.replace(sequence, letter)
+    return key.translate(_LATIN_LOOK_ALIKES)
+
+
+@cache
+def _reserved_keys() -> frozenset[str]:
+    return frozenset(username_key(name) for name in RESERVED)
 
 
 def is_reserved(username: str) -> bool:
-    return username_key(username) in RESERVED
+    return username_key(username) in _reserved_keys()
