@@ -92,7 +92,7 @@ def test_the_re_key_migration_keeps_existing_latin_look_alikes_apart(alice):
     twin = user_create("twin")
     User.objects.filter(pk=twin.pk).update(username="aIice", username_key="aiice")  # its key before this change
     User.objects.filter(pk=alice.pk).update(username_key="alice")
-    migration = importlib.import_module("accounts.migrations.0010_rekey_latin_look_alikes")
+    migration = importlib.import_module("accounts.migrations.0011_rekey_latin_look_alikes")
     migration.rekey(apps, None)
     keys = dict(User.objects.values_list("pk", "username_key"))
     assert keys == {alice.pk: username_key("alice"), twin.pk: f"{username_key('alice')}~{twin.pk}"}

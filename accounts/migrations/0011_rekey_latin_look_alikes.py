@@ -20,6 +20,6 @@ def rekey(apps, schema_editor) -> None:
 
 
 class Migration(migrations.Migration):
-    dependencies = [("accounts", "0009_session_epoch")]
+    dependencies = [("accounts", "0010_budget_not_negative")]
 
     operations = [migrations.RunPython(rekey, migrations.RunPython.noop)]
