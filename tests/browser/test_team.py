@@ -68,6 +68,9 @@ def test_deactivation_ends_a_live_session(page: Page, open_page, alice, staff):
     admin = open_page()
     log_in(admin, "staff")
     admin.goto(f"/usage/users/{alice.pk}/")
+    save, deactivate = admin.locator("form.limits-form button[type=submit]"), admin.locator("[data-action=deactivate]")
+    gap = deactivate.bounding_box()["y"] - (save.bounding_box()["y"] + save.bounding_box()["height"])
+    assert gap >= 8, f"Save limits and Deactivate touch ({gap:.0f} px apart)"
     admin.click("[data-action=deactivate]")
     expect(admin.locator("[data-action=reactivate]")).to_be_visible()
     page.goto("/settings/keys/")
