@@ -51,6 +51,9 @@ logger = logging.getLogger(__name__)
 
 # Request fields the relay cannot honour: it forwards text (and reasoning) only, for one choice.
 UNSUPPORTED = ("tools", "tool_choice", "functions", "function_call", "audio", "logprobs", "top_logprobs")
+# Gateways' ways to run another model than `model` (OpenRouter's `models`, LiteLLM's `fallbacks`): the key's model
+# allowlist and the usage row's price would be about a model the provider did not run.
+MODEL_ROUTING = ("models", "fallbacks")
 # Ours to set, or names stream_chat takes as arguments: never taken from the request body.
 RESERVED = ("model", "messages", "stream", "stream_options", "n", "bearer", "completion", "trim_on_overflow", "renew")
 _UNREAD = object()
@@ -408,6 +411,15 @@ def _parse_body(raw: bytes) -> dict:
             raise ApiError(
                 400,
                 _("%(param)s is not supported by this relay yet.") % {"param": name},
+                param=name,
+                code="unsupported_parameter",
+            )
+    for name in MODEL_ROUTING:
+        if body.get(name) not in (None, [], {}):
+            raise ApiError(
+                400,
+                _("%(param)s would let the provider run another model than the one named; name one model in model.")
+                % {"param": name},
                 param=name,
                 code="unsupported_parameter",
             )

@@ -146,3 +146,18 @@ def test_a_key_made_for_a_deleted_credential_stops_rather_than_bill_another(api,
 
     assert refused.value.code == "credential_missing"
     assert fake_openai.chat_requests == []
+
+
+@pytest.mark.parametrize(
+    "routing", [{"models": ["gpt-4o"]}, {"fallbacks": ["gpt-4o"]}, {"fallbacks": [{"gpt-4o-mini": ["gpt-4o"]}]}]
+)
+def test_a_body_cannot_route_past_the_model_it_names(api, fake_openai, alice, routing):
+    """Gateways pick another model from these (OpenRouter's `models`, LiteLLM's `fallbacks`): the key's allowlist and
+    the usage row's price would then be about a model the provider did not run."""
+    client = _client(api, key_issue(alice, allowed_models=["gpt-4o-mini"]).key)
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "Hi"}], extra_body=routing
+        )
+    assert refused.value.code == "unsupported_parameter" and next(iter(routing)) in refused.value.message
+    assert fake_openai.chat_requests == []
