@@ -281,13 +281,18 @@ def test_the_phone_header_lines_up_and_hides_the_skip_link_until_focused(browser
     page.context.close()
 
 
-def test_the_empty_key_list_points_at_the_form_wherever_the_layout_put_it(browser: Browser, asgi_server):
+@pytest.mark.parametrize(
+    ("path", "heading"), [("/settings/keys/", "Add a credential"), ("/settings/api-keys/", "Create an API key")]
+)
+def test_an_empty_list_points_at_the_form_wherever_the_layout_put_it(
+    browser: Browser, asgi_server, path: str, heading: str
+):
     user_create("ines")
     page = new_page(browser, asgi_server.url, viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
     log_in(page, "ines")
-    page.goto("/settings/keys/")
-    empty = page.locator(".empty")
+    page.goto(path)
+    empty = page.locator("p.empty")
     expect(empty).not_to_contain_text("right")  # on a phone the form is below the list, not beside it
     empty.get_by_role("link").click()
-    expect(page.get_by_role("heading", name="Add a credential")).to_be_in_viewport()
+    expect(page.get_by_role("heading", name=heading)).to_be_in_viewport()
     page.context.close()
