@@ -28,6 +28,11 @@ def _add(client, fake: FakeProvider, pasted: str, **fields):
         ("openrouter", "/api", "/api/v1"),  # found by trying /v1 once
         ("openrouter", "/api/v1/chat/completions", "/api/v1"),
         ("deepseek", "", "/v1"),
+        ("ollama", "/api/chat", "/v1"),  # Ollama's native endpoint, from its docs' curl examples
+        ("ollama", "/api/tags", "/v1"),
+        ("ollama", "/api/generate/", "/v1"),
+        ("openai", "/v1/v1", "/v1"),  # a base ending in /v1 with /v1 pasted again
+        ("openai", "/v1/v1/chat/completions", "/v1"),
     ],
 )
 def test_it_saves_base_urls_as_the_docs_show_them(name, suffix, expected_path, alice_client, local):

@@ -4,14 +4,17 @@ verbatim by the fake provider (Reply.raw) over a real local HTTP connection."""
 
 from __future__ import annotations
 
+import gzip
 import json
+import zlib
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
 import pytest
 
-from tests.fakes.providers import FakeProvider
+from tests.fakes.providers import FakeProvider, Reply
 from tests.provider.conftest import bearer_for_fake, run_stream
+from tokens.provider import ProviderError, list_models
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -298,3 +301,56 @@ def test_it_shows_thinking_written_in_think_tags_apart_from_the_answer(asgi_serv
     assert (message.content, message.reasoning) == ("Four.", "Two and two.")
     page = session.get(f"{asgi_server.url}/chat/{events.start['conversation']}/").text
     assert "data-reasoning" in page and "&lt;think&gt;" not in page
+
+
+MODEL_LIST = json.dumps({"object": "list", "data": [{"id": "gpt-4o"}, {"id": "qwen2.5:7b"}]}).encode()
+# 64 MB of spaces: about 64 KB compressed.
+BOMB = gzip.compress(b" " * (64 * 1024 * 1024), compresslevel=9)
+
+# (body, Content-Encoding, the ids or the error kind)
+COMPRESSED_LISTS = {
+    "gzip": (gzip.compress(MODEL_LIST), "gzip", ["gpt-4o", "qwen2.5:7b"]),
+    "gzip_unlabelled": (gzip.compress(MODEL_LIST), "", ["gpt-4o", "qwen2.5:7b"]),  # some Cloudflare edges
+    "deflate": (zlib.compress(MODEL_LIST), "deflate", ["gpt-4o", "qwen2.5:7b"]),
+    "bomb": (BOMB, "gzip", "too_large"),
+    "brotli": (b"\x1b\x00\x00", "br", "bad_response"),
+    "broken_gzip": (b"\x1f\x8b" + b"\x00" * 40, "gzip", "bad_response"),
+}
+
+
+@pytest.mark.parametrize("shape", list(COMPRESSED_LISTS))
+def test_it_reads_a_model_list_compressed_against_our_asking(shape, local):
+    body, coding, expected = COMPRESSED_LISTS[shape]
+    headers = {"Content-Encoding": coding} if coding else {}
+    with FakeProvider("openai") as fake:
+        pieces = [body[i : i + 8192] for i in range(0, len(body), 8192)]
+        fake.models_reply = Reply(raw=pieces, content_type="application/json", headers=headers)
+        if isinstance(expected, list):
+            assert list_models(bearer_for_fake(fake)) == expected
+        else:
+            with pytest.raises(ProviderError) as caught:
+                list_models(bearer_for_fake(fake))
+            assert caught.value.kind == expected and caught.value.message
+
+
+@pytest.mark.parametrize("shape", ["gzip", "deflate", "bomb"])
+def test_it_reads_a_stream_compressed_against_our_asking(shape, local, settings):
+    settings.UPSTREAM_MAX_EVENT_BYTES = 1024 * 1024
+    wire = b"".join([*PLAIN, DONE])
+    body = {"gzip": gzip.compress(wire), "deflate": zlib.compress(wire), "bomb": BOMB}[shape]
+    with FakeProvider("openai") as fake:
+        coding = "deflate" if shape == "deflate" else "gzip"
+        fake.then(raw=[body[i : i + 4096] for i in range(0, len(body), 4096)], headers={"Content-Encoding": coding})
+        content, _reasoning, completion, error = run_stream(bearer_for_fake(fake))
+    if shape == "bomb":
+        assert error.kind == "too_large"
+    else:
+        assert (content, error, completion.finish_reason) == ("Hello there.", None, "stop")
+
+
+def test_it_reads_a_compressed_error_body(local):
+    body = gzip.compress(json.dumps({"error": {"message": "Insufficient credits", "code": 402}}).encode())
+    with FakeProvider("openai") as fake:
+        fake.then(raw=[body], status=402, content_type="application/json", headers={"Content-Encoding": "gzip"})
+        _content, _reasoning, _completion, error = run_stream(bearer_for_fake(fake))
+    assert error.kind == "payment" and "Insufficient credits" in error.message

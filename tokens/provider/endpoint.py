@@ -17,6 +17,10 @@ from django.utils.translation import gettext as _
 AZURE_HOSTS = re.compile(r"\.(openai\.azure\.com|cognitiveservices\.azure\.com|services\.ai\.azure\.com)$")
 # Endpoints people paste when the docs show a full request: cut back to the API's base.
 _ENDPOINT_SUFFIXES = re.compile(r"/(chat/completions|completions|models|responses|embeddings)/?$")
+# Ollama's native endpoints (its docs' curl examples): its OpenAI-compatible API is /v1 on the same host.
+_OLLAMA_NATIVE = re.compile(r"/api/(chat|generate|tags|show|ps|embed|embeddings)$")
+# /v1 pasted twice (a base that ended in /v1 and an endpoint copied after it).
+_REPEATED_V1 = re.compile(r"(/v1){2,}$")
 _AZURE_DEPLOYMENT = re.compile(r"^(?P<root>.*?)/openai/deployments/(?P<deployment>[^/]+)")
 _API_VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}(-preview)?$|^(preview|latest|v1)$")
 AZURE_KIND = "azure_openai"
@@ -75,7 +79,8 @@ def is_azure_host(url: str) -> bool:
 
 def normalise_base_url(url: str, *, kind: str = "api_key", api_version: str = "") -> PastedURL:
     """Turn what people paste into an API base: drop a pasted endpoint path, query and trailing slash;
-    add /v1 to a bare host; split an Azure URL into resource endpoint, api-version and deployment.
+    add /v1 to a bare host; turn Ollama's native /api/chat (and its siblings) into /v1, a doubled /v1 into one;
+    split an Azure URL into resource endpoint, api-version and deployment.
 
     Raises ValueError with a message for the person when the api-version is malformed.
     """
@@ -86,6 +91,7 @@ def normalise_base_url(url: str, *, kind: str = "api_key", api_version: str = ""
     shaped = "api-version" in query or "/openai/deployments/" in path
     is_azure = kind == AZURE_KIND or is_azure_host(url) or shaped
     if not is_azure:
+        path = _REPEATED_V1.sub("/v1", _OLLAMA_NATIVE.sub("/v1", path))
         path = path or "/v1"  # Ollama, vLLM, LM Studio, llama.cpp and LiteLLM all serve under /v1
         return PastedURL(urlunsplit((parts.scheme, parts.netloc, path, "", "")))
     version = (api_version or (query.get("api-version") or [""])[0]).strip()

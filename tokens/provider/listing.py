@@ -16,6 +16,7 @@ from django.conf import settings
 from django.utils.translation import gettext as _
 
 from tokens.provider.client import refuse_cookies
+from tokens.provider.encoding import decompressor, inflate
 from tokens.provider.endpoint import Bearer
 from tokens.provider.errors import ProviderError, error_from_body
 from tokens.ssrf import UnsafeURL
@@ -121,16 +122,20 @@ def _get_with(session: requests.Session, bearer: Bearer, url: str, limit: int) -
 
 
 def _read(response: requests.Response, limit: int, deadline: float) -> bytes:
-    parts, size = [], 0
+    parts: list[bytes] = []
+    size, decoder = 0, None
     try:
         # read1 returns what one socket read gave: a trickled body meets the deadline between reads.
         while chunk := response.raw.read1(16 * 1024, decode_content=False):
-            size += len(chunk)
-            if size > limit:
-                raise ProviderError("too_large", _("The provider's answer was too large to read."))
+            if not parts and decoder is None:  # a CDN that compressed anyway, labelled or not
+                decoder = decompressor(response.headers.get("content-encoding", ""), chunk)
+            for piece in inflate(decoder, chunk) if decoder else (chunk,):
+                size += len(piece)
+                if size > limit:
+                    raise ProviderError("too_large", _("The provider's answer was too large to read."))
+                parts.append(piece)
             if time.monotonic() > deadline:
                 raise ProviderError("timeout", _("The provider did not answer in time."))
-            parts.append(chunk)
     except requests.RequestException as exc:
         raise ProviderError("connection", _("The connection to the provider failed.")) from exc
     except OSError as exc:

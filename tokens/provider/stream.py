@@ -26,6 +26,7 @@ from django.conf import settings
 from django.utils.translation import gettext as _
 
 from tokens.provider.client import client
+from tokens.provider.encoding import decompressor, inflated
 from tokens.provider.endpoint import Bearer
 from tokens.provider.errors import ProviderError, error_from_body, error_in_stream
 from tokens.provider.usage import normalise_usage
@@ -200,6 +201,11 @@ async def _attempt(bearer: Bearer, model: str, body: bytes, completion: Completi
             :100
         ]
         raw = response.aiter_raw()
+        encoding = response.headers.get("content-encoding")
+        if encoding:  # a CDN that compressed anyway
+            decoder = decompressor(encoding)
+            if decoder is not None:
+                raw = inflated(raw, decoder)
         if response.status_code >= 400:
             body = await _read_capped(raw, ERROR_BODY_BYTES, first_deadline)
             raise error_from_body(
