@@ -5,6 +5,12 @@ document.querySelectorAll("[data-language-switcher]").forEach((form) => {
   form.querySelector("select").addEventListener("change", () => form.submit());
 });
 
+// Every page: ask before destructive actions; forms opt in with data-confirm (the question, translated).
+document.addEventListener("submit", (event) => {
+  const message = event.target.dataset.confirm;
+  if (message && !window.confirm(message)) event.preventDefault();
+});
+
 // The browser's time zone, for times before the person picks one on /settings/profile/.
 (() => {
   const zone = Intl.DateTimeFormat().resolvedOptions().timeZone;

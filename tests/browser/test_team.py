@@ -63,7 +63,7 @@ def test_a_rejected_sign_up_cannot_log_in(page: Page, open_page, settings, staff
     expect(page).to_have_url(re.compile(r"/accounts/login/"))
 
 
-def test_deactivation_ends_a_live_session(page: Page, open_page, alice, staff):
+def test_deactivation_ends_a_live_session(page: Page, open_page, dialogs, alice, staff):
     log_in(page, "alice")
     admin = open_page()
     log_in(admin, "staff")
@@ -71,6 +71,13 @@ def test_deactivation_ends_a_live_session(page: Page, open_page, alice, staff):
     save, deactivate = admin.locator("form.limits-form button[type=submit]"), admin.locator("[data-action=deactivate]")
     gap = deactivate.bounding_box()["y"] - (save.bounding_box()["y"] + save.bounding_box()["height"])
     assert gap >= 8, f"Save limits and Deactivate touch ({gap:.0f} px apart)"
+    admin.click("[data-action=deactivate]")  # one slip of the finger must not lock a colleague out
+    question = "Deactivate alice? They are logged out everywhere at once and cannot log in until reactivated."
+    assert dialogs.seen == [("confirm", question)]
+    expect(admin.locator("[data-action=deactivate]")).to_be_visible()
+    alice.refresh_from_db()
+    assert alice.is_active
+    dialogs.accept = True
     admin.click("[data-action=deactivate]")
     expect(admin.locator("[data-action=reactivate]")).to_be_visible()
     page.goto("/settings/keys/")

@@ -583,10 +583,6 @@ box.addEventListener("input", () => {
   updateCounter();
 });
 credentialPicker?.addEventListener("change", loadModels);
-document.addEventListener("submit", (event) => {
-  const message = event.target.dataset.confirm;
-  if (message && !window.confirm(message)) event.preventDefault();
-});
 
 if (coarse.matches) box.placeholder = _("Message…"); // on touch, Enter is a new line and Send sends
 box.value = localStorage.getItem(draftKey()) || box.value;

@@ -11,11 +11,6 @@ document.querySelectorAll("[data-action=copy]").forEach((button) => {
     }
   });
 });
-document.querySelectorAll("form[data-confirm]").forEach((form) => {
-  form.addEventListener("submit", (event) => {
-    if (!window.confirm(form.dataset.confirm)) event.preventDefault();
-  });
-});
 // The date field matters only when "On a date…" is chosen; without JavaScript it always shows.
 const form = document.querySelector("form[data-api-key-form]");
 if (form) {

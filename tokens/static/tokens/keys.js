@@ -1,9 +1,3 @@
-// Ask before destructive actions; forms opt in with data-confirm.
-document.addEventListener("submit", (event) => {
-  const message = event.target.dataset.confirm;
-  if (message && !window.confirm(message)) event.preventDefault();
-});
-
 // Show only the fields of the chosen credential kind; without JavaScript every field shows.
 const fieldOf = (input) => input.closest(".field") || input;
 
