@@ -62,6 +62,13 @@ class AccountAdapter(DefaultAccountAdapter):
     def get_email_confirmation_url(self, request: HttpRequest, emailconfirmation) -> str:
         return settings.SITE_URL + reverse("account_confirm_email", args=[emailconfirmation.key])
 
+    def send_password_reset_mail(self, user, email: str, context: dict) -> None:
+        """No reset link for an account without a password (single sign-on): it would give the account a password,
+        and allauth lets such an account's session add an email address unasked (it has no password to re-enter), so a
+        stolen session could add its own address and take the account over. Django's own reset form has this rule."""
+        if user.has_usable_password():
+            super().send_password_reset_mail(user, email, context)
+
     def send_account_already_exists_mail(self, email: str) -> None:
         ctx = {
             "signup_url": settings.SITE_URL + reverse("account_signup"),

@@ -211,6 +211,10 @@ ACCOUNT_EMAIL_VERIFICATION = EMAIL_VERIFICATION
 # account may carry the same, unverified, address.
 ACCOUNT_PREVENT_ENUMERATION = True if EMAIL_VERIFICATION == "mandatory" else "strict"
 ACCOUNT_UNIQUE_EMAIL = True
+# Adding, removing or choosing an email address (and connecting a single sign-on identity) asks for the password again
+# (then not for 5 minutes): a reset link goes to any address on the account, so a stolen session could otherwise add
+# its own and take the account over.
+ACCOUNT_REAUTHENTICATION_REQUIRED = True
 ACCOUNT_SESSION_REMEMBER = True  # sessions last SESSION_COOKIE_AGE, as before; no "remember me" box
 ACCOUNT_SIGNUP_REDIRECT_URL = "tokens:credential-list"
 ACCOUNT_EMAIL_SUBJECT_PREFIX = ""  # the sender is "BYOK Chat"; our own subjects name the product
