@@ -1,22 +1,18 @@
 from __future__ import annotations
 
+import importlib
+
 from django.db import migrations
+
+backfill = importlib.import_module("accounts.migrations.0008_backfill_username_key").backfill
 
 
 def rekey(apps, schema_editor) -> None:
-    """Key every account again now that Latin look-alikes (I, l, 1; 0, o; rn, m; vv, w) share a key. Accounts that
-    already differ only by them keep working: the oldest gets the key, each later one "<key>~<id>"."""
-    from accounts.usernames import username_key
-
+    """Key every account again now that Latin look-alikes (I, l, 1; 0, o; rn, m; vv, w) share a key, as 0008 did:
+    the oldest of existing look-alikes gets the key, each later one "<key>~<id>", so no one is locked out."""
     User = apps.get_model("accounts", "User")
     User.objects.update(username_key=None)  # NULLs never clash, so no row meets another's old key on the way
-    taken: set[str] = set()
-    for user in User.objects.order_by("pk").only("pk", "username").iterator():
-        key = username_key(user.username)
-        if key in taken:
-            key = f"{key}~{user.pk}"[:150]
-        taken.add(key)
-        User.objects.filter(pk=user.pk).update(username_key=key)
+    backfill(apps, schema_editor)
 
 
 class Migration(migrations.Migration):
