@@ -22,6 +22,10 @@ class MFAAdapter(DefaultMFAAdapter):
             "Confirm your email address before turning on two-factor authentication: follow the link in the email "
             "we sent you, or send it again from Email addresses on your profile page."
         ),
+        "incorrect_code": _(
+            "That code is not right. Enter the six-digit code your app shows now; if it keeps failing, check that "
+            "your phone sets its clock automatically."
+        ),
     }
 
     def encrypt(self, text: str) -> str:

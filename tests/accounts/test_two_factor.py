@@ -69,6 +69,7 @@ def test_it_refuses_a_wrong_code_at_set_up(client, alice):
     _confirm_password(client)
     response = client.post("/accounts/2fa/totp/activate/", {"code": "000000"})
     assert b'role="alert"' in response.content
+    assert "Enter the six-digit code your app shows now" in response.content.decode()
     assert not Authenticator.objects.filter(user=alice).exists()
 
 

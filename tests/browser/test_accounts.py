@@ -54,6 +54,8 @@ def test_two_factor_from_the_profile_to_the_next_log_in(page: Page, alice, shoot
     shoot_all(page, "2fa-index")
     page.click("main a[href='/accounts/2fa/totp/activate/'], main button:has-text('Activate')")
     expect(page).to_have_url(re.compile(r"/accounts/reauthenticate/"))
+    expect(page.get_by_role("heading", level=1)).to_have_text("Confirm it's you")
+    shoot_all(page, "2fa-reauthenticate")
     page.fill("input[name=password]", PASSWORD)
     page.click("main form button[type=submit]")
     expect(page).to_have_url(re.compile(r"/accounts/2fa/totp/activate/$"))
@@ -62,7 +64,7 @@ def test_two_factor_from_the_profile_to_the_next_log_in(page: Page, alice, shoot
     shoot_all(page, "2fa-activate")
     page.fill("input[name=code]", "000000")
     page.click("main form button[type=submit]")
-    expect(page.get_by_role("alert").first).to_be_visible()
+    expect(page.get_by_role("alert").first).to_contain_text("check that your phone sets its clock automatically")
     with time_machine.travel(time.time(), tick=False):  # the code and its check in one 30 s period
         page.fill("input[name=code]", totp_code(secret))
         page.click("main form button[type=submit]")
