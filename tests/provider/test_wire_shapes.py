@@ -19,7 +19,7 @@ from tokens.provider import ProviderError, list_models
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def event(payload: dict) -> bytes:
+def event(payload: dict | list) -> bytes:
     return b"data: " + json.dumps(payload).encode() + b"\n\n"
 
 
@@ -82,6 +82,19 @@ STREAM_SHAPES = {
         [chunk({"content": None, "refusal": "I can't help with that."}, "stop"), DONE],
         "",
         "I can't help with that.",
+        "",
+    ),
+    # Two chunks back to back in one event's data (Azure OpenAI, openai-python issue 663), or one per data line.
+    "chunks_back_to_back": (
+        [PLAIN[0], b"data: " + PLAIN[1][6:-2] + PLAIN[2][6:-2] + b"\n\n", DONE],
+        "text/event-stream",
+        "Hello there.",
+        "",
+    ),
+    "chunks_one_per_data_line": (
+        [PLAIN[0], b"data: " + PLAIN[1][6:-2] + b"\ndata: " + PLAIN[2][6:-2] + b"\n\n", DONE],
+        "text/event-stream",
+        "Hello there.",
         "",
     ),
     # Completions-style choices ({"text"}) from some local servers.
@@ -165,6 +178,13 @@ ERRORS_IN_A_200 = {
         "text/event-stream",
         "The model ran out of KV cache",
         "bad_request",
+    ),
+    # Gemini's OpenAI-compatible endpoint: an array around the error.
+    "gemini_array_in_stream": (
+        [chunk({"content": "Partial "}), event([{"error": {"code": 429, "message": "Resource has been exhausted"}}])],
+        "text/event-stream",
+        "Resource has been exhausted",
+        "rate_limit",
     ),
     # A 200 JSON answer that is only an error, FastAPI-style or vLLM-style.
     "json_detail": (

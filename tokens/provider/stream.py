@@ -462,17 +462,44 @@ def _json(data: bytes, event_name: bytes = b"") -> object:
         return orjson.loads(data)
     except orjson.JSONDecodeError:
         pass
+    text = data.decode("utf-8", "replace")
     try:  # orjson refuses invalid UTF-8; read it as the text it mostly is
-        return json.loads(data.decode("utf-8", "replace"))
+        return json.loads(text)
     except ValueError:
-        if event_name == b"error":  # `event: error` with the provider's words as plain text
-            return {"error": {"message": data[:2000].decode("utf-8", "replace")}}
-        logger.debug("skipped a non-JSON event")
+        pass
+    chunks = _concatenated(text)
+    if chunks:
+        return chunks
+    if event_name == b"error":  # `event: error` with the provider's words as plain text
+        return {"error": {"message": text[:2000]}}
+    logger.debug("skipped a non-JSON event")
+    return None
+
+
+_DECODER = json.JSONDecoder()
+
+
+def _concatenated(text: str) -> list[dict] | None:
+    """Several chunks in one event's data, back to back or one per line (Azure OpenAI did this, openai-python
+    issue 663): the list of them, or None unless the whole text is such objects."""
+    chunks, index, end = [], 0, len(text)
+    try:
+        while index < end:
+            value, index = _DECODER.raw_decode(text, index)
+            if not isinstance(value, dict):
+                return None
+            chunks.append(value)
+            while index < end and text[index] in " \t\r\n":
+                index += 1
+    except ValueError:
         return None
+    return chunks if len(chunks) > 1 else None
 
 
 def _apply(chunk: object, event_name: bytes, completion: Completion, bearer: Bearer, model: str) -> list[Delta]:
     if not isinstance(chunk, dict):
+        if isinstance(chunk, list):  # chunks back to back in one event, or Gemini's [{"error": ...}]
+            return [d for one in chunk if isinstance(one, dict) for d in _apply(one, b"", completion, bearer, model)]
         return []
     if "error" in chunk or event_name == b"error":
         raise error_in_stream(chunk, model=model, secret=bearer.token)
