@@ -229,6 +229,10 @@ def test_a_new_chinese_account_is_told_how_to_turn_on_two_factor_and_manages_its
     dialogs.accept = True
     page.fill("input[name=email]:not([type=radio])", "wang.work@example.com")
     page.get_by_role("button", name="添加", exact=True).click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("确认是你本人")  # a new address needs the password again
+    look(page, "reauthenticate", "wang")
+    page.fill("input[name=password]", PASSWORD)
+    page.get_by_role("button", name="继续").click()
     expect(page.locator("main")).to_contain_text("wang.work@example.com")
     page.get_by_label(re.compile("wang@example.com")).check()
     page.get_by_role("button", name="移除").click()
