@@ -43,6 +43,17 @@ def test_it_mails_a_confirmation_link_built_from_site_url(client, settings):
     assert User.objects.get(username="carol").emailaddress_set.get().verified
 
 
+def test_the_confirmation_page_speaks_the_readers_language_and_says_what_to_do_with_a_dead_link(client, settings):
+    settings.SITE_URL = "https://chat.example.org"
+    client.post("/accounts/signup/", FORM, HTTP_ACCEPT_LANGUAGE="zh-CN")
+    link = re.search(r"https://chat\.example\.org(/accounts/confirm-email/\S+/)", mail.outbox[0].body).group(1)
+    page = client.get(link, HTTP_ACCEPT_LANGUAGE="zh-CN").content.decode()
+    assert "确认你的电子邮箱地址" in page and "carol@example.com 属于账号 carol" in page
+    assert "Email地址" not in page and "您" not in page
+    dead = client.get("/accounts/confirm-email/not-a-key/", HTTP_ACCEPT_LANGUAGE="zh-CN").content.decode()
+    assert 'href="/accounts/email/">重新发送一个</a>' in dead
+
+
 def test_it_refuses_log_in_before_confirmation_when_verification_is_mandatory(client, settings):
     settings.ACCOUNT_EMAIL_VERIFICATION = "mandatory"
     response = client.post("/accounts/signup/", FORM)
