@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import time
+
+from allauth.account import app_settings as account_settings
+from allauth.account.internal.flows.login import get_authentication_records  # the session's log-in records
+from allauth.account.internal.flows.reauthentication import get_reauthentication_flows
 from django.conf import settings
 from django.contrib.auth import update_session_auth_hash
 from django.db import transaction
@@ -73,3 +78,16 @@ def sessions_end_others(*, request: HttpRequest, user: User) -> None:
     if request.user.is_authenticated and request.user.pk == user.pk:
         request.user.session_epoch = user.session_epoch
         update_session_auth_hash(request, user)
+
+
+def signed_in_recently(request: HttpRequest) -> bool:
+    """Whether this session's person proved who they are (log-in, or the password asked again) within the last
+    ACCOUNT_REAUTHENTICATION_TIMEOUT seconds (allauth's, 300). True for an account with no way to be asked (single
+    sign-on without a password), as allauth decides for its own pages.
+
+    For actions that outlive the session (a personal API key): a stolen session cookie alone must not be enough.
+    """
+    if not get_reauthentication_flows(request.user):
+        return True
+    records = get_authentication_records(request, request.user)
+    return any(time.time() - record.get("at", 0) < account_settings.REAUTHENTICATION_TIMEOUT for record in records)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from tests.conftest import ALICE_KEY, credential_create
+from tests.conftest import ALICE_KEY, PASSWORD, credential_create
 from tests.secret_scan import SCAN
 
 
@@ -22,7 +22,7 @@ def test_it_learns_a_saved_credentials_key_and_catches_it_anywhere(alice, client
 
 
 def test_it_learns_a_new_personal_api_key_from_the_page_that_shows_it_once(alice, client):
-    client.force_login(alice)
+    client.post("/accounts/login/", {"username": "alice", "password": PASSWORD})  # creating a key wants a fresh one
     page = client.post("/settings/api-keys/", {"name": "laptop", "expiry": "never"}).content.decode()
     learned = [s for s, kind in SCAN.secrets.items() if kind.startswith("personal") and s in page]
     assert learned, "the new key shown in [data-new-api-key] was not learned"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from allauth.core.exceptions import ReauthenticationRequired
 from django.contrib import messages
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
@@ -9,6 +10,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
+from accounts import services as accounts
 from accounts.models import AuthenticatedHttpRequest
 from tokens import api_keys
 from tokens.forms import ApiKeyForm
@@ -33,6 +35,8 @@ def _render_list(
 def api_key_list(request: AuthenticatedHttpRequest) -> HttpResponse:
     if request.method != "POST":
         return _render_list(request, ApiKeyForm(user=request.user, initial={"expiry": "never"}))
+    if not accounts.signed_in_recently(request):
+        raise ReauthenticationRequired  # allauth asks for the password, then carries out this request
     form = ApiKeyForm(request.POST, user=request.user)
     if form.is_valid():
         data = form.cleaned_data

@@ -11,13 +11,30 @@ import pytest
 from django.utils import timezone
 
 from tests.api.conftest import key_issue
-from tests.conftest import ALICE_KEY, credential_create
+from tests.conftest import ALICE_KEY, PASSWORD, credential_create
 from tokens.api_keys import ApiAuthError, api_bearer_verify
 from tokens.models import ApiKey
 
 pytestmark = pytest.mark.django_db
 
 KEY_RE = re.compile(r"data-new-api-key>(byok_[0-9a-f]{12}_[A-Za-z0-9_\-]+)<")
+
+
+@pytest.fixture
+def alice_client(client, alice):
+    """Signed in with the password just now: creating a key asks for it again unless it was typed in the last 5 min."""
+    assert client.post("/accounts/login/", {"username": "alice", "password": PASSWORD}).status_code == 302
+    return client
+
+
+def test_a_session_alone_cannot_create_a_key_until_the_password_is_typed_again(client, alice):
+    """A key outlives the session (a new password, two-factor, logging out): a stolen cookie must not mint one."""
+    client.force_login(alice)  # a session without a recent log-in, as a copied cookie is
+    response = client.post("/settings/api-keys/", {"name": "thief", "expiry": "never"})
+    assert response.status_code == 302 and response["Location"].startswith("/accounts/reauthenticate/")
+    assert not ApiKey.objects.exists()
+    page = client.post(response["Location"], {"password": PASSWORD}).content.decode()  # allauth then carries it out
+    assert KEY_RE.search(page) and ApiKey.objects.get().name == "thief"
 
 
 def test_it_creates_a_key_shown_once_and_stores_only_its_hash(alice_client, alice, caplog):
