@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import heapq
+import http.client
 import itertools
 import os
 import socket
@@ -123,7 +124,20 @@ def deadline(seconds: float) -> Iterator[threading.Event]:
         _call_sockets.reset(token)
 
 
+class _InformationalSkipping(http.client.HTTPResponse):
+    """http.client skips only 100 Continue: any other informational answer before the real one (103 Early Hints,
+    sent by CDNs) was taken as the answer, with no body, and the real answer was never read."""
+
+    def _read_status(self) -> tuple[str, int, str]:
+        version, status, reason = super()._read_status()  # type: ignore[misc]
+        if 100 < status < 200 and status != 101:
+            return version, 100, reason  # begin() skips a 100's headers and reads on
+        return version, status, reason
+
+
 class _ReusedTracking(HTTPConnection):
+    response_class = _InformationalSkipping
+
     def request(self, *args: Any, **kwargs: Any) -> None:
         if self.sock is not None:  # kept alive from an earlier call: the current call's deadline must reach it
             _track(self.sock)

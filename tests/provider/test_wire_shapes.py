@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import gzip
 import json
+import socket
+import threading
 import zlib
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -14,7 +16,7 @@ import pytest
 
 from tests.fakes.providers import FakeProvider, Reply
 from tests.provider.conftest import bearer_for_fake, run_stream
-from tokens.provider import ProviderError, list_models
+from tokens.provider import Bearer, ProviderError, list_models
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -374,3 +376,44 @@ def test_it_reads_a_compressed_error_body(local):
         fake.then(raw=[body], status=402, content_type="application/json", headers={"Content-Encoding": "gzip"})
         _content, _reasoning, _completion, error = run_stream(bearer_for_fake(fake))
     assert error.kind == "payment" and "Insufficient credits" in error.message
+
+
+INFORMATIONAL = {
+    "early_hints_103": b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n",  # CDNs
+    "processing_102": b"HTTP/1.1 102 Processing\r\n\r\n",
+    "continue_100": b"HTTP/1.1 100 Continue\r\n\r\n",
+}
+
+
+@pytest.fixture
+def informational_server():
+    """A server that answers every request with an informational response, then the real one."""
+    server = socket.create_server(("127.0.0.1", 0))
+    answers: dict[str, bytes] = {}
+
+    def serve() -> None:
+        while True:
+            try:
+                connection, _ = server.accept()
+            except OSError:
+                return
+            with connection:
+                connection.recv(65536)
+                body, content_type = answers["body"], answers["type"]
+                head = b"HTTP/1.1 200 OK\r\nContent-Type: %s\r\nContent-Length: %d\r\n" % (content_type, len(body))
+                connection.sendall(answers["first"] + head + b"Connection: close\r\n\r\n" + body)
+
+    threading.Thread(target=serve, daemon=True).start()
+    yield answers, f"http://127.0.0.1:{server.getsockname()[1]}/v1"
+    server.close()
+
+
+@pytest.mark.parametrize("first", list(INFORMATIONAL))
+def test_it_reads_the_answer_after_an_informational_response(first, informational_server, local):
+    answers, base_url = informational_server
+    bearer = Bearer("", base_url, "sk-informational-0001", guarded=True)
+    answers.update(first=INFORMATIONAL[first], body=MODEL_LIST, type=b"application/json")
+    assert list_models(bearer) == ["gpt-4o", "qwen2.5:7b"]
+    answers.update(body=b"".join([*PLAIN, DONE]), type=b"text/event-stream")
+    content, _reasoning, _completion, error = run_stream(bearer)
+    assert (content, error) == ("Hello there.", None)
