@@ -238,6 +238,7 @@ MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
 MFA_TOTP_ISSUER = "BYOK Chat"
 MFA_TOTP_TOLERANCE = 1  # a code typed as the 30 s period turns still counts (RFC 6238, section 5.2)
 MFA_ADAPTER = "tokens.mfa.MFAAdapter"
+MFA_FORMS = {"activate_totp": "tokens.mfa.ActivateTOTPForm"}
 MFA_REQUIRED_FOR_STAFF = env.bool("MFA_REQUIRED_FOR_STAFF", default=False)
 # Single sign-on through one OpenID Connect provider (Entra ID, Google Workspace, Keycloak, ...), set by the operator:
 # its URL is trusted configuration, so the SSRF guard for user-typed URLs does not apply. Off while OIDC_SERVER_URL

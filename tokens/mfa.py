@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from allauth.mfa.adapter import DefaultMFAAdapter
 from allauth.mfa.models import Authenticator
+from allauth.mfa.totp.forms import ActivateTOTPForm as AllauthActivateTOTPForm
 from django.utils.translation import gettext_lazy as _
 
 from tokens import keyring
@@ -33,6 +34,16 @@ class MFAAdapter(DefaultMFAAdapter):
 
     def decrypt(self, encrypted_text: str) -> str:
         return keyring.open_sealed(encrypted_text, aad=AAD)
+
+
+class ActivateTOTPForm(AllauthActivateTOTPForm):
+    """allauth's set-up form with our label ("Authenticator code" read 认证器代码) and a digit keyboard on phones."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        code = self.fields["code"]
+        code.label = _("Six-digit code")
+        code.widget.attrs.update(placeholder="123456", inputmode="numeric")
 
 
 # The sealed member of each kind of authenticator's data.

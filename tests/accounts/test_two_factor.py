@@ -48,6 +48,7 @@ def test_it_sets_up_totp_and_seals_the_secret(client, alice):
     _confirm_password(client)
     page = client.get("/accounts/2fa/totp/activate/").content.decode()
     assert 'name="code"' in page and "data-totp-secret" in page
+    assert ">Six-digit code</label>" in page and 'inputmode="numeric"' in page  # a digit keyboard on phones
     secret = _activate(client)
     authenticator = Authenticator.objects.get(user=alice, type=Authenticator.Type.TOTP)
     assert secret not in str(authenticator.data)  # sealed with ENCRYPTION_KEYS, not stored as typed
