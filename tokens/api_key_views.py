@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from allauth.core.exceptions import ReauthenticationRequired
 from django.contrib import messages
+from django.db.models import QuerySet
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
@@ -17,6 +18,12 @@ from tokens.forms import ApiKeyForm
 from tokens.models import ApiKey
 
 
+def _others_keys(request: AuthenticatedHttpRequest) -> QuerySet[ApiKey]:
+    """Other people's keys staff may see and revoke: a superuser's only a superuser (see chat.people)."""
+    keys = ApiKey.objects.exclude(user=request.user)
+    return keys if request.user.is_superuser else keys.exclude(user__is_superuser=True)
+
+
 def _render_list(
     request: AuthenticatedHttpRequest, form: ApiKeyForm, *, new_key: str = "", status: int = 200
 ) -> HttpResponse:
@@ -27,7 +34,7 @@ def _render_list(
         "has_credentials": request.user.credentials.exists(),
     }
     if request.user.is_staff:
-        ctx["others_keys"] = ApiKey.objects.select_related("user", "credential").exclude(user=request.user)[:500]
+        ctx["others_keys"] = _others_keys(request).select_related("user", "credential")[:500]
     return render(request, "tokens/api_key_list.html", ctx, status=status)
 
 
@@ -58,8 +65,9 @@ def api_key_list(request: AuthenticatedHttpRequest) -> HttpResponse:
 
 @require_POST
 def api_key_revoke(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
-    keys = ApiKey.objects.all() if request.user.is_staff else request.user.api_keys.all()
-    api_key = keys.filter(pk=pk).first()
+    api_key = request.user.api_keys.filter(pk=pk).first()
+    if api_key is None and request.user.is_staff:
+        api_key = _others_keys(request).filter(pk=pk).first()
     if api_key is None:
         raise Http404(_("No such API key."))
     api_keys.api_key_revoke(api_key=api_key, actor=request.user.username)

@@ -11,7 +11,7 @@ import pytest
 from django.utils import timezone
 
 from tests.api.conftest import key_issue
-from tests.conftest import ALICE_KEY, PASSWORD, credential_create
+from tests.conftest import ALICE_KEY, PASSWORD, credential_create, user_create
 from tokens.api_keys import ApiAuthError, api_bearer_verify
 from tokens.models import ApiKey
 
@@ -115,6 +115,19 @@ def test_staff_see_everyones_key_metadata_and_revoke(client, alice, staff):
     assert issued.row.secret_hash not in page
     issued.row.refresh_from_db()
     assert issued.row.state == "revoked" and issued.row.revoked_by == "staff"
+
+
+def test_staff_who_are_not_superusers_cannot_revoke_a_superusers_key(client, staff):
+    root = user_create("root", is_staff=True, is_superuser=True)
+    issued = key_issue(root, name="backup-job")
+    client.force_login(staff)
+    assert client.post(f"/settings/api-keys/{issued.row.pk}/revoke/").status_code == 404
+    assert api_bearer_verify(issued.key).user == root
+    assert "backup-job" not in client.get("/settings/api-keys/").content.decode()
+    client.force_login(root)
+    client.post(f"/settings/api-keys/{issued.row.pk}/revoke/")  # a superuser still manages it, as its owner
+    issued.row.refresh_from_db()
+    assert issued.row.state == "revoked"
 
 
 def test_anonymous_is_sent_to_log_in(client):
