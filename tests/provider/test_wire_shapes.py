@@ -248,6 +248,14 @@ ERROR_ANSWERS = {
         "context_length",
         "413 Request Entity Too Large",
     ),
+    # Cloudflare's bot check in front of an API: a web page, not the provider refusing the model.
+    "cloudflare_403_challenge": (
+        403,
+        "text/html",
+        "<!DOCTYPE html><html><head><title>Just a moment...</title></head><body>Checking your browser</body></html>",
+        "forbidden",
+        "firewall or proxy",
+    ),
     "timeout_408": (408, "application/json", json.dumps({"error": {"message": "Request timed out"}}), "timeout", ""),
     "redirect_301": (301, "text/html", "<html>Moved</html>", "bad_response", ""),
     "redirect_307_empty": (307, "", "", "bad_response", ""),
@@ -265,6 +273,8 @@ def test_it_classifies_every_error_answer_shape(shape, local):
         assert len(fake.chat_requests) == 1
     assert error.kind == kind and error.status == status
     assert words in error.message and str(status) in error.message
+    if shape == "cloudflare_403_challenge":  # the page's title, and no blame on the model
+        assert "Just a moment" in error.message and "gpt-4o-mini" not in error.message
 
 
 def _in(seconds: int) -> str:

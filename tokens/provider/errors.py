@@ -145,16 +145,26 @@ def error_from_body(
 ) -> ProviderError:
     """Classify an HTTP error answer (status and capped body) into a ProviderError."""
     payload: object = body
+    page = False
     if isinstance(body, bytes | bytearray):
         try:
             payload = json.loads(body)
         except (ValueError, UnicodeDecodeError):
             payload = body.decode("utf-8", "replace") if len(body) < 2000 and b"<" not in body[:200] else None
-            title = _HTML_TITLE.search(body[:8192]) if payload is None else None
+            page = payload is None and bool(body.strip())
+            title = _HTML_TITLE.search(body[:8192]) if page else None
             if title:  # a proxy's or CDN's error page (Cloudflare, nginx): its title says what happened
                 payload = html.unescape(title[1].decode("utf-8", "replace"))
     code, label, raw_message, param = error_fields(payload)
-    return classify(status, code, label, raw_message, param, headers=headers, model=model, secret=secret)
+    error = classify(status, code, label, raw_message, param, headers=headers, model=model, secret=secret)
+    if status == 403 and page:  # a web page, not the provider's API: a bot check or firewall, not the model
+        error.message = _("A firewall or proxy in front of the provider blocked the request (403).")
+        if error.provider_message:
+            error.message = _("%(message)s The provider said: “%(said)s”") % {
+                "message": error.message,
+                "said": error.provider_message,
+            }
+    return error
 
 
 def error_in_stream(payload: object, *, model: str = "", secret: str = "") -> ProviderError:
