@@ -67,6 +67,11 @@ def redact_record(record: logging.LogRecord) -> None:
     except Exception:  # arguments that do not fit the format: logging reports it when a handler emits the record
         return
     cleaned = redact(message)
+    if cleaned != message and isinstance(record.args, tuple):
+        # Redact each argument first: some formatters read record.args (uvicorn's access log unpacks five of them).
+        record.args = tuple(redact(arg) if isinstance(arg, str) else arg for arg in record.args)
+        message = record.getMessage()
+        cleaned = redact(message)
     if cleaned != message:
         record.msg, record.args = cleaned, ()
     if record.exc_info:

@@ -118,3 +118,23 @@ def test_it_redacts_secret_shapes_from_log_lines():
 )
 def test_it_redacts_only_the_secret_parts(text, expected):
     assert redact(text) == expected
+
+
+def test_it_keeps_the_arguments_formatters_read_while_redacting_them():
+    """uvicorn's access log formatter unpacks record.args (address, method, path, version, status): redacting must
+    leave that shape, or the line is lost to a logging error."""
+    from uvicorn.logging import AccessFormatter
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(AccessFormatter('%(client_addr)s - "%(request_line)s" %(status_code)s', use_colors=False))
+    logger = logging.getLogger("uvicorn.access")
+    logger.addHandler(handler)
+    try:
+        path = "/accounts/oidc/sso/login/callback/?state=abc&code=oidc-code-secret-7"
+        logger.info('%s - "%s %s HTTP/%s" %d', "127.0.0.1:5000", "GET", path, "1.1", 200)
+    finally:
+        logger.removeHandler(handler)
+    line = stream.getvalue()
+    assert 'GET /accounts/oidc/sso/login/callback/?state=abc&code=*** HTTP/1.1" 200' in line
+    assert "oidc-code-secret" not in line
