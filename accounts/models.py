@@ -36,6 +36,10 @@ class AccountManager(UserManager["User"]):
         return self.filter(Q(username_key=username_key(login)) | Q(email__iexact=login)).order_by("pk")
 
 
+# The person's own limits (chat.budgets.limits_for reads them before every call).
+LIMIT_FIELDS = ("chat_rate_limit", "monthly_budget_usd", "monthly_token_budget")
+
+
 class User(AbstractUser):
     objects: ClassVar[AccountManager] = AccountManager()
     # username_key (accounts/usernames.py): one account per look-alike family of names (case, width, homoglyphs).

@@ -31,7 +31,7 @@ from chat.models import Conversation, Message, MessageQuerySet, Role, Source, St
 from chat.tokencount import TOKENS_PER_MESSAGE, TOKENS_PER_REPLY, count_message_tokens, count_text_tokens
 from chat.usage import usage_write
 from tokens import provider
-from tokens.models import Credential
+from tokens.models import BEARER_FIELDS, Credential
 from tokens.provider import Bearer, Completion, ProviderError
 from tokens.services import CredentialError, credential_bearer, credential_for_user, release_db_connection
 
@@ -211,6 +211,10 @@ def _as_turns(thread: list[Message]) -> list[dict]:
     return [{"role": m.role, "content": m.content} for m in thread if m.content and m.state != State.STREAMING]
 
 
+# conversation_id too: the related manager reads it to attach the conversation to each message.
+THREAD_FIELDS = ("id", "conversation_id", "parent_id", "selected_at", "role", "content", "state")
+
+
 def thread_fork(conversation: Conversation | None, mode: str, message_id: int | None) -> tuple[Message | None, list]:
     """Where a new turn goes in the conversation's tree, and the thread it follows.
 
@@ -221,7 +225,8 @@ def thread_fork(conversation: Conversation | None, mode: str, message_id: int | 
     Nothing is deleted: earlier versions stay, each with its usage row. For "continue" the
     anchor is the answer to go on with (the last message in view); it is part of ``earlier``.
     """
-    thread = conversation.messages.thread() if conversation is not None else []
+    # Only what the history and the fork read: a long thread's reasoning and error text stay in the database.
+    thread = conversation.messages.only(*THREAD_FIELDS).thread() if conversation is not None else []
     if mode == "send":
         return (thread[-1] if thread else None), thread
     if mode == "continue":
@@ -315,13 +320,28 @@ def _refuse_null_characters(*values: str) -> None:
         raise ChatRefusal(exc.messages[0]) from exc
 
 
+# What a reply reads of its conversation (created_at, updated_at and reply_lease are only written) and credential.
+CONVERSATION_FIELDS = (
+    "id",
+    "user_id",
+    "title",
+    "credential",
+    "model",
+    "system_prompt",
+    "reply_lease_until",
+    *(f"credential__{name}" for name in BEARER_FIELDS),
+)
+
+
 def _owned_conversation(user: User, conversation_id: int | None) -> Conversation | None:
     if conversation_id is None:
         return None
-    conversation = Conversation.objects.select_related("credential").filter(pk=conversation_id, user=user).first()
-    if conversation is None:
-        raise ChatRefusal(_("No such conversation."), status=404)
-    return conversation
+    # get(), not first(): first() orders by Meta.ordering, which a lookup by primary key does not need.
+    conversations = Conversation.objects.select_related("credential").only(*CONVERSATION_FIELDS)
+    try:
+        return conversations.get(pk=conversation_id, user=user)
+    except Conversation.DoesNotExist:
+        raise ChatRefusal(_("No such conversation."), status=404) from None
 
 
 def reply_plan(
@@ -472,8 +492,11 @@ def _record_user_turn(conversation: Conversation, text: str, mode: str, anchor: 
         assert anchor is not None  # thread_fork refuses a regenerate with no message to answer
         return anchor
     message = Message(conversation=conversation, role=Role.USER, content=text)
-    message.parent = anchor.parent if mode == "edit" and anchor is not None else anchor
-    message.is_root = message.parent is None  # an edit of the first message is a new first version
+    if mode == "edit" and anchor is not None:
+        message.parent_id = anchor.parent_id  # the id is enough: anchor.parent would read the row again
+    else:
+        message.parent = anchor
+    message.is_root = message.parent_id is None  # an edit of the first message is a new first version
     message.save()
     return message
 

@@ -51,6 +51,8 @@ class _SealedDescriptor:
     def __get__(self, instance: models.Model | None, owner: type) -> Any:
         if instance is None:
             return self
+        if self.field.attname not in instance.__dict__:  # deferred (.only()): read it, as DeferredAttribute does
+            instance.refresh_from_db(fields=[self.field.attname])
         state = instance.__dict__.get(self.field.attname, "")
         if isinstance(state, Ciphertext):
             return Secret(sealed=state, aad=self.field.aad(instance))

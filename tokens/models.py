@@ -35,6 +35,25 @@ class ClientAuth(models.TextChoices):
 # Kinds whose secret is a static key sent as is (no token endpoint).
 KEY_KINDS = (Kind.API_KEY, Kind.AZURE_OPENAI)
 SEALED_FIELDS = ("api_key", "client_secret", "refresh_token", "access_token")
+# What choosing a credential for a call and making its bearer read (tokens.services.credential_bearer and the status
+# checks): the chat and API paths load only these of its 29 columns, since compiling and loading each column is
+# what a query costs here. Anything else is read on first use; a refresh re-reads the whole row.
+BEARER_FIELDS = (
+    "id",
+    "user_id",
+    "name",
+    "kind",
+    "status",
+    "status_detail",
+    "base_url",
+    "api_version",
+    "default_model",
+    "context_window",
+    "sends_stream_options",
+    "api_key",
+    "access_token",
+    "access_token_expires_at",
+)
 
 
 class CredentialQuerySet(models.QuerySet):

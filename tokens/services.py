@@ -25,7 +25,7 @@ from tokens.lifecycle import (
     grant_fetch,
     release_db_connection,
 )
-from tokens.models import KEY_KINDS, ClientAuth, Credential, EventKind, Kind, Status
+from tokens.models import BEARER_FIELDS, KEY_KINDS, ClientAuth, Credential, EventKind, Kind, Status
 from tokens.pasted import secret_problem
 from tokens.provider import Bearer
 from tokens.ssrf import UnsafeURL, check_url
@@ -379,13 +379,18 @@ def credential_mark_invalid(*, credential: Credential, detail: str) -> None:
 
 def credential_for_user(*, user: User, credential_id: str | uuid.UUID | None = None) -> Credential | None:
     """Pick the credential a chat should use: the one asked for, else the default, else any usable."""
-    credentials = user.credentials.all()
-    if credential_id:
-        try:
-            return credentials.filter(pk=uuid.UUID(str(credential_id))).first()
-        except ValueError:  # a malformed id is just not one of theirs
-            return None
-    return credentials.filter(is_default=True).first() or credentials.usable().order_by("created_at").first()
+    credentials = user.credentials.only(*BEARER_FIELDS)
+    # get() where at most one row can match (a primary key; one default per person, a constraint): first() would
+    # sort by Meta.ordering for nothing.
+    try:
+        if credential_id:
+            return credentials.get(pk=uuid.UUID(str(credential_id)))
+        return credentials.get(is_default=True)
+    except ValueError:  # a malformed id is just not one of theirs
+        return None
+    except Credential.DoesNotExist:
+        pass
+    return None if credential_id else credentials.usable().order_by("created_at").first()
 
 
 def bearer_of(credential: Credential, token: str) -> Bearer:
