@@ -339,6 +339,12 @@ async def _relay(
     try:
         async with aclosing(stream):
             delta = await first
+            if delta is not None:
+                reply.push(delta.kind, delta.text)
+                # A read that finds data already buffered does not yield to the loop: without this, a reply
+                # that arrives in one burst was relayed whole before its first word reached the browser.
+                await asyncio.sleep(0)
+                delta = await anext(stream, None)
             while delta is not None:
                 reply.push(delta.kind, delta.text)
                 delta = await anext(stream, None)

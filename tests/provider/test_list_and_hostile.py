@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 import threading
 
+import httpx
 import pytest
 
 from tests.fakes.providers import FakeProvider
 from tests.provider.conftest import bearer_for_fake, run_stream
+from tokens.http1 import Http1Transport
 from tokens.provider import Bearer, Completion, ProviderError, list_models, model_ids, stream_chat
 from tokens.ssrf import UnsafeURL, address_is_public
-from tokens.transport import GuardedNetworkBackend, guarded_session
+from tokens.transport import guarded_session
 
 MESSAGES = [{"role": "user", "content": "Hello?"}]
 
@@ -156,7 +159,9 @@ def test_it_refuses_before_any_tcp_handshake_with_a_private_address_async(listen
     port = listener.getsockname()[1]
 
     async def connect():
-        await GuardedNetworkBackend().connect_tcp("localhost", port, timeout=2)
+        transport = Http1Transport(ssl_context=ssl.create_default_context(), guarded=True)
+        async with httpx.AsyncClient(transport=transport) as client:
+            await client.get(f"http://localhost:{port}/v1/models")
 
     with pytest.raises(UnsafeURL):
         asyncio.run(connect())

@@ -1,16 +1,17 @@
-"""The chat client's network backend on asyncio transports: plain and TLS connections, keep-alive, a server that
-closes, and connection failures mapped to httpx's errors."""
+"""The chat client's HTTP/1.1 transport (tokens.http1): plain and TLS connections, keep-alive, bodies delimited
+every way HTTP/1.1 allows, informational answers, servers that close or misbehave, and failures mapped to httpx's
+errors."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime
 import ipaddress
+import socket
 import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import httpcore
 import httpx
 import pytest
 import uvloop
@@ -19,7 +20,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tokens.transport import AsyncioBackend
+from tokens.http1 import MAX_HEAD_BYTES, Http1Transport
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -36,9 +37,17 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
 
+class _CountingServer(ThreadingHTTPServer):
+    connections = 0
+
+    def process_request(self, request, client_address) -> None:
+        self.connections += 1
+        super().process_request(request, client_address)
+
+
 @pytest.fixture
 def server():
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    httpd = _CountingServer(("127.0.0.1", 0), _Handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     yield httpd
@@ -73,9 +82,7 @@ def _self_signed(tmp_path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
 
 
 def _client(ssl_context: ssl.SSLContext | None = None) -> httpx.AsyncClient:
-    transport = httpx.AsyncHTTPTransport()
-    transport._pool = httpcore.AsyncConnectionPool(ssl_context=ssl_context, network_backend=AsyncioBackend())
-    return httpx.AsyncClient(transport=transport)
+    return httpx.AsyncClient(transport=Http1Transport(ssl_context=ssl_context or ssl.create_default_context()))
 
 
 @pytest.fixture(params=["asyncio", "uvloop"])
@@ -100,10 +107,10 @@ def test_it_reads_whole_bodies_over_one_kept_alive_connection(server, run):
             for size in (5, 300_000, 7):  # the middle one arrives in many reads and pauses the socket
                 response = await client.get(f"http://127.0.0.1:{port}/{size}")
                 sizes.append(len(response.content))
-            assert len(client._transport._pool.connections) == 1
             return sizes
 
     assert run(main()) == [5, 300_000, 7]
+    assert server.connections == 1
 
 
 def test_it_speaks_tls_and_checks_the_certificate(tmp_path, run):
@@ -137,3 +144,126 @@ def test_it_maps_a_refused_connection_to_connect_error():
 
     with pytest.raises(httpx.ConnectError):
         asyncio.run(main())
+
+
+@pytest.fixture
+def scripted():
+    """A server that answers each connection with the next scripted list of byte strings (sent one by one), then
+    closes it, or holds it open when the script ends with None; it records what each connection sent."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    scripts: list[list[bytes | None]] = []
+    received: list[bytes] = []
+    held: list[socket.socket] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            script = scripts.pop(0) if scripts else []
+            conn.settimeout(5)
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += conn.recv(65536)
+            received.append(data)
+            for part in script:
+                if part is None:
+                    held.append(conn)
+                    break
+                conn.sendall(part)
+            else:
+                conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    yield listener.getsockname()[1], scripts, received
+    listener.close()
+    for conn in held:
+        conn.close()
+
+
+def _get(port: int, path: str = "/") -> tuple[int, bytes]:
+    async def main() -> tuple[int, bytes]:
+        async with _client() as client:
+            response = await client.get(f"http://127.0.0.1:{port}{path}")
+            return response.status_code, response.content
+
+    return asyncio.run(main())
+
+
+def test_it_decodes_chunked_bodies_split_anywhere(scripted):
+    port, scripts, received = scripted
+    wire = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
+    scripts.append([wire[i : i + 3] for i in range(0, len(wire), 3)])
+    assert _get(port, "/x?y=1") == (200, b"hello world")
+    assert received[0].startswith(b"GET /x?y=1 HTTP/1.1\r\n") and b"\r\nhost: 127.0.0.1:" in received[0].lower()
+
+
+def test_it_skips_informational_answers(scripted):
+    port, scripts, _ = scripted
+    scripts.append(
+        [
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Real: yes\r\n\r\nok",
+        ]
+    )
+    assert _get(port) == (200, b"ok")
+
+
+def test_it_reads_a_body_that_ends_with_the_connection(scripted):
+    port, scripts, _ = scripted
+    scripts.append([b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil ", b"the end"])
+    assert _get(port) == (200, b"until the end")
+
+
+@pytest.mark.parametrize(
+    "script, error",
+    [
+        ([b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort"], httpx.RemoteProtocolError),
+        ([b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel"], httpx.RemoteProtocolError),
+        ([b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n"], httpx.RemoteProtocolError),  # closed inside the head
+        ([], httpx.RemoteProtocolError),  # closed without a word
+        ([b"SMTP ready\r\n\r\n"], httpx.RemoteProtocolError),
+        ([b"HTTP/1.1 200 OK\r\n" + b"X-Pad: " + b"a" * (MAX_HEAD_BYTES + 10), None], httpx.RemoteProtocolError),
+    ],
+    ids=["short-length", "cut-chunk", "cut-head", "silent-close", "not-http", "endless-header"],
+)
+def test_it_maps_broken_answers_to_httpx_errors(scripted, script, error):
+    port, scripts, _ = scripted
+    scripts.append(script)
+    with pytest.raises(error):
+        _get(port)
+
+
+def test_it_opens_a_new_connection_when_the_server_closed_the_idle_one(scripted):
+    port, scripts, received = scripted
+    scripts.append([b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\na"])  # then closes: keep-alive is over
+    scripts.append([b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nb"])
+
+    async def main() -> list[bytes]:
+        async with _client() as client:
+            first = (await client.get(f"http://127.0.0.1:{port}/")).content
+            [[idle]] = client._transport._idle.values()
+            async with asyncio.timeout(5):  # until the server's close reaches the pooled connection
+                while not idle.eof:
+                    await asyncio.sleep(0)
+            second = (await client.get(f"http://127.0.0.1:{port}/")).content
+            return [first, second]
+
+    assert asyncio.run(main()) == [b"a", b"b"]
+    assert len(received) == 2
+
+
+def test_it_closes_a_connection_whose_body_was_left_unread(scripted):
+    port, scripts, received = scripted
+    scripts.append([b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n" + b"x" * 10, None])
+    scripts.append([b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", None])
+
+    async def main() -> bytes:
+        async with _client() as client:
+            async with client.stream("GET", f"http://127.0.0.1:{port}/") as response:
+                await anext(response.aiter_raw())
+            return (await client.get(f"http://127.0.0.1:{port}/")).content
+
+    assert asyncio.run(main()) == b"ok"
+    assert len(received) == 2  # the half-read connection was not reused

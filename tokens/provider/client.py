@@ -10,20 +10,19 @@ import asyncio
 import weakref
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 
-import httpcore
 import httpx
 from django.conf import settings
 
-from tokens.transport import AsyncioBackend, GuardedNetworkBackend
+from tokens.http1 import Http1Transport
 
 _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[bool, httpx.AsyncClient]] = (
     weakref.WeakKeyDictionary()
 )
 
 
-# Idle connections kept per client. httpcore's pool walks all its connections on every request and release, so a
-# few hundred idle ones cost more CPU at 250 streams than the handshakes they save (kit runs, 2026-11-30).
-KEEPALIVE_CONNECTIONS = 32
+# Idle connections kept per client (all hosts together): enough for a burst of replies to reuse warm connections,
+# few enough that a provider's idle sockets do not pile up.
+KEEPALIVE_CONNECTIONS = 512
 
 
 def no_cookies() -> CookieJar:
@@ -37,18 +36,8 @@ def refuse_cookies() -> DefaultCookiePolicy:
 
 
 def _new_client(guarded: bool) -> httpx.AsyncClient:
-    limits = httpx.Limits(max_connections=4000, max_keepalive_connections=KEEPALIVE_CONNECTIONS, keepalive_expiry=30)
     ssl_context = httpx.create_ssl_context()  # loading the CA bundle takes ~0.25 s: once per client
-    transport = httpx.AsyncHTTPTransport(verify=ssl_context, limits=limits, trust_env=False)
-    # httpx takes no network backend; give its pool one on the loop's own transports (guarded ones resolve and
-    # check the address first).
-    transport._pool = httpcore.AsyncConnectionPool(
-        ssl_context=ssl_context,
-        max_connections=limits.max_connections,
-        max_keepalive_connections=limits.max_keepalive_connections,
-        keepalive_expiry=limits.keepalive_expiry,
-        network_backend=GuardedNetworkBackend() if guarded else AsyncioBackend(),
-    )
+    transport = Http1Transport(ssl_context=ssl_context, guarded=guarded, keepalive=KEEPALIVE_CONNECTIONS)
     # Reads are bounded per read by the caller (first-token wait, idle gap, overall deadline).
     timeout = httpx.Timeout(connect=settings.UPSTREAM_CONNECT_TIMEOUT, read=None, write=10.0, pool=10.0)
     return httpx.AsyncClient(
