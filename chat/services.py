@@ -106,19 +106,30 @@ def _check_budget(user: User, limits: budgets.Limits) -> None:
         raise ChatRefusal(exc.message, status=402) from exc
 
 
-def lease_acquire(conversation_id: int) -> str | None:
+def lease_acquire(conversation: Conversation, *, model: str, credential: Credential) -> str | None:
     """Claim the conversation for one reply with a conditional UPDATE; None if a live lease holds it.
 
-    The lease lapses CHAT_LEASE_SECONDS after its last renewal, so a process that dies frees the conversation
-    and `replies_reap` marks its reply incomplete (the claim pattern of tokens.lifecycle's refresh).
+    The same UPDATE makes the reply's model and credential the conversation's and moves it to the top of the list
+    (updated_at), on the row and on `conversation`: one statement less for reply_record, which then writes only
+    messages. The lease lapses CHAT_LEASE_SECONDS after its last renewal, so a process that dies frees the
+    conversation and `replies_reap` marks its reply incomplete (the claim pattern of tokens.lifecycle's refresh).
     """
     lease, now = uuid.uuid4().hex, timezone.now()
     claimed = (
-        Conversation.objects.filter(pk=conversation_id)
+        Conversation.objects.filter(pk=conversation.pk)
         .filter(Q(reply_lease_until__isnull=True) | Q(reply_lease_until__lt=now))
-        .update(reply_lease=lease, reply_lease_until=now + timedelta(seconds=settings.CHAT_LEASE_SECONDS))
+        .update(
+            reply_lease=lease,
+            reply_lease_until=now + timedelta(seconds=settings.CHAT_LEASE_SECONDS),
+            model=model,
+            credential=credential,
+            updated_at=now,
+        )
     )
-    return lease if claimed else None
+    if not claimed:
+        return None
+    conversation.model, conversation.credential, conversation.updated_at = model, credential, now
+    return lease
 
 
 def lease_release(conversation_id: int | None, lease: str) -> None:
@@ -362,8 +373,9 @@ def reply_plan(
     of it or of its reply, default the last), keeping earlier versions. "continue" goes on with
     the last answer (message_id), cut by the output limit, appending to it as ChatGPT's "Continue
     generating" and LibreChat's Continue do: the model gets the cut answer as the last assistant turn.
-    A refusal here leaves the user's text in their box; once this returns, the upstream call starts while
-    `reply_record` saves the user's turn.
+    A refusal here leaves the user's text in their box and the conversation as it was; once this returns (having
+    taken the lease, which also records the model and credential), the upstream call starts while `reply_record`
+    saves the user's turn.
     """
     _refuse_null_characters(text, model, system_prompt)
     conversation = _owned_conversation(user, conversation_id)
@@ -394,7 +406,7 @@ def reply_plan(
     # Leased last, so no refusal above has a lease to give back.
     lease = ""
     if conversation is not None:
-        acquired = lease_acquire(conversation.pk)
+        acquired = lease_acquire(conversation, model=model, credential=credential)
         if acquired is None:
             raise ChatRefusal(
                 _("A reply is still being written in this conversation. Stop it or wait for it."), status=409
@@ -427,6 +439,8 @@ def reply_record(plan: ReplyPlan) -> PreparedReply:
                 user=plan.user,
                 title=Conversation().title_from(plan.text),
                 system_prompt=plan.system_prompt,
+                model=plan.model,
+                credential=plan.credential,
                 reply_lease=plan.lease,
                 reply_lease_until=timezone.now() + timedelta(seconds=settings.CHAT_LEASE_SECONDS),
             )
@@ -436,9 +450,7 @@ def reply_record(plan: ReplyPlan) -> PreparedReply:
             conversation.messages.filter(state=State.STREAMING).update(
                 state=State.INCOMPLETE, error=_("The server restarted while this reply was being written.")
             )
-        conversation.model, conversation.credential = plan.model, plan.credential
-        conversation.updated_at = timezone.now()
-        conversation.save(update_fields=["model", "credential", "updated_at"])
+        # An existing conversation's model, credential and updated_at were written with its lease (lease_acquire).
         if plan.mode == "continue":
             return _continued_record(plan, conversation)
         user_message = _record_user_turn(conversation, plan.text, plan.mode, plan.anchor)

@@ -75,10 +75,10 @@ def _message_id(request: AuthenticatedHttpRequest) -> int | None:
 async def _stream_reply(request: AuthenticatedHttpRequest, pk: int | None, mode: str) -> HttpResponseBase:
     """Check the request, start the reply and save the user's turn, in one hop to the request's thread.
 
-    The checks run first and write nothing but the conversation's lease; as soon as they pass, the upstream call
-    starts on the event loop while the same thread saves the turn (`services.reply_record`). Nothing is streamed
-    to the browser before the turn is saved; if saving fails, the upstream call is closed and the browser hears
-    so, with the text still in its box (chat.relay._generate).
+    The checks run first and write nothing but the conversation's lease (with the reply's model); as soon as they
+    pass, the upstream call starts on the event loop while the same thread saves the turn (`services.reply_record`).
+    Nothing is streamed to the browser before the turn is saved; if saving fails, the upstream call is closed and
+    the browser hears so, with the text still in its box (chat.relay._generate).
     """
     plan_reply = partial(
         services.reply_plan,

@@ -69,9 +69,10 @@ def test_a_web_send_in_a_conversation_costs_few_statements_before_the_upstream_c
     session = 0 if settings.REDIS_URL else 1
     assert recorded.count("sql", before=lease) <= 3 + session, recorded.statements(before=lease)
     assert recorded.index(lease) < recorded.index("upstream")
-    # The turn (4), and at the end the reply, its usage row, the roll-ups (one statement on PostgreSQL) and the lease.
+    # The lease (which also records the model and credential), the turn (2 inserts), and at the end the reply, its
+    # usage row, the roll-ups (one statement on PostgreSQL) and the lease's release.
     rollups = 1 if connection.vendor == "postgresql" else 4
-    assert recorded.count("sql", before="done") <= 10 + rollups + session, recorded.statements(before="done")
+    assert recorded.count("sql", before="done") <= 9 + rollups + session, recorded.statements(before="done")
     assert recorded.count("redis", before="done") <= 2  # the session's GET, the rate limit's one pipeline
     # request_started's receivers, the middleware stack, then checks and saving the turn in that same thread.
     assert recorded.count("hop", before="upstream") <= 3
