@@ -52,14 +52,20 @@ def zone_or_none(name: str) -> zoneinfo.ZoneInfo | None:
 
 
 def _activate(request: HttpRequest, user: User | None) -> None:
-    if user is not None and user.language and translation.check_for_language(user.language):
+    language = translation.get_language()  # LocaleMiddleware's pick, usually the saved choice via the cookie
+    if (
+        user is not None
+        and user.language
+        and user.language != language
+        and translation.check_for_language(user.language)
+    ):
         translation.activate(user.language)
-        request.LANGUAGE_CODE = translation.get_language()
+        request.LANGUAGE_CODE = language = translation.get_language()
     guess = zone_or_none(request.COOKIES.get(TZ_COOKIE, ""))
     if user is not None and (not user.language or (not user.timezone and guess)):
         # First visit: what the browser asked for is remembered (emails and background work use it) until the
         # person picks otherwise with the switcher or on /settings/profile/.
-        user.language = user.language or translation.get_language()
+        user.language = user.language or language
         user.timezone = user.timezone or (guess.key if guess else "")
         User.objects.filter(pk=user.pk).update(language=user.language, timezone=user.timezone)
     zone = (zone_or_none(user.timezone) if user is not None else None) or guess
