@@ -323,15 +323,22 @@ def _oauth_token(request: HttpRequest, ip: str) -> JsonResponse:
 
 
 def _credential_for(grant: ApiGrant) -> Credential:
-    if grant.api_key.is_credential_pinned and grant.api_key.credential_id is None:
-        # Never bill another credential than the one the key was made for.
+    """The key's own credential, else the owner's default: one query either way (the key's lookup joins neither)."""
+    api_key = grant.api_key
+    pinned = api_key.is_credential_pinned or api_key.credential_id is not None
+    # Never bill another credential than the one the key was made for (deleted: the id is gone, or went meanwhile).
+    credential = (
+        None
+        if pinned and api_key.credential_id is None
+        else credential_for_user(user=grant.user, credential_id=api_key.credential_id)
+    )
+    if credential is None and pinned:
         raise ApiError(
             409,
             _("The credential this key was made for has been deleted. Create a new key at /settings/api-keys/."),
             code="credential_missing",
             retry=False,
         )
-    credential = grant.api_key.credential or credential_for_user(user=grant.user)
     if credential is None:
         raise ApiError(
             409,

@@ -28,7 +28,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from accounts.models import LIMIT_FIELDS, Approval, User
-from tokens.models import BEARER_FIELDS, AccessToken, ApiKey, Credential
+from tokens.models import AccessToken, ApiKey, Credential
 
 _Row = TypeVar("_Row", ApiKey, AccessToken)
 
@@ -38,8 +38,9 @@ PREFIX_LENGTH = 12
 SECRET_ALPHABET, SECRET_LENGTH = string.ascii_letters + string.digits, 43
 # Writing last_used_at on every call would make each request a write; a minute's precision is enough.
 LAST_USED_PRECISION = timedelta(seconds=60)
-# The columns a call's checks read of the key, its owner and its credential, out of some seventy: compiling and
-# loading each column is most of what the lookup costs. Any other is read on first use.
+# The columns a call's checks read of the key and its owner, out of some forty: compiling and loading each column is
+# most of what the lookup costs. Any other is read on first use. The credential is not joined: most keys have none
+# of their own (the owner's default is used), and chat.api reads either in one query.
 GRANT_FIELDS = (
     "id",
     "user",
@@ -51,7 +52,6 @@ GRANT_FIELDS = (
     "expires_at",
     "revoked_at",
     *(f"user__{name}" for name in ("id", "is_active", "approval", *LIMIT_FIELDS)),
-    *(f"credential__{name}" for name in BEARER_FIELDS),
 )
 TOKEN_FIELDS = ("id", "api_key", "secret_hash", "allowed_models", "expires_at")
 
@@ -196,7 +196,7 @@ def api_bearer_verify(bearer: str) -> ApiGrant:
     api_key: ApiKey | None
     expires_at: datetime | None
     if kind == TOKEN_PREFIX:
-        tokens = AccessToken.objects.select_related("api_key__user", "api_key__credential")
+        tokens = AccessToken.objects.select_related("api_key__user")
         token = _by_prefix(tokens.only(*TOKEN_FIELDS, *(f"api_key__{name}" for name in GRANT_FIELDS)), prefix)
         if token is None or not hmac.compare_digest(token.secret_hash, _digest(bearer.strip())):
             raise ApiAuthError(_("Incorrect or revoked access token provided."))
@@ -204,7 +204,7 @@ def api_bearer_verify(bearer: str) -> ApiGrant:
             raise ApiAuthError(_("This access token has expired; exchange your key for a new one."), code="expired")
         api_key, allowed, expires_at = token.api_key, token.allowed_models, token.expires_at
     else:
-        api_key = _by_prefix(ApiKey.objects.select_related("user", "credential").only(*GRANT_FIELDS), prefix)
+        api_key = _by_prefix(ApiKey.objects.select_related("user").only(*GRANT_FIELDS), prefix)
         if api_key is None or not hmac.compare_digest(api_key.secret_hash, _digest(bearer.strip())):
             raise ApiAuthError(_("Incorrect API key provided. Create one at /settings/api-keys/."))
         allowed, expires_at = api_key.allowed_models, api_key.expires_at

@@ -96,7 +96,7 @@ def test_a_v1_streamed_call_costs_few_statements_before_the_upstream_call(asgi_s
     assert lines[-1] == "data: [DONE]"
     text = "".join(json.loads(line[6:])["choices"][0]["delta"].get("content", "") for line in lines[:-2])
     assert text == DEFAULT_REPLY
-    # The key with its owner and credential, the credential (the person's default); then the usage row and roll-ups.
+    # The key with its owner, its credential (its own or the person's default); then the usage row and roll-ups.
     assert recorded.count("sql", before="upstream") <= 2, recorded.statements(before="upstream")
     rollups = 1 if connection.vendor == "postgresql" else 4
     assert recorded.count("sql", before="done") <= 3 + rollups, recorded.statements(before="done")
