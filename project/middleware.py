@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from asgiref.sync import iscoroutinefunction
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, QueryDict
 from django.utils.cache import add_never_cache_headers
 from django.utils.decorators import sync_and_async_middleware
 
@@ -52,5 +52,37 @@ def no_store(get_response: Callable) -> Callable:
 
     def sync_middleware(request: HttpRequest) -> HttpResponse:
         return _mark(get_response(request))
+
+    return sync_middleware
+
+
+def _without_nul(request: HttpRequest) -> None:
+    if "%00" in request.META.get("QUERY_STRING", ""):
+        cleaned = QueryDict(mutable=True)
+        for key, values in request.GET.lists():
+            cleaned.setlist(key.replace("\x00", ""), [value.replace("\x00", "") for value in values])
+        cleaned._mutable = False
+        request.GET = cleaned
+
+
+@sync_and_async_middleware
+def nul_free_query(get_response: Callable) -> Callable:
+    """Drop NUL characters from query parameters before any view or filter reads them.
+
+    PostgreSQL text cannot hold NUL, so a search or filter term with one (`?q=a%00b`) made the query fail with
+    DataError: a 500 on the chat's search, the people list and the admin's searches. Nothing stored can contain
+    NUL, so dropping it changes no result. (Form fields already refuse NUL: ProhibitNullCharactersValidator.)
+    """
+    if iscoroutinefunction(get_response):
+
+        async def middleware(request: HttpRequest) -> HttpResponse:
+            _without_nul(request)
+            return await get_response(request)
+
+        return middleware
+
+    def sync_middleware(request: HttpRequest) -> HttpResponse:
+        _without_nul(request)
+        return get_response(request)
 
     return sync_middleware
