@@ -62,7 +62,7 @@ def _without_nul(request: HttpRequest) -> None:
         for key, values in request.GET.lists():
             cleaned.setlist(key.replace("\x00", ""), [value.replace("\x00", "") for value in values])
         cleaned._mutable = False
-        request.GET = cleaned
+        request.GET = cleaned  # type: ignore[assignment]  # immutable again, as Django's own
 
 
 @sync_and_async_middleware
