@@ -243,6 +243,8 @@ class Http1Transport(httpx.AsyncBaseTransport):
         scheme = url.raw_scheme
         if scheme not in (b"http", b"https"):
             raise httpx.UnsupportedProtocol(f"Request URL has an unsupported protocol '{url.scheme}://'.")
+        if request.method in ("HEAD", "CONNECT"):  # llhttp cannot be told that such an answer has no body
+            raise httpx.UnsupportedProtocol(f"{request.method} is not supported by this transport.")
         port = url.port or (443 if scheme == b"https" else 80)
         key: Key = (scheme, url.raw_host, port)
         timeouts = request.extensions.get("timeout", {})

@@ -267,3 +267,12 @@ def test_it_closes_a_connection_whose_body_was_left_unread(scripted):
 
     assert asyncio.run(main()) == b"ok"
     assert len(received) == 2  # the half-read connection was not reused
+
+
+def test_it_refuses_methods_whose_answers_it_cannot_delimit():
+    async def main() -> None:
+        async with _client() as client:
+            await client.head("http://127.0.0.1:9/")  # refused before any connection
+
+    with pytest.raises(httpx.UnsupportedProtocol):
+        asyncio.run(main())
