@@ -25,7 +25,7 @@ from typing import Any, cast
 import httptools
 import httpx
 
-from tokens.ssrf import UnsafeURL, aresolve_checked
+from tokens.ssrf import aresolve_checked
 
 MAX_HEAD_BYTES = 64 * 1024  # a status line and headers larger than this are refused
 HIGH_WATER = 256 * 1024  # body bytes buffered before the socket is paused
@@ -108,6 +108,10 @@ class _Connection(asyncio.Protocol):
 
     # httptools callbacks
 
+    def on_message_begin(self) -> None:
+        if self.complete:  # an answer after the one we asked for (a 408 on a kept-alive connection): not reusable
+            self._fail(httpx.RemoteProtocolError("the server sent an answer nobody asked for"))
+
     def on_status(self, reason: bytes) -> None:
         self.reason += reason
 
@@ -169,8 +173,10 @@ class _Connection(asyncio.Protocol):
         return data
 
     def reusable(self) -> bool:
+        """True when the answer was read whole and the connection can carry another request."""
         return (
             self.complete
+            and not self.chunks
             and not self.eof
             and self.error is None
             and self.keep_alive
@@ -202,20 +208,12 @@ class _Body(httpx.AsyncByteStream):
                 raise httpx.RemoteProtocolError("peer closed connection without sending complete message body")
             else:
                 await connection.wait()
-        self._release()
-
-    def _release(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._pool.release(self._connection)
+        await self.aclose()
 
     async def aclose(self) -> None:
-        if not self._closed:
+        if not self._closed:  # pooled if read whole, else closed: the rest cannot be told from the next answer
             self._closed = True
-            if self._connection.complete and not self._connection.chunks:
-                self._pool.release(self._connection)
-            else:  # the rest of the body is unread: the connection cannot carry another request
-                self._connection.close()
+            self._pool.release(self._connection)
 
 
 class Http1Transport(httpx.AsyncBaseTransport):
@@ -285,8 +283,8 @@ class Http1Transport(httpx.AsyncBaseTransport):
         while idle:
             connection = idle.pop()
             self._idle_count -= 1
-            # An idle connection the server has closed, or written to, cannot carry a request.
-            if connection.idle_until > now and not connection.eof and not connection.chunks and connection.reusable():
+            # An idle connection the server has closed, or written to, cannot carry a request (reusable() says).
+            if connection.idle_until > now and connection.reusable():
                 connection._start()
                 return connection
             connection.close()
@@ -298,9 +296,7 @@ class Http1Transport(httpx.AsyncBaseTransport):
         tls: dict[str, Any] = {"ssl": self._ssl, "server_hostname": host} if scheme == b"https" else {}
         if self._guarded:
             try:
-                addresses = await aresolve_checked(host, port)
-            except UnsafeURL:
-                raise
+                addresses = await aresolve_checked(host, port)  # UnsafeURL (a ValueError) goes to the caller as is
             except OSError as exc:
                 raise httpx.ConnectError(str(exc)) from exc
         else:
@@ -321,7 +317,7 @@ class Http1Transport(httpx.AsyncBaseTransport):
 
     def release(self, connection: _Connection) -> None:
         """Keep a connection whose response was read whole for the next request, or close it."""
-        if not connection.reusable() or connection.chunks:
+        if not connection.reusable():
             connection.close()
             return
         if self._idle_count >= self._keepalive:

@@ -276,3 +276,19 @@ def test_it_refuses_methods_whose_answers_it_cannot_delimit():
 
     with pytest.raises(httpx.UnsupportedProtocol):
         asyncio.run(main())
+
+
+def test_it_drops_a_connection_the_server_wrote_to_unasked(scripted):
+    # A server may answer again on a kept-alive connection (a 408 before closing it): that connection cannot carry
+    # the next request, whose answer would never come on it.
+    port, scripts, received = scripted
+    unasked = b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n\r\n"
+    scripts.append([b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\na" + unasked, None])
+    scripts.append([b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nb", None])
+
+    async def main() -> list[bytes]:
+        async with _client() as client, asyncio.timeout(5):
+            return [(await client.get(f"http://127.0.0.1:{port}/")).content for _ in range(2)]
+
+    assert asyncio.run(main()) == [b"a", b"b"]
+    assert len(received) == 2
