@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from uuid import UUID
 
-from django.db import connection, connections, transaction
+from django.db import connection, connections, models, transaction
 from django.utils import timezone
 from psycopg import ClientCursor
 
@@ -131,9 +131,7 @@ def usage_write(
         outcome=outcome,
         created_at=created_at,
     )
-    with transaction.atomic(savepoint=False):  # inside a caller's transaction, a savepoint is two more round trips
-        record.save(force_insert=True)
-        rollup_add(record)
+    _record_insert(record)
     from chat.budgets import budget_alerts_check  # budgets reads the roll-up this module writes
 
     if has_budget:
@@ -199,12 +197,46 @@ def _rollup_statements() -> tuple[tuple[str, str, tuple[str, ...]], ...]:
     return tuple(statements)
 
 
-def rollup_add(record: UsageRecord) -> None:
-    """Add one row to its roll-ups with upserts (INSERT ... ON CONFLICT DO UPDATE), in the caller's transaction.
+@functools.cache
+def _insert_statement() -> tuple[str, tuple[models.Field, ...]]:
+    """(INSERT ... RETURNING id of a UsageRecord, its fields in parameter order); built once per process."""
+    meta, qn = UsageRecord._meta, connection.ops.quote_name
+    fields = tuple(f for f in meta.concrete_fields if not f.primary_key)
+    columns = ", ".join(qn(f.column) for f in fields)
+    placeholders = ", ".join(["%s"] * len(fields))
+    # Names come from the model, values are parameters.
+    sql = f"INSERT INTO {qn(meta.db_table)} ({columns}) VALUES ({placeholders}) RETURNING {qn(meta.pk.column)}"  # noqa: S608
+    return sql, fields
 
-    PostgreSQL and SQLite (3.24+) share this syntax; concurrent writers for the same
-    period and key serialise on that one roll-up row.
+
+def _record_insert(record: UsageRecord) -> None:
+    """Insert the row and add it to its roll-ups; on PostgreSQL in one round trip, sets record.pk.
+
+    PostgreSQL runs the statements of one simple query as one transaction when no transaction is open (protocol
+    docs, "Multiple Statements in a Simple Query"), so the row and its roll-ups are written together or not at
+    all without a BEGIN and a COMMIT round trip; inside a caller's transaction they are part of it. save() and
+    its compiler were a third of the usage write's Python (py-spy); UsageRecord has no save() or signals of its
+    own to skip.
     """
+    with connection.cursor() as cursor:
+        if not _one_round_trip(cursor):
+            with transaction.atomic(savepoint=False):  # inside a caller's transaction, a savepoint is 2 round trips
+                record.save(force_insert=True)
+                rollup_add(record)
+            return
+        sql, fields = _insert_statement()
+        values = [f.get_db_prep_save(f.pre_save(record, True), connection) for f in fields]
+        rollups = _rollup_params(record)
+        cursor.execute(
+            "; ".join([sql, *(statement for statement, _params in rollups)]),
+            [*values, *(p for _statement, params in rollups for p in params)],
+        )
+        record.pk = cursor.fetchone()[0]  # the first statement's result
+        record._state.adding, record._state.db = False, connection.alias
+
+
+def _rollup_params(record: UsageRecord) -> list[tuple[str, list]]:
+    """(SQL, parameters) of each roll-up's upsert for one row, in ROLLUPS order."""
     status = UsageStatus.of(error_type=record.error_type, outcome=record.outcome)
     values = (  # ROLLUP_COLUMNS after requests, which is 1
         1 if record.error_type else 0,
@@ -221,10 +253,19 @@ def rollup_add(record: UsageRecord) -> None:
         "day": site_day(record.created_at),
         "bucket": connection.ops.adapt_datetimefield_value(quarter_of(record.created_at)),
     }
-    statements = [
+    return [
         (sql, [when[period], status, *(getattr(record, k) for k in keys), *values])
         for sql, period, keys in _rollup_statements()
     ]
+
+
+def rollup_add(record: UsageRecord) -> None:
+    """Add one row to its roll-ups with upserts (INSERT ... ON CONFLICT DO UPDATE), in the caller's transaction.
+
+    PostgreSQL and SQLite (3.24+) share this syntax; concurrent writers for the same
+    period and key serialise on that one roll-up row.
+    """
+    statements = _rollup_params(record)
     with connection.cursor() as cursor:
         if _one_round_trip(cursor):
             # One round trip for the four upserts, which PostgreSQL still runs one after the other, in this order.

@@ -93,6 +93,13 @@ class BearerOnlyHandler(ASGIHandler):
             self._get_response_async if is_async else self._get_response
         )
 
+    async def __call__(self, scope: dict, receive, send) -> None:
+        # Without Django's ThreadSensitiveContext: it started and joined a thread per request, and nothing here
+        # needs one (the views run their database work in_pool, which hands the connection back).
+        if scope["type"] != "http":
+            raise ValueError(f"Django can only handle ASGI/HTTP connections, not {scope['type']}.")
+        await self.handle(scope, receive, send)
+
 
 api_application = BearerOnlyHandler()
 

@@ -130,9 +130,9 @@ elif env.int("DATABASE_POOL_SIZE", default=20):
         "max_size": env.int("DATABASE_POOL_SIZE", default=20),
         "timeout": 10,
     }
-    # With a pool, Django passes psycopg_pool's check_connection: one empty query per checkout (a loopback round
-    # trip), so a connection the server ended (a restart, a failover) is replaced instead of failing a request.
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # A connection the server ended (a restart, a failover) is replaced instead of failing a request, without the
+    # empty query per checkout that CONN_HEALTH_CHECKS would have the pool send: project.dbpool.
+    DATABASES["default"]["ENGINE"] = "project.postgresql"
 else:
     DATABASES["default"]["CONN_MAX_AGE"] = 60
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True

@@ -70,9 +70,9 @@ def test_a_web_send_in_a_conversation_costs_few_statements_before_the_upstream_c
     assert recorded.count("sql", before=lease) <= 3 + session, recorded.statements(before=lease)
     assert recorded.index(lease) < recorded.index("upstream")
     # The lease (which also records the model and credential), the turn (2 inserts), and at the end the reply, its
-    # usage row, the roll-ups (one statement on PostgreSQL) and the lease's release.
-    rollups = 1 if connection.vendor == "postgresql" else 4
-    assert recorded.count("sql", before="done") <= 9 + rollups + session, recorded.statements(before="done")
+    # usage row with the roll-ups (one statement on PostgreSQL) and the lease's release.
+    usage = 1 if connection.vendor == "postgresql" else 5
+    assert recorded.count("sql", before="done") <= 8 + usage + session, recorded.statements(before="done")
     assert recorded.count("redis", before="done") <= 2  # the session's GET, the rate limit's one pipeline
     # request_started's receivers, the middleware stack, then checks and saving the turn in that same thread.
     assert recorded.count("hop", before="upstream") <= 3
@@ -96,10 +96,11 @@ def test_a_v1_streamed_call_costs_few_statements_before_the_upstream_call(asgi_s
     assert lines[-1] == "data: [DONE]"
     text = "".join(json.loads(line[6:])["choices"][0]["delta"].get("content", "") for line in lines[:-2])
     assert text == DEFAULT_REPLY
-    # The key with its owner, its credential (its own or the person's default); then the usage row and roll-ups.
+    # The key with its owner, its credential (its own or the person's default); then the usage row with its
+    # roll-ups, one statement on PostgreSQL.
     assert recorded.count("sql", before="upstream") <= 2, recorded.statements(before="upstream")
-    rollups = 1 if connection.vendor == "postgresql" else 4
-    assert recorded.count("sql", before="done") <= 3 + rollups, recorded.statements(before="done")
+    usage = 1 if connection.vendor == "postgresql" else 5
+    assert recorded.count("sql", before="done") <= 2 + usage, recorded.statements(before="done")
     assert recorded.count("redis", before="upstream") <= 1  # the rate limit's one pipeline
     # request_started's receivers, the checks (and the previous call's response closing, which may land here).
     assert recorded.count("hop", before="upstream") <= 3
