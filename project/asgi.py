@@ -7,6 +7,7 @@ import os
 import threading
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import aclosing
 
 import django
 from asgiref.sync import sync_to_async
@@ -22,7 +23,30 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 django.setup(set_prefix=False)
 
 
-class SiteHandler(ASGIHandler):
+from chat.sse import EventStreamResponse  # noqa: E402  (needs the apps that django.setup loads)
+
+
+class EventStreamSender(ASGIHandler):
+    """Django's ASGI handler, with an event stream's parts sent as they come.
+
+    Django's send_response re-cuts every part of a streaming response into pieces of at most 64 KB through a
+    generator (chunk_bytes); an event is never that large, and each token of a reply is one part.
+    """
+
+    async def send_response(self, response: HttpResponseBase, send) -> None:
+        if not isinstance(response, EventStreamResponse):
+            await super().send_response(response, send)
+            return
+        headers = [(name.encode("ascii"), value.encode("latin1")) for name, value in response.items()]
+        headers += [(b"Set-Cookie", c.output(header="").encode("ascii").strip()) for c in response.cookies.values()]
+        await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
+        async with aclosing(aiter(response)) as content:
+            async for part in content:
+                await send({"type": "http.response.body", "body": part, "more_body": True})
+        await send({"type": "http.response.body"})
+
+
+class SiteHandler(EventStreamSender):
     """Django's ASGI handler for the site, without a thread per request.
 
     Django's handler runs each request in a ThreadSensitiveContext, which gives it a thread of its own until the
@@ -70,7 +94,7 @@ from chat.tokencount import warm  # noqa: E402
 threading.Thread(target=warm, name="tiktoken-warm", daemon=True).start()
 
 
-class BearerOnlyHandler(ASGIHandler):
+class BearerOnlyHandler(EventStreamSender):
     """Django's ASGI handler with no middleware at all, for /v1/.
 
     Its views take only a bearer: sessions, CSRF, log-in redirects and messages must never apply there, so not
