@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import wraps
@@ -30,6 +30,7 @@ from chat.catalog import context_window
 from chat.models import Conversation, Message, MessageQuerySet, Role, Source, State, UsageRecord
 from chat.tokencount import TOKENS_PER_MESSAGE, TOKENS_PER_REPLY, count_message_tokens, count_text_tokens
 from chat.usage import usage_write
+from project.sql import row_update
 from tokens import provider
 from tokens.models import BEARER_FIELDS, Credential
 from tokens.provider import Bearer, Completion, ProviderError
@@ -130,6 +131,14 @@ def lease_acquire(conversation: Conversation, *, model: str, credential: Credent
         return None
     conversation.model, conversation.credential, conversation.updated_at = model, credential, now
     return lease
+
+
+def _lease_release_statement(conversation_id: int, lease: str) -> tuple[str, list]:
+    """lease_release as (SQL, parameters), for a write that goes with others (usage_write's `along`)."""
+    qn, table = connection.ops.quote_name, Conversation._meta.db_table
+    # Names come from the model, values are parameters.
+    sql = f"UPDATE {qn(table)} SET reply_lease = '', reply_lease_until = NULL WHERE id = %s AND reply_lease = %s"  # noqa: S608
+    return sql, [conversation_id, lease]
 
 
 def lease_release(conversation_id: int | None, lease: str) -> None:
@@ -600,11 +609,9 @@ def _reply_save(
     assistant.trimmed_turns = max(assistant.trimmed_turns, prepared.trimmed + completion.trimmed_turns)
     fields = ["content", "reasoning", "state", "finish_reason", "error", "error_kind", "trimmed_turns"]
     new_content = content[len(dict(prepared.prefix).get("content", "")) :]
-    with transaction.atomic():  # the reply, its usage row and the lease's end appear together
-        assistant.save(update_fields=fields)
-        record = usage_record(prepared, completion=completion, state=state, content=new_content, error=error)
-        lease_release(prepared.conversation.pk, prepared.lease)
-    return record
+    # The reply, its usage row and the lease's end appear together: one transaction, on PostgreSQL one round trip.
+    along = [row_update(assistant, fields), _lease_release_statement(prepared.conversation.pk, prepared.lease)]
+    return usage_record(prepared, completion=completion, state=state, content=new_content, error=error, along=along)
 
 
 def done_payload(message: Message) -> dict:
@@ -640,8 +647,9 @@ def usage_record(
     state: str,
     content: str,
     error: ProviderError | None,
+    along: Sequence[tuple[str, Sequence]] = (),
 ) -> UsageRecord:
-    """The web chat's one usage row for this reply (see chat.usage.usage_write)."""
+    """The web chat's one usage row for this reply, written with `along` (see chat.usage.usage_write)."""
     billed = not (error and error.kind != "cut" and not content)  # nothing was generated or billed
 
     def estimate() -> tuple[int, int]:
@@ -667,4 +675,5 @@ def usage_record(
         error_type=error.kind if error else "",
         outcome=state,
         has_budget=prepared.has_budget,
+        along=along,
     )

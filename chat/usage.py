@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from uuid import UUID
@@ -93,6 +93,7 @@ def usage_write(
     outcome: str = "complete",
     created_at: datetime | None = None,
     has_budget: bool = True,
+    along: Sequence[tuple[str, Sequence]] = (),
 ) -> UsageRecord:
     """Record one model call: exactly one UsageRecord, its cost snapshot and its daily roll-up.
 
@@ -103,7 +104,9 @@ def usage_write(
     failed before generating), which records zero tokens. Response ids are kept but never
     deduplicated on: a provider repeating ids cannot keep a call off the log. Triggers the
     budget e-mails after commit, unless `has_budget` is False (the caller read the person's limits for this
-    call and there is no budget). Raises only if the database itself fails.
+    call and there is no budget). `along`: (SQL, parameters) of other writes that belong with the row (the web
+    chat's reply), run after it in the same transaction and, on PostgreSQL, the same round trip. Raises only if
+    the database itself fails.
     """
     created_at = created_at or timezone.now()
     counts = usage_counts(usage, estimate)
@@ -131,7 +134,7 @@ def usage_write(
         outcome=outcome,
         created_at=created_at,
     )
-    _record_insert(record)
+    _record_insert(record, along)
     from chat.budgets import budget_alerts_check  # budgets reads the roll-up this module writes
 
     if has_budget:
@@ -209,8 +212,8 @@ def _insert_statement() -> tuple[str, tuple[models.Field, ...]]:
     return sql, fields
 
 
-def _record_insert(record: UsageRecord) -> None:
-    """Insert the row and add it to its roll-ups; on PostgreSQL in one round trip, sets record.pk.
+def _record_insert(record: UsageRecord, along: Sequence[tuple[str, Sequence]] = ()) -> None:
+    """Insert the row, add it to its roll-ups and run `along`; on PostgreSQL in one round trip, sets record.pk.
 
     PostgreSQL runs the statements of one simple query as one transaction when no transaction is open (protocol
     docs, "Multiple Statements in a Simple Query"), so the row and its roll-ups are written together or not at
@@ -223,14 +226,13 @@ def _record_insert(record: UsageRecord) -> None:
             with transaction.atomic(savepoint=False):  # inside a caller's transaction, a savepoint is 2 round trips
                 record.save(force_insert=True)
                 rollup_add(record)
+                for sql, params in along:
+                    cursor.execute(sql, params)
             return
-        sql, fields = _insert_statement()
+        insert, fields = _insert_statement()
         values = [f.get_db_prep_save(f.pre_save(record, True), connection) for f in fields]
-        rollups = _rollup_params(record)
-        cursor.execute(
-            "; ".join([sql, *(statement for statement, _params in rollups)]),
-            [*values, *(p for _statement, params in rollups for p in params)],
-        )
+        statements = [(insert, values), *_rollup_params(record), *along]
+        cursor.execute("; ".join(sql for sql, _ in statements), [p for _, params in statements for p in params])
         record.pk = cursor.fetchone()[0]  # the first statement's result
         record._state.adding, record._state.db = False, connection.alias
 

@@ -1,0 +1,22 @@
+"""SQL statements built from a model's fields, for writes that go to the database together in one round trip."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from django.db import connection, models
+
+
+def row_update(instance: models.Model, fields: Sequence[str]) -> tuple[str, list]:
+    """(UPDATE of `fields` of `instance`'s row by primary key, its parameters), values prepared as save() would.
+
+    For chat.usage.usage_write's `along`: save(update_fields=...) compiles the statement anew on every call, and
+    sends it on its own. Raises FieldDoesNotExist for a name that is not a field of the model.
+    """
+    meta, qn = instance._meta, connection.ops.quote_name
+    columns = [meta.get_field(name) for name in fields]
+    assignments = ", ".join(f"{qn(field.column)} = %s" for field in columns)  # type: ignore[union-attr]
+    # Names come from the model, values are parameters.
+    sql = f"UPDATE {qn(meta.db_table)} SET {assignments} WHERE {qn(meta.pk.column)} = %s"  # noqa: S608
+    params = [field.get_db_prep_save(field.pre_save(instance, False), connection) for field in columns]  # type: ignore[union-attr]
+    return sql, [*params, meta.pk.get_db_prep_value(instance.pk, connection)]
