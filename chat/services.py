@@ -30,6 +30,7 @@ from chat.catalog import context_window
 from chat.models import Conversation, Message, MessageQuerySet, Role, Source, State, UsageRecord
 from chat.tokencount import TOKENS_PER_MESSAGE, TOKENS_PER_REPLY, count_message_tokens, count_text_tokens
 from chat.usage import usage_write
+from project.prepared import PreparedQuery
 from project.sql import row_update
 from tokens import provider
 from tokens.models import BEARER_FIELDS, Credential
@@ -356,12 +357,23 @@ CONVERSATION_FIELDS = (
 def _owned_conversation(user: User, conversation_id: int | None) -> Conversation | None:
     if conversation_id is None:
         return None
-    # get(), not first(): first() orders by Meta.ordering, which a lookup by primary key does not need.
-    conversations = Conversation.objects.select_related("credential").only(*CONVERSATION_FIELDS)
-    try:
-        return conversations.get(pk=conversation_id, user=user)
-    except Conversation.DoesNotExist:
-        raise ChatRefusal(_("No such conversation."), status=404) from None
+    conversation = _OWNED_CONVERSATION.first(conversation_id, user.pk)
+    if conversation is None:
+        raise ChatRefusal(_("No such conversation."), status=404)
+    return conversation
+
+
+# By primary key, without ORDER BY; compiled once (project.prepared).
+_OWNED_CONVERSATION = PreparedQuery(
+    lambda pk, user_id: (
+        Conversation.objects.select_related("credential")
+        .only(*CONVERSATION_FIELDS)
+        .filter(pk=pk, user_id=user_id)
+        .order_by()
+    ),
+    -7301,
+    -7302,
+)
 
 
 def reply_plan(

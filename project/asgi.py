@@ -40,7 +40,7 @@ class EventStreamSender(ASGIHandler):
         headers = [(name.encode("ascii"), value.encode("latin1")) for name, value in response.items()]
         headers += [(b"Set-Cookie", c.output(header="").encode("ascii").strip()) for c in response.cookies.values()]
         await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
-        async with aclosing(aiter(response)) as content:
+        async with aclosing(aiter(response)) as content:  # type: ignore[type-var]  # an async generator
             async for part in content:
                 await send({"type": "http.response.body", "body": part, "more_body": True})
         await send({"type": "http.response.body"})

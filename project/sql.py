@@ -14,9 +14,9 @@ def row_update(instance: models.Model, fields: Sequence[str]) -> tuple[str, list
     sends it on its own. Raises FieldDoesNotExist for a name that is not a field of the model.
     """
     meta, qn = instance._meta, connection.ops.quote_name
-    columns = [meta.get_field(name) for name in fields]
-    assignments = ", ".join(f"{qn(field.column)} = %s" for field in columns)  # type: ignore[union-attr]
+    columns = [field for name in fields if isinstance(field := meta.get_field(name), models.Field)]
+    assignments = ", ".join(f"{qn(field.column)} = %s" for field in columns)
     # Names come from the model, values are parameters.
     sql = f"UPDATE {qn(meta.db_table)} SET {assignments} WHERE {qn(meta.pk.column)} = %s"  # noqa: S608
-    params = [field.get_db_prep_save(field.pre_save(instance, False), connection) for field in columns]  # type: ignore[union-attr]
+    params = [field.get_db_prep_save(field.pre_save(instance, False), connection) for field in columns]
     return sql, [*params, meta.pk.get_db_prep_value(instance.pk, connection)]

@@ -21,13 +21,12 @@ from datetime import datetime, timedelta
 from typing import TypeVar
 
 from django.conf import settings
-from django.core.exceptions import ObjectDoesNotExist
 from django.db import transaction
-from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from accounts.models import LIMIT_FIELDS, Approval, User
+from project.prepared import PreparedQuery
 from tokens.models import AccessToken, ApiKey, Credential
 
 _Row = TypeVar("_Row", ApiKey, AccessToken)
@@ -196,15 +195,14 @@ def api_bearer_verify(bearer: str) -> ApiGrant:
     api_key: ApiKey | None
     expires_at: datetime | None
     if kind == TOKEN_PREFIX:
-        tokens = AccessToken.objects.select_related("api_key__user")
-        token = _by_prefix(tokens.only(*TOKEN_FIELDS, *(f"api_key__{name}" for name in GRANT_FIELDS)), prefix)
+        token = _TOKEN_BY_PREFIX.first(prefix)
         if token is None or not hmac.compare_digest(token.secret_hash, _digest(bearer.strip())):
             raise ApiAuthError(_("Incorrect or revoked access token provided."))
         if token.expires_at <= now:
             raise ApiAuthError(_("This access token has expired; exchange your key for a new one."), code="expired")
         api_key, allowed, expires_at = token.api_key, token.allowed_models, token.expires_at
     else:
-        api_key = _by_prefix(ApiKey.objects.select_related("user").only(*GRANT_FIELDS), prefix)
+        api_key = _KEY_BY_PREFIX.first(prefix)
         if api_key is None or not hmac.compare_digest(api_key.secret_hash, _digest(bearer.strip())):
             raise ApiAuthError(_("Incorrect API key provided. Create one at /settings/api-keys/."))
         allowed, expires_at = api_key.allowed_models, api_key.expires_at
@@ -220,12 +218,20 @@ def api_bearer_verify(bearer: str) -> ApiGrant:
     return ApiGrant(api_key.user, api_key, tuple(allowed), expires_at, via_token=kind == TOKEN_PREFIX)
 
 
-def _by_prefix(rows: QuerySet[_Row], prefix: str) -> _Row | None:
-    """The row with this (unique) prefix, or None; get() rather than first(), which would sort by Meta.ordering."""
-    try:
-        return rows.get(prefix=prefix)
-    except ObjectDoesNotExist:
-        return None
+# By the unique prefix, without sorting by Meta.ordering; compiled once (project.prepared).
+_KEY_BY_PREFIX = PreparedQuery(
+    lambda prefix: ApiKey.objects.select_related("user").only(*GRANT_FIELDS).filter(prefix=prefix).order_by(),
+    "\x00prefix",
+)
+_TOKEN_BY_PREFIX = PreparedQuery(
+    lambda prefix: (
+        AccessToken.objects.select_related("api_key__user")
+        .only(*TOKEN_FIELDS, *(f"api_key__{name}" for name in GRANT_FIELDS))
+        .filter(prefix=prefix)
+        .order_by()
+    ),
+    "\x00prefix",
+)
 
 
 def _touch(api_key: ApiKey, now: datetime) -> None:

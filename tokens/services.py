@@ -14,6 +14,7 @@ from django.utils.translation import gettext as _
 
 from accounts.models import User
 from accounts.templatetags.timetags import zoned_text
+from project.prepared import PreparedQuery
 from tokens import oauth, provider
 from tokens.keyring import SealError
 from tokens.lifecycle import (
@@ -379,18 +380,32 @@ def credential_mark_invalid(*, credential: Credential, detail: str) -> None:
 
 def credential_for_user(*, user: User, credential_id: str | uuid.UUID | None = None) -> Credential | None:
     """Pick the credential a chat should use: the one asked for, else the default, else any usable."""
-    credentials = user.credentials.only(*BEARER_FIELDS)
-    # get() where at most one row can match (a primary key; one default per person, a constraint): first() would
-    # sort by Meta.ordering for nothing.
     try:
-        if credential_id:
-            return credentials.get(pk=uuid.UUID(str(credential_id)))
-        return credentials.get(is_default=True)
+        found = (
+            _CREDENTIAL_BY_ID.first(user.pk, uuid.UUID(str(credential_id)))
+            if credential_id
+            else _DEFAULT_CREDENTIAL.first(user.pk)
+        )
     except ValueError:  # a malformed id is just not one of theirs
         return None
-    except Credential.DoesNotExist:
-        pass
-    return None if credential_id else credentials.usable().order_by("created_at").first()
+    if found is None and not credential_id:
+        found = user.credentials.only(*BEARER_FIELDS).usable().order_by("created_at").first()
+    if found is not None:
+        found.user = user  # as user.credentials would have set it
+    return found
+
+
+# At most one row can match (a primary key; one default per person, a constraint): no ORDER BY. Compiled once
+# (project.prepared).
+_CREDENTIAL_BY_ID = PreparedQuery(
+    lambda user_id, pk: Credential.objects.only(*BEARER_FIELDS).filter(user_id=user_id, pk=pk).order_by(),
+    -7301,
+    uuid.UUID(int=7301),
+)
+_DEFAULT_CREDENTIAL = PreparedQuery(
+    lambda user_id: Credential.objects.only(*BEARER_FIELDS).filter(user_id=user_id, is_default=True).order_by(),
+    -7301,
+)
 
 
 def bearer_of(credential: Credential, token: str) -> Bearer:
