@@ -30,6 +30,8 @@ from tokens.ssrf import aresolve_checked
 MAX_HEAD_BYTES = 64 * 1024  # a status line and headers larger than this are refused
 HIGH_WATER = 256 * 1024  # body bytes buffered before the socket is paused
 _NO_BODY = (204, 304)
+# The response extension that holds the body itself (raw_body reads it).
+BODY = "byok.http1.body"
 
 Key = tuple[bytes, bytes, int]  # scheme, host, port
 
@@ -216,6 +218,15 @@ class _Body(httpx.AsyncByteStream):
             self._pool.release(self._connection)
 
 
+def raw_body(response: httpx.Response) -> AsyncIterator[bytes]:
+    """The body's bytes as they arrive, as `response.aiter_raw()` yields them, read straight from this transport's
+    body when the response came through it: httpx's aiter_raw wraps it in three more async generators a read
+    (the client's bound stream, the byte counter, a re-chunker), one chat token each. Closing the response still
+    closes the body."""
+    body = response.extensions.get(BODY)
+    return aiter(body) if isinstance(body, _Body) else response.aiter_raw()
+
+
 class Http1Transport(httpx.AsyncBaseTransport):
     """An httpx transport for http:// and https:// over HTTP/1.1 (see the module docstring).
 
@@ -270,11 +281,12 @@ class Http1Transport(httpx.AsyncBaseTransport):
         except BaseException:
             connection.close()
             raise
+        stream = _Body(connection, self)
         return httpx.Response(
             connection.status,
             headers=connection.headers,
-            stream=_Body(connection, self),
-            extensions={"http_version": b"HTTP/1.1", "reason_phrase": connection.reason},
+            stream=stream,
+            extensions={"http_version": b"HTTP/1.1", "reason_phrase": connection.reason, BODY: stream},
         )
 
     def _reused(self, key: Key) -> _Connection | None:

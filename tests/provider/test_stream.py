@@ -254,6 +254,18 @@ def test_it_splits_events_whatever_the_reads_and_line_endings(split):
     assert splitter.pending == len(b"data: incomplete")
 
 
+@pytest.mark.parametrize(
+    "read",
+    [b'data: {"x": 1}\n\n', b"data:  two spaces\n\n", b"data: [DONE]\n\n", b"data: a\ndata: b\n\n", b"data: a\r\n\r\n"],
+)
+def test_a_read_of_one_whole_event_splits_as_any_other(read):
+    from tokens.provider.stream import EventSplitter
+
+    byte_by_byte = EventSplitter()
+    expected = [event for i in range(len(read)) for event in byte_by_byte.feed(read[i : i + 1])]
+    assert EventSplitter().feed(read) == expected
+
+
 def test_it_reuses_the_connection_for_the_next_reply(local):
     # The reader stops at [DONE]; unless the body is read to its end, httpcore drops the connection and every
     # reply pays a new TCP and TLS handshake.

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tokens.http1 import MAX_HEAD_BYTES, Http1Transport
+from tokens.http1 import MAX_HEAD_BYTES, Http1Transport, raw_body
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -292,3 +292,21 @@ def test_it_drops_a_connection_the_server_wrote_to_unasked(scripted):
 
     assert asyncio.run(main()) == [b"a", b"b"]
     assert len(received) == 2
+
+
+def test_raw_body_reads_what_aiter_raw_reads_and_pools_the_connection(server, run):
+    port = server.server_address[1]
+
+    async def main() -> list[int]:
+        async with _client() as client:
+            sizes = []
+            for size in (5, 300_000):
+                async with client.stream("GET", f"http://127.0.0.1:{port}/{size}") as response:
+                    sizes.append(sum([len(part) async for part in raw_body(response)]))
+            other = httpx.AsyncClient()  # another transport: httpx's own aiter_raw
+            async with other, other.stream("GET", f"http://127.0.0.1:{port}/9") as response:
+                sizes.append(sum([len(part) async for part in raw_body(response)]))
+            return sizes
+
+    assert run(main()) == [5, 300_000, 9]
+    assert server.connections == 2  # one kept alive for both of ours, one for httpx's own client

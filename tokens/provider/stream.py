@@ -25,6 +25,7 @@ import orjson
 from django.conf import settings
 from django.utils.translation import gettext as _
 
+from tokens.http1 import raw_body
 from tokens.provider.client import client
 from tokens.provider.encoding import decompressor, inflated
 from tokens.provider.endpoint import Bearer
@@ -200,7 +201,7 @@ async def _attempt(bearer: Bearer, model: str, body: bytes, completion: Completi
         completion.request_id = (response.headers.get("x-request-id") or response.headers.get("apim-request-id", ""))[
             :100
         ]
-        raw = response.aiter_raw()
+        raw = raw_body(response)
         encoding = response.headers.get("content-encoding")
         if encoding:  # a CDN that compressed anyway
             decoder = decompressor(encoding)
@@ -428,6 +429,14 @@ class EventSplitter:
         return len(self._rest)
 
     def feed(self, chunk: bytes) -> list[tuple[bytes, bytes]]:
+        if (
+            not self._rest
+            and chunk.startswith(b"data: ")
+            and chunk.endswith(b"\n\n")
+            and chunk.find(b"\n") == len(chunk) - 2
+            and b"\r" not in chunk
+        ):  # the usual read: one whole event of one data line
+            return [(b"", chunk[6:-2])]
         text = self._rest + chunk if self._rest else chunk
         if b"\r" in text:
             # A CR at the end may be half of a CRLF split between reads: keep it raw until the next one.
