@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Iterable
 from datetime import date, datetime, time, timedelta, tzinfo
 from decimal import Decimal
 from typing import Any
@@ -84,23 +85,31 @@ class MessageQuerySet(models.QuerySet):
         )
 
     def thread(self) -> list[Message]:
-        """The versions in view, root to leaf: from each message, the most recently selected child.
+        """thread_of these messages."""
+        return thread_of(self.order_by(*THREAD_ORDER))
 
-        Messages form a tree (``parent``); siblings are versions of one turn (an edit or a
-        regenerate adds one). Each message on the path gets ``versions`` (its siblings, oldest
-        first) so a page can show "2 / 3".
-        """
-        children: dict[int | None, list[Message]] = {}
-        for message in self.order_by("created_at", "id"):
-            children.setdefault(message.parent_id, []).append(message)
-        path: list[Message] = []
-        siblings = children.get(None, [])
-        while siblings:
-            chosen = max(siblings, key=lambda m: (m.selected_at, m.id))
-            chosen.versions = siblings
-            path.append(chosen)
-            siblings = children.get(chosen.id, [])
-        return path
+
+THREAD_ORDER = ("created_at", "id")
+
+
+def thread_of(messages: Iterable[Message]) -> list[Message]:
+    """The versions in view, root to leaf: from each message, the most recently selected child.
+
+    Messages form a tree (``parent``); siblings are versions of one turn (an edit or a
+    regenerate adds one). `messages` are one conversation's, in THREAD_ORDER. Each message on the path gets
+    ``versions`` (its siblings, oldest first) so a page can show "2 / 3".
+    """
+    children: dict[int | None, list[Message]] = {}
+    for message in messages:
+        children.setdefault(message.parent_id, []).append(message)
+    path: list[Message] = []
+    siblings = children.get(None, [])
+    while siblings:
+        chosen = max(siblings, key=lambda m: (m.selected_at, m.id))
+        chosen.versions = siblings
+        path.append(chosen)
+        siblings = children.get(chosen.id, [])
+    return path
 
 
 class Message(models.Model):

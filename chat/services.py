@@ -27,11 +27,21 @@ from accounts import ratelimit
 from accounts.models import User
 from chat import budgets
 from chat.catalog import context_window
-from chat.models import Conversation, Message, MessageQuerySet, Role, Source, State, UsageRecord
+from chat.models import (
+    THREAD_ORDER,
+    Conversation,
+    Message,
+    MessageQuerySet,
+    Role,
+    Source,
+    State,
+    UsageRecord,
+    thread_of,
+)
 from chat.tokencount import TOKENS_PER_MESSAGE, TOKENS_PER_REPLY, count_message_tokens, count_text_tokens
 from chat.usage import usage_write
 from project.prepared import PreparedQuery
-from project.sql import row_update
+from project.sql import row_insert, row_update
 from tokens import provider
 from tokens.models import BEARER_FIELDS, Credential
 from tokens.provider import Bearer, Completion, ProviderError
@@ -236,6 +246,16 @@ def _as_turns(thread: list[Message]) -> list[dict]:
 THREAD_FIELDS = ("id", "conversation_id", "parent_id", "selected_at", "role", "content", "state")
 
 
+# Only what the history and the fork read: a long thread's reasoning and error text stay in the database. Compiled
+# once (project.prepared).
+_THREAD_MESSAGES = PreparedQuery(
+    lambda conversation_id: (
+        Message.objects.only(*THREAD_FIELDS).filter(conversation_id=conversation_id).order_by(*THREAD_ORDER)
+    ),
+    -7301,
+)
+
+
 def thread_fork(conversation: Conversation | None, mode: str, message_id: int | None) -> tuple[Message | None, list]:
     """Where a new turn goes in the conversation's tree, and the thread it follows.
 
@@ -246,8 +266,12 @@ def thread_fork(conversation: Conversation | None, mode: str, message_id: int | 
     Nothing is deleted: earlier versions stay, each with its usage row. For "continue" the
     anchor is the answer to go on with (the last message in view); it is part of ``earlier``.
     """
-    # Only what the history and the fork read: a long thread's reasoning and error text stay in the database.
-    thread = conversation.messages.only(*THREAD_FIELDS).thread() if conversation is not None else []
+    thread = []
+    if conversation is not None:
+        messages = _THREAD_MESSAGES.all(conversation.pk)
+        for message in messages:
+            message.conversation = conversation  # as conversation.messages would have set it
+        thread = thread_of(messages)
     if mode == "send":
         return (thread[-1] if thread else None), thread
     if mode == "continue":
@@ -452,6 +476,15 @@ def reply_plan(
 
 def reply_record(plan: ReplyPlan) -> PreparedReply:
     """Save the user's turn and an empty assistant message to stream into."""
+    conversation = plan.conversation
+    if (
+        connection.vendor == "postgresql"
+        and conversation is not None
+        and conversation.reply_lease_until is None
+        and plan.mode in ("send", "edit")
+        and not connection.in_atomic_block
+    ):
+        return _turn_record(plan, conversation)
     with transaction.atomic():
         conversation = plan.conversation
         if conversation is None:
@@ -475,14 +508,48 @@ def reply_record(plan: ReplyPlan) -> PreparedReply:
         if plan.mode == "continue":
             return _continued_record(plan, conversation)
         user_message = _record_user_turn(conversation, plan.text, plan.mode, plan.anchor)
-        assistant = Message.objects.create(
-            conversation=conversation,
-            role=Role.ASSISTANT,
-            state=State.STREAMING,
-            model=plan.model,
-            trimmed_turns=plan.trimmed,
-            parent=user_message,
-        )
+        assistant = _assistant_message(plan, conversation, user_message)
+        assistant.save()
+    return _prepared(plan, conversation, user_message, assistant)
+
+
+def _assistant_message(plan: ReplyPlan, conversation: Conversation, user_message: Message) -> Message:
+    """The empty assistant message the reply streams into (not saved)."""
+    return Message(
+        conversation=conversation,
+        role=Role.ASSISTANT,
+        state=State.STREAMING,
+        model=plan.model,
+        trimmed_turns=plan.trimmed,
+        parent=user_message,
+    )
+
+
+def _turn_record(plan: ReplyPlan, conversation: Conversation) -> PreparedReply:
+    """reply_record's usual case on PostgreSQL, a new message in a conversation whose last reply ended: the user's
+    message and the assistant's in one INSERT statement (the assistant's in a data-modifying WITH, which PostgreSQL
+    runs exactly once), atomic on its own, so one round trip instead of BEGIN, two INSERTs and COMMIT."""
+    user_message = Message(conversation=conversation, role=Role.USER, content=plan.text)
+    _place_user_turn(user_message, plan.mode, plan.anchor)
+    assistant = _assistant_message(plan, conversation, user_message)
+    table, columns, user_values = row_insert(user_message)
+    _table, _columns, assistant_values = row_insert(assistant)
+    parent = columns.index(connection.ops.quote_name("parent_id"))
+    placeholders = ["%s"] * len(columns)
+    placeholders[parent] = "(SELECT id FROM turn)"
+    del assistant_values[parent]
+    listed = ", ".join(columns)
+    # Names come from the model, values are parameters.
+    sql = (
+        f"WITH turn AS (INSERT INTO {table} ({listed}) VALUES ({', '.join(['%s'] * len(columns))}) RETURNING id) "  # noqa: S608
+        f"INSERT INTO {table} ({listed}) VALUES ({', '.join(placeholders)}) RETURNING id, parent_id"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*user_values, *assistant_values])
+        assistant.pk, user_message.pk = cursor.fetchone()
+    for message in (user_message, assistant):
+        message._state.adding, message._state.db = False, connection.alias
+    assistant.parent = user_message
     return _prepared(plan, conversation, user_message, assistant)
 
 
@@ -525,13 +592,17 @@ def _record_user_turn(conversation: Conversation, text: str, mode: str, anchor: 
         assert anchor is not None  # thread_fork refuses a regenerate with no message to answer
         return anchor
     message = Message(conversation=conversation, role=Role.USER, content=text)
+    _place_user_turn(message, mode, anchor)
+    message.save()
+    return message
+
+
+def _place_user_turn(message: Message, mode: str, anchor: Message | None) -> None:
     if mode == "edit" and anchor is not None:
         message.parent_id = anchor.parent_id  # the id is enough: anchor.parent would read the row again
     else:
         message.parent = anchor
     message.is_root = message.parent_id is None  # an edit of the first message is a new first version
-    message.save()
-    return message
 
 
 def models_for(*, credential: Credential) -> list[str]:

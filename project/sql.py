@@ -20,3 +20,12 @@ def row_update(instance: models.Model, fields: Sequence[str]) -> tuple[str, list
     sql = f"UPDATE {qn(meta.db_table)} SET {assignments} WHERE {qn(meta.pk.column)} = %s"  # noqa: S608
     params = [field.get_db_prep_save(field.pre_save(instance, False), connection) for field in columns]
     return sql, [*params, meta.pk.get_db_prep_value(instance.pk, connection)]
+
+
+def row_insert(instance: models.Model) -> tuple[str, list[str], list]:
+    """(quoted table, quoted columns, parameters) of an INSERT of `instance` with every column but its automatic
+    primary key, values prepared as save() would (defaults, pre_save, get_db_prep_save)."""
+    meta, qn = instance._meta, connection.ops.quote_name
+    fields = [field for field in meta.concrete_fields if not field.primary_key]
+    params = [field.get_db_prep_save(field.pre_save(instance, True), connection) for field in fields]
+    return qn(meta.db_table), [qn(field.column) for field in fields], params

@@ -69,10 +69,11 @@ def test_a_web_send_in_a_conversation_costs_few_statements_before_the_upstream_c
     session = 0 if settings.REDIS_URL else 1
     assert recorded.count("sql", before=lease) <= 3 + session, recorded.statements(before=lease)
     assert recorded.index(lease) < recorded.index("upstream")
-    # The lease (which also records the model and credential), the turn (2 inserts), and at the end the reply, its
-    # usage row with the roll-ups and the lease's release: one statement on PostgreSQL.
-    finish = 1 if connection.vendor == "postgresql" else 7
-    assert recorded.count("sql", before="done") <= 6 + finish + session, recorded.statements(before="done")
+    # The lease (which also records the model and credential), the turn (the user's and the assistant's message),
+    # and at the end the reply, its usage row with the roll-ups and the lease's release: on PostgreSQL the turn is
+    # one statement, and so is the end.
+    turn, finish = (1, 1) if connection.vendor == "postgresql" else (2, 7)
+    assert recorded.count("sql", before="done") <= 4 + turn + finish + session, recorded.statements(before="done")
     assert recorded.count("redis", before="done") <= 2  # the session's GET, the rate limit's one pipeline
     # request_started's receivers, the middleware stack, then checks and saving the turn in that same thread.
     assert recorded.count("hop", before="upstream") <= 3
