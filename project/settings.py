@@ -362,6 +362,8 @@ USAGE_RETENTION_DAYS = env.int("USAGE_RETENTION_DAYS", default=90)
 CHAT_LEASE_SECONDS = env.float("CHAT_LEASE_SECONDS", default=30.0)
 # Longest silence on a reply's event stream before a keep-alive comment (proxies cut idle streams).
 CHAT_KEEPALIVE_SECONDS = env.float("CHAT_KEEPALIVE_SECONDS", default=10.0)
+# A reply's new text reaches its readers at most this often (0: every chunk as it comes); the first text at once.
+CHAT_STREAM_FLUSH_SECONDS = env.float("CHAT_STREAM_FLUSH_SECONDS", default=0.04)
 
 # API for programs (/v1/)
 API_ACCESS_TOKEN_LIFETIME = env.int("API_ACCESS_TOKEN_LIFETIME", default=3600)
