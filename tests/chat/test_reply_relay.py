@@ -198,3 +198,14 @@ def test_it_saves_the_reply_once_the_exhausted_pool_gives_a_connection_again(
     assert (reply.state, reply.content) == ("complete", "".join(f"tok{i} " for i in range(40)))
     assert UsageRecord.objects.get().outcome == "complete"
     assert Conversation.objects.get().reply_lease_until is None
+
+
+def test_it_sends_the_text_that_came_meanwhile_in_one_event(asgi_server, fake_openai, session, settings):
+    settings.CHAT_STREAM_FLUSH_SECONDS = 0.05
+    fake_openai.tokens(60, delay=0.005)  # 300 ms of tokens: about six flushes
+    response = open_stream(session, asgi_server.url, "/chat/send/", "Go on")
+    events = parse_events(response.iter_lines(decode_unicode=True))
+    assert "".join(events.tokens) == "".join(f"tok{i} " for i in range(60))
+    assert len(events.tokens) <= 20  # one event per chunk would be 60
+    assert events.done["state"] == "complete"
+    assert int(events.last_id) == len("".join(events.tokens))  # offsets still count characters
