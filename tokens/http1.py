@@ -18,6 +18,8 @@ the address before the TCP handshake (tokens.ssrf), as tokens.transport's do.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 import ssl
 from collections.abc import AsyncIterator
 from typing import Any, cast
@@ -30,6 +32,7 @@ from tokens.ssrf import aresolve_checked
 MAX_HEAD_BYTES = 64 * 1024  # a status line and headers larger than this are refused
 HIGH_WATER = 256 * 1024  # body bytes buffered before the socket is paused
 _NO_BODY = (204, 304)
+QUICKACK = getattr(socket, "TCP_QUICKACK", None)
 # The response extension that holds the body itself (raw_body reads it).
 BODY = "byok.http1.body"
 
@@ -49,6 +52,7 @@ class _Connection(asyncio.Protocol):
         self.drained: asyncio.Future | None = None
         self.paused = False
         self.idle_until = 0.0
+        self.socket = None
         self._start()
 
     def _start(self) -> None:
@@ -66,8 +70,12 @@ class _Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # A cast, not an isinstance check: uvloop's TCP transports are not asyncio.Transport subclasses.
         self.transport = cast(asyncio.Transport, transport)
+        self.socket = transport.get_extra_info("socket")
 
     def data_received(self, data: bytes) -> None:
+        if QUICKACK is not None and self.socket is not None:
+            with contextlib.suppress(OSError):
+                self.socket.setsockopt(socket.IPPROTO_TCP, QUICKACK, 1)
         if not self.headers_done:
             self.head_bytes += len(data)
         try:
