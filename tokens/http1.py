@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import socket
 import ssl
+import time
 from collections.abc import AsyncIterator
 from typing import Any, cast
 
@@ -33,6 +34,8 @@ MAX_HEAD_BYTES = 64 * 1024  # a status line and headers larger than this are ref
 HIGH_WATER = 256 * 1024  # body bytes buffered before the socket is paused
 _NO_BODY = (204, 304)
 QUICKACK = getattr(socket, "TCP_QUICKACK", None)
+# Reads closer together than this are a burst, acknowledged at once (see _Connection.data_received).
+BURST_SECONDS = 0.005
 # The response extension that holds the body itself (raw_body reads it).
 BODY = "byok.http1.body"
 
@@ -53,6 +56,7 @@ class _Connection(asyncio.Protocol):
         self.paused = False
         self.idle_until = 0.0
         self.socket = None
+        self.read_at = float("-inf")
         self._start()
 
     def _start(self) -> None:
@@ -73,9 +77,15 @@ class _Connection(asyncio.Protocol):
         self.socket = transport.get_extra_info("socket")
 
     def data_received(self, data: bytes) -> None:
-        if QUICKACK is not None and self.socket is not None:
+        # An upstream that keeps Nagle's algorithm on holds each small write until the last is acknowledged, and
+        # Linux delays an ACK up to 40 ms on a kept-alive connection: a reply sent in a burst stalled 40 ms. Within
+        # a burst, acknowledge at once (TCP_QUICKACK, not permanent: tcp(7)); tokens spaced out need no help, and
+        # a system call and an ACK per read there cost 8 % more CPU per reply.
+        now = time.monotonic()
+        if now - self.read_at < BURST_SECONDS and QUICKACK is not None and self.socket is not None:
             with contextlib.suppress(OSError):
                 self.socket.setsockopt(socket.IPPROTO_TCP, QUICKACK, 1)
+        self.read_at = now
         if not self.headers_done:
             self.head_bytes += len(data)
         try:
