@@ -486,7 +486,6 @@ def reply_record(plan: ReplyPlan) -> PreparedReply:
     ):
         return _turn_record(plan, conversation)
     with transaction.atomic():
-        conversation = plan.conversation
         if conversation is None:
             plan.lease = uuid.uuid4().hex  # nobody else can know this conversation yet
             conversation = Conversation.objects.create(
@@ -527,8 +526,8 @@ def _assistant_message(plan: ReplyPlan, conversation: Conversation, user_message
 
 def _turn_record(plan: ReplyPlan, conversation: Conversation) -> PreparedReply:
     """reply_record's usual case on PostgreSQL, a new message in a conversation whose last reply ended: the user's
-    message and the assistant's in one INSERT statement (the assistant's in a data-modifying WITH, which PostgreSQL
-    runs exactly once), atomic on its own, so one round trip instead of BEGIN, two INSERTs and COMMIT."""
+    message (in a data-modifying WITH, which PostgreSQL runs exactly once) and the assistant's under it in one INSERT
+    statement, atomic on its own, so one round trip instead of BEGIN, two INSERTs and COMMIT."""
     user_message = Message(conversation=conversation, role=Role.USER, content=plan.text)
     _place_user_turn(user_message, plan.mode, plan.anchor)
     assistant = _assistant_message(plan, conversation, user_message)

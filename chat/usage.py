@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from uuid import UUID
 
-from django.db import connection, connections, models, transaction
+from django.db import connection, connections, transaction
 from django.utils import timezone
 from psycopg import ClientCursor
 
@@ -23,6 +23,7 @@ from chat.models import (
     UsageStatus,
     site_day,
 )
+from project.sql import row_insert
 from tokens.provider.usage import MAX_REPORTED
 from tokens.provider.usage import token_count as _count
 
@@ -200,18 +201,6 @@ def _rollup_statements() -> tuple[tuple[str, str, tuple[str, ...]], ...]:
     return tuple(statements)
 
 
-@functools.cache
-def _insert_statement() -> tuple[str, tuple[models.Field, ...]]:
-    """(INSERT ... RETURNING id of a UsageRecord, its fields in parameter order); built once per process."""
-    meta, qn = UsageRecord._meta, connection.ops.quote_name
-    fields = tuple(f for f in meta.concrete_fields if not f.primary_key)
-    columns = ", ".join(qn(f.column) for f in fields)
-    placeholders = ", ".join(["%s"] * len(fields))
-    # Names come from the model, values are parameters.
-    sql = f"INSERT INTO {qn(meta.db_table)} ({columns}) VALUES ({placeholders}) RETURNING {qn(meta.pk.column)}"  # noqa: S608
-    return sql, fields
-
-
 def _record_insert(record: UsageRecord, along: Sequence[tuple[str, Sequence]] = ()) -> None:
     """Insert the row, add it to its roll-ups and run `along`; on PostgreSQL in one round trip, sets record.pk.
 
@@ -229,8 +218,9 @@ def _record_insert(record: UsageRecord, along: Sequence[tuple[str, Sequence]] = 
                 for sql, params in along:
                     cursor.execute(sql, params)
             return
-        insert, fields = _insert_statement()
-        values = [f.get_db_prep_save(f.pre_save(record, True), connection) for f in fields]
+        table, columns, values = row_insert(record)
+        # Names come from the model, values are parameters.
+        insert = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))}) RETURNING id"  # noqa: S608
         statements = [(insert, values), *_rollup_params(record), *along]
         cursor.execute("; ".join(sql for sql, _ in statements), [p for _, params in statements for p in params])
         record.pk = cursor.fetchone()[0]  # the first statement's result

@@ -18,7 +18,6 @@ import secrets
 import string
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TypeVar
 
 from django.conf import settings
 from django.db import transaction
@@ -28,8 +27,6 @@ from django.utils.translation import gettext as _
 from accounts.models import LIMIT_FIELDS, Approval, User
 from project.prepared import PreparedQuery
 from tokens.models import AccessToken, ApiKey, Credential
-
-_Row = TypeVar("_Row", ApiKey, AccessToken)
 
 KEY_PREFIX, TOKEN_PREFIX = "byok_", "byokat_"
 PREFIX_LENGTH = 12

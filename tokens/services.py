@@ -380,14 +380,14 @@ def credential_mark_invalid(*, credential: Credential, detail: str) -> None:
 
 def credential_for_user(*, user: User, credential_id: str | uuid.UUID | None = None) -> Credential | None:
     """Pick the credential a chat should use: the one asked for, else the default, else any usable."""
-    try:
-        found = (
-            _CREDENTIAL_BY_ID.first(user.pk, uuid.UUID(str(credential_id)))
-            if credential_id
-            else _DEFAULT_CREDENTIAL.first(user.pk)
-        )
-    except ValueError:  # a malformed id is just not one of theirs
-        return None
+    if credential_id:
+        try:
+            pk = uuid.UUID(str(credential_id))
+        except ValueError:  # a malformed id is just not one of theirs
+            return None
+        found = _CREDENTIAL_BY_ID.first(user.pk, pk)
+    else:
+        found = _DEFAULT_CREDENTIAL.first(user.pk)
     if found is None and not credential_id:
         found = user.credentials.only(*BEARER_FIELDS).usable().order_by("created_at").first()
     if found is not None:
