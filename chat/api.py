@@ -38,7 +38,7 @@ from accounts import ratelimit
 from chat import budgets
 from chat.models import Source, State, UsageRecord
 from chat.services import models_for
-from chat.sse import EventStreamResponse
+from chat.sse import EventStreamResponse, Outlet
 from chat.tokencount import count_message_tokens, count_text_tokens
 from chat.usage import usage_write
 from project.errors import DATABASE_RETRY_SECONDS, DATABASE_UNAVAILABLE, database_unavailable
@@ -582,16 +582,16 @@ def usage_save(
         return None
 
 
-async def _relayed(call: ApiCall, stream: AsyncGenerator[Delta, None], completion: Completion, first=_UNREAD):
-    """Yield the reply's deltas; record the call once when the stream ends, fails or is dropped."""
-    parts: list[str] = []
+async def _relayed(
+    call: ApiCall, stream: AsyncGenerator[Delta, None], completion: Completion, parts: list[str], first=_UNREAD
+):
+    """Yield the reply's deltas; record the call once when the stream ends, fails or is dropped. `parts`: the
+    reply's content as the caller collects it (from what is yielded here and what goes to completion.sink)."""
     state, error = State.STREAMING, None
     try:
         async with aclosing(stream):
             delta = await anext(stream, None) if first is _UNREAD else first
             while delta is not None:
-                if delta.kind == "content":
-                    parts.append(delta.text)
                 yield delta
                 delta = await anext(stream, None)
         state = State.COMPLETE
@@ -631,15 +631,27 @@ class _ChunkWriter:
         return self.usage_head + json.dumps(usage).encode() + b"}\n\n"
 
 
-async def _sse(call: ApiCall, stream: AsyncGenerator[Delta, None], first: Delta | None, completion: Completion):
+async def _sse(
+    call: ApiCall, stream: AsyncGenerator[Delta, None], first: Delta | None, completion: Completion, outlet: Outlet
+):
     writer = _ChunkWriter(call)
     parts: list[str] = []
+
+    def pushed(delta: Delta) -> None:
+        if delta.kind == "content":
+            parts.append(delta.text)
+        if not write(writer.delta(delta)):  # the client is behind: the next deltas wait for it, yielded
+            completion.sink = None
+
     yield writer.event({"role": "assistant", "content": ""})
+    write = outlet.write
     try:
-        async for delta in _relayed(call, stream, completion, first):
+        async for delta in _relayed(call, stream, completion, parts, first):
             if delta.kind == "content":
                 parts.append(delta.text)
             yield writer.delta(delta)
+            if write is not None:  # what follows goes straight from the upstream's reads to the client's socket
+                completion.sink = pushed
     except ProviderError as exc:
         # OpenAI ends a failed stream with an error event; the SDK raises APIError on it.
         yield b"data: " + json.dumps(_from_upstream(exc).payload()).encode() + b"\n\n"
@@ -653,9 +665,14 @@ async def _sse(call: ApiCall, stream: AsyncGenerator[Delta, None], first: Delta 
 async def _complete(call: ApiCall, stream: AsyncGenerator[Delta, None], completion: Completion) -> JsonResponse:
     content: list[str] = []
     reasoning: list[str] = []
+
+    def collect(delta: Delta) -> None:
+        (content if delta.kind == "content" else reasoning).append(delta.text)
+
+    completion.sink = collect  # every read straight from the connection's callback
     try:
-        async for delta in _relayed(call, stream, completion):
-            (content if delta.kind == "content" else reasoning).append(delta.text)
+        async for delta in _relayed(call, stream, completion, content):
+            collect(delta)
     except ProviderError as exc:
         return error_response(_from_upstream(exc))
     message: dict[str, Any] = {"role": "assistant", "content": "".join(content), "refusal": None, "annotations": []}
@@ -696,4 +713,5 @@ async def chat_completions(request: HttpRequest) -> HttpResponseBase:
         if error is None:
             raise
         return error_response(_from_upstream(error))
-    return EventStreamResponse(_sse(call, stream, first, completion))
+    outlet = Outlet()
+    return EventStreamResponse(_sse(call, stream, first, completion, outlet), outlet)

@@ -376,6 +376,8 @@ async def _relay(
                 # A read that finds data already buffered does not yield to the loop: without this, a reply
                 # that arrives in one burst was relayed whole before its first word reached the browser.
                 await asyncio.sleep(0)
+                # The rest straight from the connection's callback: no wake of this task per token.
+                completion.sink = lambda delta: reply.push(*delta)
                 delta = await anext(stream, None)
             while delta is not None:
                 reply.push(delta.kind, delta.text)

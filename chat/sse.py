@@ -8,7 +8,7 @@ in arrival order, after the event; a follower passes it back (Last-Event-ID or ?
 from __future__ import annotations
 
 import bisect
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import orjson
 from django.http import StreamingHttpResponse
@@ -20,17 +20,27 @@ KEEPALIVE = b": keep-alive\n\n"
 HEADERS = {"Cache-Control": "no-cache, no-transform", "X-Accel-Buffering": "no"}
 
 
+class Outlet:
+    """Where an event stream may also write without awaiting: `write(data)` sends body bytes at once and returns
+    False when the client is not keeping up (go back to yielding, which waits for it) or has gone. The ASGI
+    handler sets `write` when its server allows it (project.asgi.direct_writer), else it stays None."""
+
+    write: Callable[[bytes], bool] | None = None
+
+
 class EventStreamResponse(StreamingHttpResponse):
     """A text/event-stream response whose async iterator of bytes goes to the ASGI handler as it is.
 
     StreamingHttpResponse wraps an async iterator in two more async generators and re-checks the type of every
-    part (make_bytes); event streams here yield bytes already, one part per upstream read.
+    part (make_bytes); event streams here yield bytes already, one part per upstream read. `outlet`: the events'
+    Outlet, if they can use one.
     """
 
-    def __init__(self, events: AsyncIterator[bytes]) -> None:
+    def __init__(self, events: AsyncIterator[bytes], outlet: Outlet | None = None) -> None:
         # The charset as OpenAI sends it: events carry UTF-8 as is, and clients such as requests read text/* as
         # Latin-1 when none is named.
         super().__init__(events, content_type="text/event-stream; charset=utf-8", headers=HEADERS)
+        self.outlet = outlet
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         return aiter(self._iterator)  # type: ignore[attr-defined]  # Django's own attribute, not in the stubs

@@ -14,7 +14,9 @@ from project.run import proxy_options
 
 
 class AsgiLiveServer:
-    def __init__(self) -> None:
+    """`app` (default: the project's application, scanned for secrets) under uvicorn; `options` go to its Config."""
+
+    def __init__(self, app=None, **options) -> None:
         from tests.secret_scan import recording_app  # after pytest registered it as a plugin
 
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -23,11 +25,12 @@ class AsgiLiveServer:
         self.port = self._socket.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(
-            recording_app(application),  # what uvicorn serves in production (/v1/ dispatch included), scanned
+            app or recording_app(application),  # what uvicorn serves in production (/v1/ dispatch included), scanned
             log_level="warning",
             lifespan="off",
             access_log=False,
             **proxy_options(settings.FORWARDED_ALLOW_IPS),  # as `make run` serves it
+            **options,
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._serve, daemon=True)

@@ -119,13 +119,21 @@ def recording_app(app):
             return await app(scope, receive, send)
         answer = {"status": 0, "headers": [], "body": bytearray()}
 
+        def watch_body(data: bytes) -> None:
+            if len(answer["body"]) < BODY_LIMIT:
+                answer["body"] += data
+
         async def sending(message):
             if message["type"] == "http.response.start":
                 answer["status"] = message["status"]
                 answer["headers"] = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in message["headers"]]
-            elif message["type"] == "http.response.body" and len(answer["body"]) < BODY_LIMIT:
-                answer["body"] += message.get("body", b"")
+            elif message["type"] == "http.response.body":
+                watch_body(message.get("body", b""))
             await send(message)
+
+        # Bytes a relay writes past `send` (project.asgi.direct_writer) are scanned too.
+        sending.__wrapped__ = send  # type: ignore[attr-defined]
+        sending.watch_body = watch_body  # type: ignore[attr-defined]
 
         try:
             await app(scope, receive, sending)

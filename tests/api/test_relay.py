@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import time
 
 import openai
@@ -110,3 +111,43 @@ def test_a_call_over_budget_is_refused_with_openais_error_and_nothing_goes_upstr
     assert refused.value.code == "budget_exceeded" and "monthly token budget" in refused.value.message
     assert fake_openai.chat_requests == []
     assert UsageRecord.objects.count() == 1  # the refusal is not a model call
+
+
+def test_a_client_that_reads_slowly_gets_every_chunk_in_order(api, fake_openai, alice):
+    # About 2 MB of events at the fake's full speed, read 1 KB at a time through a small receive buffer: the
+    # app's writes outrun the client, so uvicorn pauses them and the relay must wait for it without losing or
+    # reordering a chunk.
+    n = 10_000
+    fake_openai.tokens(n)
+    host, port = api.removeprefix("http://").split("/")[0].split(":")
+    body = json.dumps({"model": "gpt-4o-mini", "messages": HI, "stream": True}).encode()
+    request = (
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: %b\r\nAuthorization: Bearer %b\r\n"
+        b"Content-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%b"
+    ) % (host.encode(), key_issue(alice).key.encode(), len(body), body)
+    with socket.socket() as conn:
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        conn.settimeout(20)
+        conn.connect((host, int(port)))
+        conn.sendall(request)
+        answer = bytearray()
+        while chunk := conn.recv(1024):
+            answer += chunk
+
+    head, _, chunked = bytes(answer).partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200")
+    events, rest = [], chunked
+    while True:  # undo the chunked transfer coding
+        size, _, rest = rest.partition(b"\r\n")
+        if int(size, 16) == 0:
+            break
+        events.append(rest[: int(size, 16)])
+        rest = rest[int(size, 16) + 2 :]
+    stream = b"".join(events).decode()
+    payloads = [line[6:] for line in stream.split("\n\n") if line.startswith("data: ")]
+    assert payloads[-1] == "[DONE]"
+    chunks = [json.loads(p) for p in payloads[:-1]]
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+    assert text == "".join(f"tok{i} " for i in range(n))
+    row = eventually(lambda: UsageRecord.objects.first(), message="no usage row")
+    assert row.outcome == "complete" and UsageRecord.objects.count() == 1

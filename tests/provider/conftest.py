@@ -18,19 +18,38 @@ def bearer_for_fake(fake: FakeProvider, *, key: str | None = None, **changes) ->
     return Bearer("", url.base_url, key or fake.key, **fields)
 
 
+DELIVERY = {"pushed": False}
+
+
+@pytest.fixture(params=["yielded", "pushed"])
+def delivery(request):
+    """Run the test twice: run_stream takes every delta as yielded, then (as the chat and the API do) only the
+    first, the rest pushed to completion.sink from the connection's callback."""
+    DELIVERY["pushed"] = request.param == "pushed"
+    yield request.param
+    DELIVERY["pushed"] = False
+
+
 def run_stream(bearer: Bearer, model: str = "gpt-4o-mini", messages=None, **options):
     """Stream one reply; return (content, reasoning, completion, error or None)."""
     completion = Completion(model=model)
     messages = messages or [{"role": "user", "content": "Hello?"}]
+    pushed = DELIVERY["pushed"]
 
     async def consume():
         content, reasoning = [], []
+
+        def take(delta):
+            (content if delta.kind == "content" else reasoning).append(delta.text)
+
         try:
             async with asyncio.timeout(20):  # a guard against hanging, not a measurement
                 async for delta in stream_chat(
                     bearer, model=model, messages=messages, completion=completion, **options
                 ):
-                    (content if delta.kind == "content" else reasoning).append(delta.text)
+                    take(delta)
+                    if pushed:
+                        completion.sink = take
         except ProviderError as exc:
             return "".join(content), "".join(reasoning), exc
         return "".join(content), "".join(reasoning), None

@@ -19,7 +19,7 @@ from tokens.transport import guarded_session
 
 MESSAGES = [{"role": "user", "content": "Hello?"}]
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("delivery")]
 
 
 @pytest.mark.parametrize(

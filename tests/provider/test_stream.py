@@ -11,7 +11,7 @@ from tests.fakes.providers import FakeProvider
 from tests.provider.conftest import bearer_for_fake, run_stream
 from tokens.provider import Completion, stream_chat
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("delivery")]
 
 CHATTY = ["openai", "azure_classic", "azure_v1", "deepseek", "openrouter", "ollama", "together", "strict"]
 

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tokens.http1 import MAX_HEAD_BYTES, Http1Transport, raw_body
+from tokens.http1 import MAX_HEAD_BYTES, Http1Transport, pushable, raw_body
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -310,3 +310,75 @@ def test_raw_body_reads_what_aiter_raw_reads_and_pools_the_connection(server, ru
 
     assert run(main()) == [5, 300_000, 9]
     assert server.connections == 2  # one kept alive for both of ours, one for httpx's own client
+
+
+CHUNKED = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+
+def _pushed(port: int, handler_returns=lambda data: False, run=asyncio.run):
+    """GET /, push the body's reads to a handler; return (reads pushed, then what iterating on yields)."""
+
+    async def main() -> tuple[list[bytes], list[bytes]]:
+        pushed: list[bytes] = []
+
+        def handler(data: bytes) -> bool:
+            pushed.append(data)
+            return handler_returns(data)
+
+        async with _client() as client, client.stream("GET", f"http://127.0.0.1:{port}/") as response:
+            body = pushable(response)
+            assert body is not None
+            async with asyncio.timeout(5):
+                await body.pushed(handler)
+                return pushed, [part async for part in raw_body(response)]
+
+    return run(main())
+
+
+def test_pushed_hands_over_each_read_until_the_body_ends(scripted, run):
+    port, scripts, _received = scripted
+    scripts.append([CHUNKED + b"5\r\nhello\r\n", b"6\r\n world\r\n", b"0\r\n\r\n"])
+
+    pushed, rest = _pushed(port, run=run)
+
+    assert b"".join(pushed) == b"hello world" and rest == []
+
+
+def test_pushed_stops_when_the_handler_has_had_enough_and_the_rest_can_be_read(scripted):
+    port, scripts, _received = scripted
+    scripts.append([CHUNKED + b"5\r\nhello\r\n", b"6\r\n world\r\n0\r\n\r\n"])
+
+    pushed, rest = _pushed(port, handler_returns=lambda data: data == b"hello")
+
+    assert pushed == [b"hello"] and rest == [b" world"]
+
+
+def test_pushed_raises_what_the_handler_raises_and_a_cut_body_raises_on_reading(scripted):
+    port, scripts, _received = scripted
+    scripts.append([CHUNKED + b"5\r\nhello\r\n"])  # then the server closes mid-body
+    scripts.append([CHUNKED + b"5\r\nhello\r\n", None])
+
+    with pytest.raises(httpx.RemoteProtocolError):
+        _pushed(port)
+
+    def refuse(data: bytes) -> bool:
+        raise ValueError(data)
+
+    with pytest.raises(ValueError, match="hello"):
+        _pushed(port, handler_returns=refuse)
+
+
+def test_a_cancelled_push_leaves_the_body_to_be_read(scripted):
+    port, scripts, _received = scripted
+    scripts.append([CHUNKED + b"5\r\nhello\r\n", None])  # held open: nothing more comes
+
+    async def main() -> list[bytes]:
+        async with _client() as client, client.stream("GET", f"http://127.0.0.1:{port}/") as response:
+            body = pushable(response)
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(0.2):
+                    await body.pushed(lambda data: False)
+            assert body._connection.listener is None  # reads wake a reader again
+            return []
+
+    assert asyncio.run(main()) == []

@@ -18,7 +18,7 @@ from tests.fakes.providers import FakeProvider, Reply
 from tests.provider.conftest import bearer_for_fake, run_stream
 from tokens.provider import Bearer, ProviderError, list_models
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("delivery")]
 
 
 def event(payload: dict | list) -> bytes:

@@ -18,6 +18,7 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import aclosing, suppress
 from dataclasses import dataclass, field
+from functools import partial
 from typing import NamedTuple
 
 import httpx
@@ -25,7 +26,7 @@ import orjson
 from django.conf import settings
 from django.utils.translation import gettext as _
 
-from tokens.http1 import raw_body
+from tokens.http1 import ResponseBody, pushable, raw_body
 from tokens.provider.client import client
 from tokens.provider.encoding import decompressor, inflated
 from tokens.provider.endpoint import Bearer
@@ -73,6 +74,9 @@ class Completion:
     # blank lines after </think>) or THINK_NONE.
     think: int = 0
     think_blank: str = ""  # blank content before the first word, held until we know whether <think> follows
+    # Set by the consumer: the deltas of the reads that follow go to sink(delta) as they arrive, from the
+    # connection's callback, instead of being yielded (see _read_events); None: yielded again from the next read.
+    sink: Callable[[Delta], None] | None = field(default=None, repr=False)
 
 
 Renew = Callable[[Bearer, ProviderError, str], Awaitable[Bearer | None]]
@@ -201,12 +205,12 @@ async def _attempt(bearer: Bearer, model: str, body: bytes, completion: Completi
         completion.request_id = (response.headers.get("x-request-id") or response.headers.get("apim-request-id", ""))[
             :100
         ]
-        raw = raw_body(response)
+        raw, source = raw_body(response), pushable(response)
         encoding = response.headers.get("content-encoding")
         if encoding:  # a CDN that compressed anyway
             decoder = decompressor(encoding)
             if decoder is not None:
-                raw = inflated(raw, decoder)
+                raw, source = inflated(raw, decoder), None
         if response.status_code >= 400:
             body = await _read_capped(raw, ERROR_BODY_BYTES, first_deadline)
             raise error_from_body(
@@ -235,7 +239,7 @@ async def _attempt(bearer: Bearer, model: str, body: bytes, completion: Completi
                 for delta in _completion_from_json(body, completion, bearer, model):
                     yield delta
                 return
-        reader = _read_events(raw, head, completion, bearer, model, first_deadline, end)
+        reader = _read_events(raw, head, completion, bearer, model, first_deadline, end, None if head else source)
         async with aclosing(reader) as deltas:
             async for delta in deltas:
                 yield delta
@@ -309,6 +313,57 @@ class _ReadWatch:
         self.handle.cancel()
 
 
+class _EventReader:
+    """The synchronous half of reading an event stream: `feed(bytes)` -> the deltas in it, with the caps checked
+    and the read deadline moved. `done` once `data: [DONE]` came; `error` (a ProviderError) once the stream failed,
+    after the deltas that came before the failure in the same read."""
+
+    def __init__(self, completion: Completion, bearer: Bearer, model: str, watch: _ReadWatch, end: float) -> None:
+        self.completion, self.bearer, self.model, self.watch, self.end = completion, bearer, model, watch, end
+        self.events = EventSplitter()
+        self.total = self.chars = 0
+        self.done = False
+        self.error: ProviderError | None = None
+
+    def feed(self, chunk: bytes) -> list[Delta]:
+        completion = self.completion
+        self.total += len(chunk)
+        found = self.events.feed(chunk)
+        if self.events.pending > settings.UPSTREAM_MAX_EVENT_BYTES or self.total > settings.UPSTREAM_MAX_REPLY_BYTES:
+            self.error = _cut_or(completion, ProviderError("too_large", _("The provider sent more than we accept.")))
+            return []
+        deltas: list[Delta] = []
+        try:
+            for name, data in found:
+                if data == b"[DONE]":
+                    self.done = True
+                    return deltas
+                for delta in _apply(_json(data, name), name, completion, self.bearer, self.model):
+                    self.chars += len(delta.text)
+                    if self.chars > settings.UPSTREAM_MAX_REPLY_CHARS:
+                        self.error = _cut_or(
+                            completion, ProviderError("too_large", _("The reply is longer than we accept."))
+                        )
+                        return deltas
+                    deltas.append(delta)
+        except ProviderError as exc:
+            self.error = exc
+            return deltas
+        if completion.finish_reason is not None:
+            # Done but for the usage chunk and [DONE]; some servers then hold the connection open.
+            self.watch.deadline = min(self.end, self.watch.loop.time() + settings.UPSTREAM_TAIL_SECONDS)
+        elif completion.first_token_at is not None:
+            self.watch.deadline = min(self.end, self.watch.loop.time() + settings.UPSTREAM_READ_TIMEOUT)
+        return deltas
+
+    def push(self, sink: Callable[[Delta], None], chunk: bytes) -> bool:
+        """`ResponseBody.pushed`'s handler: each delta to `sink`; True once no more should be pushed (the stream is done
+        or failed, or the consumer took its sink back)."""
+        for delta in self.feed(chunk):
+            sink(delta)
+        return self.done or self.error is not None or self.completion.sink is not sink
+
+
 async def _read_events(
     raw: AsyncIterator[bytes],
     head: bytes,
@@ -317,22 +372,24 @@ async def _read_events(
     model: str,
     first_deadline: float,
     end: float,
+    body: ResponseBody | None = None,
 ) -> AsyncGenerator[Delta, None]:
-    """Yield the deltas of an event stream; `head` is what was already read of it."""
-    loop = asyncio.get_running_loop()
-    idle, tail = settings.UPSTREAM_READ_TIMEOUT, settings.UPSTREAM_TAIL_SECONDS
-    max_event, max_bytes = settings.UPSTREAM_MAX_EVENT_BYTES, settings.UPSTREAM_MAX_REPLY_BYTES
-    max_chars = settings.UPSTREAM_MAX_REPLY_CHARS
-    events = EventSplitter()
+    """Yield the deltas of an event stream; `head` is what was already read of it. While `completion.sink` is set
+    and `body` can push its reads, the deltas go to the sink from the connection's callback instead."""
+    watch = _ReadWatch(min(first_deadline, end))
+    reader = _EventReader(completion, bearer, model, watch, end)
     if head:
         raw = _prepend(head, raw)
-    total = chars = 0
-    watch = _ReadWatch(min(first_deadline, end))
     try:
         while True:
             watch.reading = True
             try:
-                chunk = await anext(raw, None)
+                sink = completion.sink
+                if sink is not None and body is not None and not body.ended:
+                    await body.pushed(partial(reader.push, sink))
+                    chunk = b""  # all read so far went to the sink
+                else:
+                    chunk = await anext(raw, None)
             except asyncio.CancelledError:
                 if not watch.expired():
                     raise
@@ -342,27 +399,16 @@ async def _read_events(
             watch.reading = False
             if chunk is None:
                 break
-            total += len(chunk)
-            found = events.feed(chunk)
-            if events.pending > max_event or total > max_bytes:
-                raise _cut_or(completion, ProviderError("too_large", _("The provider sent more than we accept.")))
-            for name, data in found:
-                if data == b"[DONE]":
-                    await _finish_body(raw)
-                    if completion.first_token_at is None and completion.finish_reason is None:
-                        # [DONE] with nothing before it: an empty success would hide the failure.
-                        raise ProviderError("cut", _("The provider ended the stream before the reply started."))
-                    return
-                for delta in _apply(_json(data, name), name, completion, bearer, model):
-                    chars += len(delta.text)
-                    if chars > max_chars:
-                        raise _cut_or(completion, ProviderError("too_large", _("The reply is longer than we accept.")))
-                    yield delta
-            if completion.finish_reason is not None:
-                # Done but for the usage chunk and [DONE]; some servers then hold the connection open.
-                watch.deadline = min(end, loop.time() + tail)
-            elif completion.first_token_at is not None:
-                watch.deadline = min(end, loop.time() + idle)
+            for delta in reader.feed(chunk) if chunk else ():
+                yield delta
+            if reader.error is not None:
+                raise reader.error
+            if reader.done:
+                await _finish_body(raw)
+                if completion.first_token_at is None and completion.finish_reason is None:
+                    # [DONE] with nothing before it: an empty success would hide the failure.
+                    raise ProviderError("cut", _("The provider ended the stream before the reply started."))
+                return
     except httpx.HTTPError as exc:
         if completion.finish_reason is None:
             raise _cut_or(completion, ProviderError("connection", _("The connection to the provider broke."))) from exc
