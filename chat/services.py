@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import cache as cache_in_process
 from functools import wraps
 
 from asgiref.sync import sync_to_async
@@ -17,7 +18,6 @@ from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.core.validators import ProhibitNullCharactersValidator
 from django.db import InterfaceError, OperationalError, close_old_connections, connection, transaction
-from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
@@ -127,21 +127,29 @@ def lease_acquire(conversation: Conversation, *, model: str, credential: Credent
     conversation and `replies_reap` marks its reply incomplete (the claim pattern of tokens.lifecycle's refresh).
     """
     lease, now = uuid.uuid4().hex, timezone.now()
-    claimed = (
-        Conversation.objects.filter(pk=conversation.pk)
-        .filter(Q(reply_lease_until__isnull=True) | Q(reply_lease_until__lt=now))
-        .update(
-            reply_lease=lease,
-            reply_lease_until=now + timedelta(seconds=settings.CHAT_LEASE_SECONDS),
-            model=model,
-            credential=credential,
-            updated_at=now,
-        )
-    )
-    if not claimed:
-        return None
+    until = now + timedelta(seconds=settings.CHAT_LEASE_SECONDS)
+    # The queryset's update() compiled this statement on every send; the same SQL, built once per process.
+    with connection.cursor() as cursor:
+        params = [lease, until, model, credential and credential.pk, now, conversation.pk, now]
+        cursor.execute(_lease_claim_sql(), params)
+        if not cursor.rowcount:
+            return None
     conversation.model, conversation.credential, conversation.updated_at = model, credential, now
     return lease
+
+
+@cache_in_process
+def _lease_claim_sql() -> str:
+    """lease_acquire's UPDATE; parameters: lease, lease until, model, credential id, updated at, id, now."""
+    meta, qn = Conversation._meta, connection.ops.quote_name
+    names = ("reply_lease", "reply_lease_until", "model", "credential", "updated_at")
+    assignments = ", ".join(f"{qn(meta.get_field(name).column)} = %s" for name in names)
+    until = qn(meta.get_field("reply_lease_until").column)
+    # Names come from the model, values are parameters.
+    return (
+        f"UPDATE {qn(meta.db_table)} SET {assignments} "  # noqa: S608
+        f"WHERE {qn(meta.pk.column)} = %s AND ({until} IS NULL OR {until} < %s)"
+    )
 
 
 def _lease_release_statement(conversation_id: int, lease: str) -> tuple[str, list]:

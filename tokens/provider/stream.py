@@ -322,6 +322,10 @@ class _EventReader:
         self.completion, self.bearer, self.model, self.watch, self.end = completion, bearer, model, watch, end
         self.events = EventSplitter()
         self.total = self.chars = 0
+        # Read once: each read of a Django setting goes through LazySettings' __getattribute__ (5 % of a relay).
+        self.max_event, self.max_bytes = settings.UPSTREAM_MAX_EVENT_BYTES, settings.UPSTREAM_MAX_REPLY_BYTES
+        self.max_chars = settings.UPSTREAM_MAX_REPLY_CHARS
+        self.idle, self.tail = settings.UPSTREAM_READ_TIMEOUT, settings.UPSTREAM_TAIL_SECONDS
         self.done = False
         self.error: ProviderError | None = None
 
@@ -329,7 +333,7 @@ class _EventReader:
         completion = self.completion
         self.total += len(chunk)
         found = self.events.feed(chunk)
-        if self.events.pending > settings.UPSTREAM_MAX_EVENT_BYTES or self.total > settings.UPSTREAM_MAX_REPLY_BYTES:
+        if self.events.pending > self.max_event or self.total > self.max_bytes:
             self.error = _cut_or(completion, ProviderError("too_large", _("The provider sent more than we accept.")))
             return []
         deltas: list[Delta] = []
@@ -340,7 +344,7 @@ class _EventReader:
                     return deltas
                 for delta in _apply(_json(data, name), name, completion, self.bearer, self.model):
                     self.chars += len(delta.text)
-                    if self.chars > settings.UPSTREAM_MAX_REPLY_CHARS:
+                    if self.chars > self.max_chars:
                         self.error = _cut_or(
                             completion, ProviderError("too_large", _("The reply is longer than we accept."))
                         )
@@ -351,9 +355,9 @@ class _EventReader:
             return deltas
         if completion.finish_reason is not None:
             # Done but for the usage chunk and [DONE]; some servers then hold the connection open.
-            self.watch.deadline = min(self.end, self.watch.loop.time() + settings.UPSTREAM_TAIL_SECONDS)
+            self.watch.deadline = min(self.end, self.watch.loop.time() + self.tail)
         elif completion.first_token_at is not None:
-            self.watch.deadline = min(self.end, self.watch.loop.time() + settings.UPSTREAM_READ_TIMEOUT)
+            self.watch.deadline = min(self.end, self.watch.loop.time() + self.idle)
         return deltas
 
     def push(self, sink: Callable[[Delta], None], chunk: bytes) -> bool:
