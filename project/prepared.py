@@ -6,6 +6,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
+import psycopg
 from django.db import connections, models
 from django.db.models.query import get_related_populators  # type: ignore[attr-defined]  # ModelIterable's own
 
@@ -62,9 +63,17 @@ class PreparedQuery(Generic[M]):
         for place, value in zip(places, values, strict=True):
             params[place] = value
         connection = connections[self.using]
+        rows: list[Any]
         with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            rows: list[Any] = cursor.fetchall()
+            if connection.vendor == "postgresql":
+                # A server-side prepared statement (psycopg, per connection): Django's client-side cursor sends
+                # the query as text, which PostgreSQL plans every time (0.67 ms of a 0.13 ms API key lookup).
+                with connection.wrap_database_errors, psycopg.Cursor(cursor.cursor.connection) as prepared:
+                    prepared.execute(sql, params, prepare=True)
+                    rows = prepared.fetchall()
+            else:
+                cursor.execute(sql, params)
+                rows = cursor.fetchall()
         instances = []
         for row in rows:
             if converters:
