@@ -640,7 +640,7 @@ async def _sse(
     def pushed(delta: Delta) -> None:
         if delta.kind == "content":
             parts.append(delta.text)
-        if not write(writer.delta(delta)):  # the client is behind: the next deltas wait for it, yielded
+        if write is None or not write(writer.delta(delta)):  # the client is behind: the next ones wait, yielded
             completion.sink = None
 
     yield writer.event({"role": "assistant", "content": ""})

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from functools import cache as cache_in_process
 from functools import wraps
+from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -130,7 +131,7 @@ def lease_acquire(conversation: Conversation, *, model: str, credential: Credent
     until = now + timedelta(seconds=settings.CHAT_LEASE_SECONDS)
     # The queryset's update() compiled this statement on every send; the same SQL, built once per process.
     with connection.cursor() as cursor:
-        params = [lease, until, model, credential and credential.pk, now, conversation.pk, now]
+        params: list[Any] = [lease, until, model, credential and credential.pk, now, conversation.pk, now]
         cursor.execute(_lease_claim_sql(), params)
         if not cursor.rowcount:
             return None
@@ -142,9 +143,10 @@ def lease_acquire(conversation: Conversation, *, model: str, credential: Credent
 def _lease_claim_sql() -> str:
     """lease_acquire's UPDATE; parameters: lease, lease until, model, credential id, updated at, id, now."""
     meta, qn = Conversation._meta, connection.ops.quote_name
+    column = {field.name: field.column for field in meta.concrete_fields}
     names = ("reply_lease", "reply_lease_until", "model", "credential", "updated_at")
-    assignments = ", ".join(f"{qn(meta.get_field(name).column)} = %s" for name in names)
-    until = qn(meta.get_field("reply_lease_until").column)
+    assignments = ", ".join(f"{qn(column[name])} = %s" for name in names)
+    until = qn(column["reply_lease_until"])
     # Names come from the model, values are parameters.
     return (
         f"UPDATE {qn(meta.db_table)} SET {assignments} "  # noqa: S608

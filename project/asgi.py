@@ -22,7 +22,7 @@ from servestatic.middleware import ServeStaticMiddleware
 try:
     from uvicorn.protocols.http import httptools_impl
 except ImportError:  # uvicorn without httptools: events are sent through `send` only
-    httptools_impl = None
+    httptools_impl = None  # type: ignore[assignment]
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 django.setup(set_prefix=False)

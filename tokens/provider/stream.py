@@ -384,6 +384,7 @@ async def _read_events(
     reader = _EventReader(completion, bearer, model, watch, end)
     if head:
         raw = _prepend(head, raw)
+    chunk: bytes | None
     try:
         while True:
             watch.reading = True
