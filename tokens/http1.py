@@ -271,7 +271,7 @@ class ResponseBody(httpx.AsyncByteStream):
             except Exception as exc:
                 done.set_exception(exc)
                 return
-            if connection.complete or connection.eof or connection.error is not None:
+            if self.ended:
                 done.set_result(None)
 
         on_read()
@@ -300,8 +300,8 @@ def raw_body(response: httpx.Response) -> AsyncIterator[bytes]:
     body when the response came through it: httpx's aiter_raw wraps it in three more async generators a read
     (the client's bound stream, the byte counter, a re-chunker), one chat token each. Closing the response still
     closes the body."""
-    body = response.extensions.get(BODY)
-    return aiter(body) if isinstance(body, ResponseBody) else response.aiter_raw()
+    body = pushable(response)
+    return aiter(body) if body is not None else response.aiter_raw()
 
 
 class Http1Transport(httpx.AsyncBaseTransport):
