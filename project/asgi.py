@@ -3,20 +3,24 @@ rest on `SiteHandler`: Django's middleware stack run synchronously, in one hop t
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import aclosing
+from contextlib import aclosing, suppress
 
 import django
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.core.handlers.asgi import ASGIHandler
+from django.core import signals
+from django.core.exceptions import RequestAborted
+from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.core.handlers.exception import convert_exception_to_response
 from django.db import close_old_connections, connection
 from django.http import HttpRequest
 from django.http.response import HttpResponseBase
+from django.urls import set_script_prefix
 from servestatic.middleware import ServeStaticMiddleware
 
 try:
@@ -68,11 +72,67 @@ def direct_writer(send) -> Callable[[bytes], bool] | None:
 
 
 class EventStreamSender(ASGIHandler):
-    """Django's ASGI handler, with an event stream's parts sent as they come.
+    """Django's ASGI handler, with the request signals sent on the event loop and an event stream's parts sent as
+    they come.
 
-    Django's send_response re-cuts every part of a streaming response into pieces of at most 64 KB through a
-    generator (chunk_bytes); an event is never that large, and each token of a reply is one part.
+    Django's handle() sends request_started with `asend` and closes the response through sync_to_async: two thread
+    hops per request, both thread-sensitive, so without Django's per-request ThreadSensitiveContext (see the
+    subclasses) every request of the process queued for one shared thread twice. Their receivers (Django's own:
+    reset_queries, close_old_connections, close_caches, reset_urlconf) act on the calling thread's connections,
+    caches and URLconf, and the event loop's thread holds no database connection (Django refuses one there), so
+    here they run on the loop, in microseconds. Django's send_response re-cuts every part of a streaming response
+    into pieces of at most 64 KB through a generator (chunk_bytes); an event is never that large, and each token
+    of a reply is one part.
     """
+
+    async def handle(self, scope: dict, receive, send) -> None:
+        # django/core/handlers/asgi.py ASGIHandler.handle, with the two hops above run in place.
+        try:
+            body_file = await self.read_body(receive)
+        except RequestAborted:
+            return
+        set_script_prefix(get_script_prefix(scope))
+        signals.request_started.send(sender=self.__class__, scope=scope)
+        created = self.create_request(scope, body_file)
+        if created[0] is None:
+            error_response = created[1]
+            body_file.close()
+            await self.send_response(error_response, send)
+            error_response.close()
+            return
+        request = created[0]
+
+        async def process_request() -> HttpResponseBase:
+            response = await self.run_get_response(request)
+            with suppress(asyncio.CancelledError):  # the client left while the response was being sent
+                await self.send_response(response, send)
+            return response
+
+        # The disconnect listener first: it raises nothing unexpected that could keep the view from being cancelled.
+        listening = asyncio.create_task(self.listen_for_disconnect(receive))
+        processing = asyncio.create_task(process_request())
+        tasks = [listening, processing]
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in tasks:
+            if task.done():
+                try:
+                    task.result()
+                except RequestAborted:
+                    pass
+                except AssertionError:
+                    body_file.close()
+                    raise
+            else:
+                task.cancel()  # a view may handle its cancellation
+                with suppress(asyncio.CancelledError):
+                    await task
+        try:
+            response = processing.result()
+        except asyncio.CancelledError:
+            signals.request_finished.send(sender=self.__class__)
+        else:
+            response.close()
+        body_file.close()
 
     async def send_response(self, response: HttpResponseBase, send) -> None:
         if not isinstance(response, EventStreamResponse):
