@@ -131,7 +131,11 @@ def lease_acquire(conversation: Conversation, *, model: str, credential: Credent
     until = now + timedelta(seconds=settings.CHAT_LEASE_SECONDS)
     # The queryset's update() compiled this statement on every send; the same SQL, built once per process.
     with connection.cursor() as cursor:
-        params: list[Any] = [lease, until, model, credential and credential.pk, now, conversation.pk, now]
+        # Values prepared as the ORM would: SQLite takes neither a UUID nor an aware datetime as they are.
+        ops, pk = connection.ops, Credential._meta.pk
+        credential_id = credential and pk.get_db_prep_value(credential.pk, connection)
+        until_value, now_value = ops.adapt_datetimefield_value(until), ops.adapt_datetimefield_value(now)
+        params: list[Any] = [lease, until_value, model, credential_id, now_value, conversation.pk, now_value]
         cursor.execute(_lease_claim_sql(), params)
         if not cursor.rowcount:
             return None

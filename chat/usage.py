@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from uuid import UUID
 
+import psycopg
 from django.db import connection, connections, transaction
 from django.utils import timezone
-from psycopg import ClientCursor
 
 from chat.catalog import cost_usd
 from chat.models import (
@@ -180,12 +180,8 @@ def quarter_of(moment: datetime) -> datetime:
 
 @functools.cache
 def _rollup_statements() -> tuple[tuple[str, str, tuple[str, ...]], ...]:
-    """(SQL, period column, key columns) of each roll-up's upsert, in ROLLUPS order; built once per process.
-
-    `requests` adds the literal 1 rather than a parameter: the four upserts then take 49 parameters in about 4,000
-    characters, within what psycopg caches the parsing of (50 and 4,096; psycopg/_queries.py), which took a tenth
-    of a millisecond and 700 Python calls per usage row when they took 53.
-    """
+    """(SQL, period column, key columns) of each roll-up's upsert, in ROLLUPS order; built once per process, so each
+    is prepared once per connection (`_record_insert`). `requests` adds the literal 1: every row is one request."""
     columns = ", ".join(ROLLUP_COLUMNS)
     statements = []
     for model, period, keys in ROLLUPS:
@@ -204,27 +200,43 @@ def _rollup_statements() -> tuple[tuple[str, str, tuple[str, ...]], ...]:
 def _record_insert(record: UsageRecord, along: Sequence[tuple[str, Sequence]] = ()) -> None:
     """Insert the row, add it to its roll-ups and run `along`; on PostgreSQL in one round trip, sets record.pk.
 
-    PostgreSQL runs the statements of one simple query as one transaction when no transaction is open (protocol
-    docs, "Multiple Statements in a Simple Query"), so the row and its roll-ups are written together or not at
-    all without a BEGIN and a COMMIT round trip; inside a caller's transaction they are part of it. save() and
-    its compiler were a third of the usage write's Python (py-spy); UsageRecord has no save() or signals of its
-    own to skip.
+    On PostgreSQL the statements go as one pipeline of prepared statements (psycopg pipeline mode): statements
+    before a Sync form one implicit transaction when none is open (protocol docs, "Pipelining" and "Extended
+    Query"), so the row and its roll-ups are written together or not at all without a BEGIN and a COMMIT round
+    trip; inside a caller's transaction they are part of it. Each statement is parsed and planned once per
+    connection. The earlier single text query of all of them was over psycopg's cache limits (4,096 characters,
+    50 parameters), so psycopg split and quoted it anew on every row: a tenth of an API call's CPU (py-spy).
+    save() and its compiler were a third of the usage write's Python before that.
     """
-    with connection.cursor() as cursor:
-        if not _one_round_trip(cursor):
-            with transaction.atomic(savepoint=False):  # inside a caller's transaction, a savepoint is 2 round trips
-                record.save(force_insert=True)
-                rollup_add(record)
+    if connection.vendor != "postgresql":
+        with transaction.atomic(savepoint=False):  # inside a caller's transaction, a savepoint is 2 round trips
+            record.save(force_insert=True)
+            rollup_add(record)
+            with connection.cursor() as cursor:
                 for sql, params in along:
                     cursor.execute(sql, params)
-            return
-        table, columns, values = row_insert(record)
-        # Names come from the model, values are parameters.
-        insert = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))}) RETURNING id"  # noqa: S608
-        statements = [(insert, values), *_rollup_params(record), *along]
-        cursor.execute("; ".join(sql for sql, _ in statements), [p for _, params in statements for p in params])
-        record.pk = cursor.fetchone()[0]  # the first statement's result
-        record._state.adding, record._state.db = False, connection.alias
+        return
+    table, columns, values = row_insert(record)
+    with connection.cursor() as cursor:
+        raw = cursor.cursor.connection
+        first, rest = psycopg.Cursor(raw), psycopg.Cursor(raw)
+        try:
+            with connection.wrap_database_errors:
+                with raw.pipeline():
+                    first.execute(_insert_sql(table, tuple(columns)), values, prepare=True)
+                    for sql, params in (*_rollup_params(record), *along):
+                        rest.execute(sql, params, prepare=True)
+                (record.pk,) = first.fetchone() or (None,)  # after the Sync: fetching inside would end the transaction
+        finally:
+            first.close()
+            rest.close()
+    record._state.adding, record._state.db = False, connection.alias
+
+
+@functools.cache
+def _insert_sql(table: str, columns: tuple[str, ...]) -> str:
+    # Names come from the model, values are parameters.
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))}) RETURNING id"  # noqa: S608
 
 
 def _rollup_params(record: UsageRecord) -> list[tuple[str, list]]:
@@ -257,20 +269,9 @@ def rollup_add(record: UsageRecord) -> None:
     PostgreSQL and SQLite (3.24+) share this syntax; concurrent writers for the same
     period and key serialise on that one roll-up row.
     """
-    statements = _rollup_params(record)
     with connection.cursor() as cursor:
-        if _one_round_trip(cursor):
-            # One round trip for the four upserts, which PostgreSQL still runs one after the other, in this order.
-            cursor.execute("; ".join(sql for sql, _params in statements), [p for _sql, ps in statements for p in ps])
-        else:
-            for sql, params in statements:
-                cursor.execute(sql, params)
-
-
-def _one_round_trip(cursor) -> bool:
-    """True when the cursor sends several statements in one query: psycopg's client-side binding cursor (Django's
-    default for PostgreSQL), which merges the parameters in before sending; not SQLite's, nor server-side binding."""
-    return connection.vendor == "postgresql" and isinstance(cursor.cursor, ClientCursor)
+        for sql, params in _rollup_params(record):
+            cursor.execute(sql, params)
 
 
 ROLLUP_REBUILD_SQL = """

@@ -1,9 +1,10 @@
 """Count what one request costs the web process, in every thread: SQL statements, Redis round trips, thread hops.
 
 Wall-clock latency depends on the machine's load; these counts do not, so the tests that use this catch a
-regression on a shared or slow machine too. The recorder wraps Django's cursor (every statement of every
-connection, whichever thread runs it), redis-py's connection (one packed send = one round trip; a pipeline is one)
-and asgiref's SyncToAsync (one call = one hop to a worker thread and back).
+regression on a shared or slow machine too. The recorder wraps psycopg's cursor on PostgreSQL (every statement of every
+connection, whichever thread runs it, Django's and the raw prepared ones alike; kind "trip" counts the round trips,
+a pipeline of statements being one) or Django's cursor on other databases, redis-py's connection (one packed send =
+one round trip; a pipeline is one) and asgiref's SyncToAsync (one call = one hop to a worker thread and back).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+import psycopg
 from asgiref.sync import SyncToAsync
 from django.db.backends.utils import CursorWrapper
 
@@ -75,11 +77,26 @@ def request_cost() -> Iterator[Recorder]:
         redis.connection.AbstractConnection.send_packed_command,
         SyncToAsync.__call__,
     )
+    psycopg_execute, pipeline = psycopg.Cursor.execute, psycopg.Connection.pipeline
 
     def recorded_execute(self, sql, params, many, executor):
         # Transaction control is a statement of its own on SQLite (BEGIN IMMEDIATE), part of the next one on PostgreSQL.
-        recorder.add("tx" if sql.split(" ", 1)[0] in TRANSACTION_CONTROL else "sql", sql)
+        if self.db.vendor != "postgresql":
+            recorder.add("tx" if sql.split(" ", 1)[0] in TRANSACTION_CONTROL else "sql", sql)
+            recorder.add("trip", "")
         return execute(self, sql, params, many, executor)
+
+    def recorded_psycopg_execute(self, query, params=None, **kwargs):
+        recorder.add("sql", query if isinstance(query, str) else repr(query))
+        if self.connection._pipeline is None:
+            recorder.add("trip", "")
+        return psycopg_execute(self, query, params, **kwargs)
+
+    @contextmanager
+    def recorded_pipeline(self):
+        recorder.add("trip", "pipeline")
+        with pipeline(self) as inner:
+            yield inner
 
     def recorded_send(self, command, check_health=True):
         first = command[0] if isinstance(command, list) and command else command
@@ -91,11 +108,13 @@ def request_cost() -> Iterator[Recorder]:
         return await call(self, *args, **kwargs)
 
     CursorWrapper._execute_with_wrappers = recorded_execute
+    psycopg.Cursor.execute, psycopg.Connection.pipeline = recorded_psycopg_execute, recorded_pipeline
     redis.connection.AbstractConnection.send_packed_command = recorded_send
     SyncToAsync.__call__ = recorded_call
     try:
         yield recorder
     finally:
         CursorWrapper._execute_with_wrappers = execute
+        psycopg.Cursor.execute, psycopg.Connection.pipeline = psycopg_execute, pipeline
         redis.connection.AbstractConnection.send_packed_command = send
         SyncToAsync.__call__ = call

@@ -71,13 +71,15 @@ def test_a_web_send_in_a_conversation_costs_few_statements_before_the_upstream_c
     assert recorded.index(lease) < recorded.index("upstream")
     # The lease (which also records the model and credential), the turn (the user's and the assistant's message),
     # and at the end the reply, its usage row with the roll-ups and the lease's release: on PostgreSQL the turn is
-    # one statement, and so is the end.
-    turn, finish = (1, 1) if connection.vendor == "postgresql" else (2, 7)
+    # one statement and the end one pipeline, a round trip each.
+    turn, finish = (1, 7) if connection.vendor == "postgresql" else (2, 7)
     assert recorded.count("sql", before="done") <= 4 + turn + finish + session, recorded.statements(before="done")
+    trips = 6 if connection.vendor == "postgresql" else 4 + turn + 2 + finish
+    assert recorded.count("trip", before="done") <= trips + session, recorded.timeline()
     assert recorded.count("redis", before="done") <= 2  # the session's GET, the rate limit's one pipeline
-    # request_started's receivers, the middleware stack, then checks and saving the turn in that same thread.
-    assert recorded.count("hop", before="upstream") <= 3
-    assert recorded.count("hop", before="done") <= 5  # and saving the reply; closing the response may come later
+    # The middleware stack, then checks and saving the turn in that same thread; then saving the reply.
+    assert recorded.count("hop", before="upstream") <= 2, recorded.timeline()
+    assert recorded.count("hop", before="done") <= 3, recorded.timeline()
 
 
 def test_a_v1_streamed_call_costs_few_statements_before_the_upstream_call(asgi_server, fake_openai, alice, recorded):
@@ -98,10 +100,12 @@ def test_a_v1_streamed_call_costs_few_statements_before_the_upstream_call(asgi_s
     text = "".join(json.loads(line[6:])["choices"][0]["delta"].get("content", "") for line in lines[:-2])
     assert text == DEFAULT_REPLY
     # The key with its owner, its credential (its own or the person's default); then the usage row with its
-    # roll-ups, one statement on PostgreSQL.
+    # four roll-ups, one pipeline (one round trip) on PostgreSQL.
     assert recorded.count("sql", before="upstream") <= 2, recorded.statements(before="upstream")
-    usage = 1 if connection.vendor == "postgresql" else 5
-    assert recorded.count("sql", before="done") <= 2 + usage, recorded.statements(before="done")
+    assert recorded.count("sql", before="done") <= 2 + 5, recorded.statements(before="done")
+    trips = 3 if connection.vendor == "postgresql" else 2 + 7  # SQLite: BEGIN, 5 statements, COMMIT
+    assert recorded.count("trip", before="done") <= trips, recorded.timeline()
     assert recorded.count("redis", before="upstream") <= 1  # the rate limit's one pipeline
-    # request_started's receivers, the checks (and the previous call's response closing, which may land here).
-    assert recorded.count("hop", before="upstream") <= 3
+    # The checks in one hop; the usage row in another (and the previous call's response closing may land here).
+    assert recorded.count("hop", before="upstream") <= 1, recorded.timeline()
+    assert recorded.count("hop", before="done") <= 2, recorded.timeline()
