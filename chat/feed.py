@@ -2,9 +2,12 @@
 
 Used only with REDIS_URL. Each reply has a stream `chat:reply:<message id>` whose entries are batches of deltas
 (`o`: offset before the batch, `d`: JSON list of [kind, text]) and a last entry `done` (the done payload); its
-length is capped (XADD MAXLEN ~) and it expires FEED_TTL seconds after its last write. Deltas are copied at most
-every FLUSH_SECONDS for all replies of the process in one pipeline, so Redis costs a round trip per batch, not per
-chunk. Stop is a key `chat:stop:<message id>` plus a message on channel `chat:stop`.
+length is capped (XADD MAXLEN ~) and it expires FEED_TTL seconds after its last write. Deltas are copied for all
+replies of the process in one pipeline, so Redis costs a round trip per batch, not per chunk: every FLUSH_SECONDS
+for a reply someone follows from another process (the follower announces itself on channel `chat:watch` and again
+every WATCH_SECONDS / 3), every IDLE_FLUSH_SECONDS otherwise (what a reaper recovers if the process dies; most
+replies are followed only where they run, and copying them ten times a second was 8 % of a web process's CPU at 100
+streams, py-spy). Stop is a key `chat:stop:<message id>` plus a message on channel `chat:stop`.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 import weakref
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, cast
@@ -32,7 +36,10 @@ logger = logging.getLogger(__name__)
 FEED_MAXLEN = 20000  # entries kept per reply; each entry is a batch of deltas
 FEED_TTL = 3600  # seconds a reply's stream stays readable after its last write
 FLUSH_SECONDS = 0.1  # how long deltas may wait before they are copied to Redis (followers elsewhere lag this much)
+IDLE_FLUSH_SECONDS = 1.0  # the same for a reply nobody follows from another process
+WATCH_SECONDS = 30.0  # how long a follower's announcement keeps its reply copied every FLUSH_SECONDS
 STOP_CHANNEL = "chat:stop"
+WATCH_CHANNEL = "chat:watch"
 STOP_TTL = 600
 
 _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, redis.Redis] = weakref.WeakKeyDictionary()
@@ -91,6 +98,21 @@ def mark(reply: Reply) -> None:
         _news_event().set()
 
 
+def watched(reply: Reply) -> None:
+    """Someone follows `reply` from another process: copy it every FLUSH_SECONDS for WATCH_SECONDS, starting now.
+    Call on the reply's loop."""
+    reply.watched_until = time.monotonic() + WATCH_SECONDS
+    reply.copied_at = float("-inf")
+    _pending.add(reply)
+    _news_event().set()
+
+
+def _due(reply: Reply, now: float) -> bool:
+    """Whether `reply`'s pending deltas go to Redis in the flush at `now` (time.monotonic())."""
+    wait = FLUSH_SECONDS if reply.watched_until > now else IDLE_FLUSH_SECONDS
+    return reply.message_id is not None and now - reply.copied_at >= wait
+
+
 def _add_batch(pipe: redis.client.Pipeline, reply: Reply) -> None:
     offset, message_id = reply.flushed, reply.message_id
     if offset >= reply.size or message_id is None:  # nothing new, or not saved yet (no stream)
@@ -103,7 +125,8 @@ def _add_batch(pipe: redis.client.Pipeline, reply: Reply) -> None:
 
 
 async def flush_forever() -> None:
-    """Copy pending deltas of every reply of this process to Redis, one pipeline per FLUSH_SECONDS."""
+    """Copy the pending deltas of this process's replies that are due (`_due`) to Redis, one pipeline per
+    FLUSH_SECONDS at most."""
     news = _news_event()
     while True:
         await news.wait()
@@ -111,15 +134,19 @@ async def flush_forever() -> None:
         news.clear()
         try:
             async with _lock():
-                replies = [reply for reply in _pending if reply.message_id is not None]
-                _pending.clear()
+                now = time.monotonic()
+                replies = [reply for reply in _pending if _due(reply, now)]
+                _pending.difference_update(replies)
                 pipe = client().pipeline(transaction=False)
                 for reply in replies:
                     _add_batch(pipe, reply)
+                    reply.copied_at = now
                 if len(pipe):
                     await pipe.execute()
         except Exception:
             logger.warning("could not copy replies to Redis", exc_info=True)
+        if _pending:  # some are due later
+            news.set()
 
 
 async def publish_done(reply: Reply) -> None:
@@ -170,15 +197,17 @@ async def stops_requested(message_ids: list[int]) -> list[int]:
     return [pk for pk, value in zip(message_ids, values, strict=True) if value]
 
 
-async def listen_for_stops(on_stop: Callable[[int], object]) -> None:
-    """Call `on_stop(message id)` for every stop request published by any process; reconnect on failure."""
+async def listen(on_stop: Callable[[int], object], on_watch: Callable[[int], object]) -> None:
+    """Call `on_stop(message id)` for every stop request and `on_watch(message id)` for every follower's
+    announcement published by any process; reconnect on failure."""
+    handlers = {STOP_CHANNEL.encode(): on_stop, WATCH_CHANNEL.encode(): on_watch}
     while True:
         try:
             async with client().pubsub() as pubsub:
-                await pubsub.subscribe(STOP_CHANNEL)
+                await pubsub.subscribe(*handlers)
                 async for item in pubsub.listen():
                     if item["type"] == "message":
-                        on_stop(int(item["data"]))
+                        handlers[item["channel"]](int(item["data"]))
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -202,8 +231,12 @@ async def follow(message: Message, offset: int) -> AsyncIterator[bytes]:
     yield sse_event("start", start_payload(message))
     key, size = _key(message.pk), 0
     last: bytes | str = "0-0"
-    redis_client = client()
+    redis_client, loop = client(), asyncio.get_running_loop()
+    announced = float("-inf")
     while True:
+        if loop.time() - announced >= WATCH_SECONDS / 3:  # the process running it copies it promptly meanwhile
+            await redis_client.publish(WATCH_CHANNEL, str(message.pk))
+            announced = loop.time()
         answer = await redis_client.xread({key: last}, count=500, block=int(settings.CHAT_KEEPALIVE_SECONDS * 1000))
         entries = _read(answer)
         if not entries:

@@ -76,6 +76,8 @@ class Reply:
         self.loop: asyncio.AbstractEventLoop | None = None  # the loop the reply runs on; its state lives there
         self.mirrored = feed.enabled()
         self.flushed = 0  # offset already copied to Redis
+        self.copied_at = float("-inf")  # time.monotonic() of the last copy to Redis
+        self.watched_until = 0.0  # time.monotonic() until which a follower elsewhere wants prompt copies (chat.feed)
         self.checkpointed = 0  # offset already saved as a checkpoint
         self._waiters: list[asyncio.Future] = []
         self._news_at = 0.0  # loop time of the last push or finish
@@ -450,7 +452,7 @@ def _ensure_keepers() -> None:
         return
     jobs = [_renew_leases()]
     if feed.enabled():
-        jobs += [feed.flush_forever(), feed.listen_for_stops(reply_stop_local)]
+        jobs += [feed.flush_forever(), feed.listen(reply_stop_local, reply_watch_local)]
     tasks = [loop.create_task(job, context=contextvars.Context()) for job in jobs]
     _keepers[loop] = tasks
 
@@ -493,6 +495,17 @@ def reply_stop_local(message_id: int) -> bool:
         return False
     reply.stop()
     return True
+
+
+def reply_watch_local(message_id: int) -> None:
+    """A follower on another process announced itself (chat.feed.follow): copy this reply to Redis promptly."""
+    reply = _running.get(message_id)
+    if reply is None or reply.loop is None:
+        return
+    if reply.loop is _loop_or_none():
+        feed.watched(reply)
+    else:
+        reply.loop.call_soon_threadsafe(feed.watched, reply)
 
 
 # Following a reply that is not running in this process.
