@@ -87,8 +87,10 @@ def request_cost() -> Iterator[Recorder]:
         return execute(self, sql, params, many, executor)
 
     def recorded_psycopg_execute(self, query, params=None, **kwargs):
-        recorder.add("sql", query if isinstance(query, str) else repr(query))
-        if self.connection._pipeline is None:
+        # psycopg_pool's (and Django's) connection health check, sent only when the server spoke (project.dbpool).
+        check = query == "SELECT 1"
+        recorder.add("check" if check else "sql", query if isinstance(query, str) else repr(query))
+        if self.connection._pipeline is None and not check:
             recorder.add("trip", "")
         return psycopg_execute(self, query, params, **kwargs)
 
