@@ -2,8 +2,9 @@
 
 A running reply keeps its text in this process (`Reply`). With REDIS_URL it is also copied to a Redis stream
 `chat:reply:<message id>` (bounded length, expiring; every 0.1 s while someone on another process follows it,
-every second otherwise: chat.feed), so a request on another web process can follow it, and Stop reaches the process that runs it by pub/sub (channel `chat:stop`, plus a key read when
-leases are renewed). Without Redis everything stays in the one process of the embedded default.
+every second otherwise: chat.feed), so a request on another web process can follow it, and Stop reaches the
+process that runs it by pub/sub (channel `chat:stop`, plus a key read when leases are renewed). Without Redis
+everything stays in the one process of the embedded default.
 
 A reply runs on a loop that outlives requests: the ASGI server's loop (project.asgi marks it with
 `serve_replies_here`), or else one background loop of the process (`_reply_loop`). A view running under a sync
