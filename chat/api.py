@@ -25,10 +25,8 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 import orjson
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
-from django.db import close_old_connections
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.http.response import HttpResponseBase
 from django.utils import translation
@@ -43,6 +41,7 @@ from chat.sse import EventStreamResponse, Outlet
 from chat.tokencount import count_message_tokens, count_text_tokens
 from chat.usage import usage_write
 from project.errors import DATABASE_RETRY_SECONDS, DATABASE_UNAVAILABLE, database_unavailable
+from project.threads import in_pool
 from tokens.api_keys import ApiAuthError, ApiGrant, access_token_issue, api_bearer_verify, clean_model_list
 from tokens.models import Credential
 from tokens.provider import Bearer, Completion, Delta, ProviderError, stream_chat
@@ -91,24 +90,6 @@ def error_response(error: ApiError) -> JsonResponse:
     if error.status == 401:
         response["WWW-Authenticate"] = 'Bearer realm="byok", error="invalid_token"'  # RFC 6750 §3
     return response
-
-
-def in_pool(function: Callable) -> Callable:
-    """Run a database-touching function in a pooled thread, handing its connection back afterwards.
-
-    Not the one thread-sensitive thread sync_to_async uses by default: each API call waits on PostgreSQL and Redis
-    round trips, and serialised through one thread those waits queue behind each other (100 streams starting at
-    once waited seconds in the bench kit while the process used 15 % of a core). Nothing here needs that thread.
-    """
-
-    @wraps(function)
-    def run(*args, **kwargs):
-        try:
-            return function(*args, **kwargs)
-        finally:
-            close_old_connections()
-
-    return sync_to_async(run, thread_sensitive=False)
 
 
 def _secured(request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:

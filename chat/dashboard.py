@@ -27,7 +27,7 @@ from functools import partial, wraps
 
 from asgiref.sync import sync_to_async
 from django.core.exceptions import PermissionDenied
-from django.db import connection
+from django.db import close_old_connections, connection
 from django.db.models import Q
 from django.db.models.functions import TruncDate
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
@@ -449,10 +449,24 @@ def _copy_chunks(records: UsageQuerySet, zone: str) -> Iterator[bytes]:
 
 
 async def _aiter(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
-    """Feed a synchronous (database) iterator to the ASGI server chunk by chunk, on the request's own thread."""
+    """Feed a synchronous (database) iterator to the ASGI server chunk by chunk, every step on one thread (the COPY
+    holds that thread's connection); at the end, or when the client leaves, the iterator is closed and the connection
+    handed back there (no request's signals run on that thread to do it: project.asgi)."""
     step = sync_to_async(partial(next, chunks, None), thread_sensitive=True)
-    while (chunk := await step()) is not None:
-        yield chunk
+    await sync_to_async(_hand_back, thread_sensitive=True)()  # one a database restart left there, if any
+    try:
+        while (chunk := await step()) is not None:
+            yield chunk
+    finally:
+        await sync_to_async(_hand_back, thread_sensitive=True)(chunks)
+
+
+def _hand_back(chunks: Iterator[bytes] | None = None) -> None:
+    try:
+        getattr(chunks, "close", lambda: None)()
+    finally:
+        if not connection.in_atomic_block:
+            close_old_connections()
 
 
 def csv_response(records: UsageQuerySet, filename: str) -> StreamingHttpResponse:
