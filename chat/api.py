@@ -41,7 +41,7 @@ from chat.sse import EventStreamResponse, Outlet
 from chat.tokencount import count_message_tokens, count_text_tokens
 from chat.usage import usage_write
 from project.errors import DATABASE_RETRY_SECONDS, DATABASE_UNAVAILABLE, database_unavailable
-from project.threads import in_pool
+from project.threads import in_thread
 from tokens.api_keys import ApiAuthError, ApiGrant, access_token_issue, api_bearer_verify, clean_model_list
 from tokens.models import Credential
 from tokens.provider import Bearer, Completion, Delta, ProviderError, stream_chat
@@ -603,7 +603,7 @@ async def _relayed(
         if state == State.STREAMING:  # cancelled, or closed by the client
             state = State.STOPPED
         saving = asyncio.ensure_future(
-            in_pool(usage_save)(call, completion, content="".join(parts), state=state, error=error)
+            in_thread(usage_save)(call, completion, content="".join(parts), state=state, error=error)
         )
         await asyncio.shield(saving)
 
@@ -696,7 +696,7 @@ async def _complete(call: ApiCall, stream: AsyncGenerator[Delta, None], completi
 async def chat_completions(request: HttpRequest) -> HttpResponseBase:
     """Create a chat completion with the bearer owner's credential, streamed (SSE) or whole, as OpenAI does."""
     try:
-        call = await in_pool(_call_plan)(_bearer_of(request), ratelimit.client_ip(request), request.body)
+        call = await in_thread(_call_plan)(_bearer_of(request), ratelimit.client_ip(request), request.body)
     except ApiError as exc:
         return error_response(exc)
     completion = Completion(model=call.model)
@@ -710,7 +710,7 @@ async def chat_completions(request: HttpRequest) -> HttpResponseBase:
         await stream.aclose()
         error = exc if isinstance(exc, ProviderError) else None
         state = State.ERROR if error else State.STOPPED
-        await asyncio.shield(in_pool(usage_save)(call, completion, content="", state=state, error=error))
+        await asyncio.shield(in_thread(usage_save)(call, completion, content="", state=state, error=error))
         if error is None:
             raise
         return error_response(_from_upstream(error))

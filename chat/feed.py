@@ -25,8 +25,9 @@ import redis.asyncio as redis
 from django.conf import settings
 
 from chat.models import Message, State
-from chat.services import done_payload, in_thread, reply_reap_if_abandoned
+from chat.services import done_payload, reply_reap_if_abandoned
 from chat.sse import KEEPALIVE, sse_delta, sse_event, start_payload
+from project.threads import in_thread
 
 if TYPE_CHECKING:
     from chat.relay import Reply

@@ -44,8 +44,8 @@ from django.utils.translation import gettext as _
 
 from chat import feed, services
 from chat.models import Message, State
-from chat.services import in_thread
 from chat.sse import KEEPALIVE, frame, pending, sse_event, start_payload
+from project.threads import in_thread
 from tokens import provider
 from tokens.provider import Completion, Delta, ProviderError
 

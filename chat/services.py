@@ -5,20 +5,18 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import cache as cache_in_process
-from functools import wraps
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.humanize.templatetags.humanize import intcomma
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.core.validators import ProhibitNullCharactersValidator
-from django.db import InterfaceError, OperationalError, close_old_connections, connection, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.urls import reverse
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
@@ -634,27 +632,6 @@ def models_for(*, credential: Credential) -> list[str]:
         except Exception:
             logger.warning("model list not cached", exc_info=True)
     return models
-
-
-def in_thread(function: Callable, *, request: bool = False) -> Callable:
-    """Run a database-touching function in a worker thread, handing its connection back afterwards.
-
-    `request=True` runs it on the request's own thread, where middleware loaded the session and user, so the
-    connection handed back is the one the request holds; a streaming response would keep it until the stream ends.
-    Otherwise any worker thread: a reply runs on after its request has ended, and replies must not queue behind
-    one another on one thread.
-    """
-
-    @wraps(function)
-    def run(*args, **kwargs):
-        try:
-            return function(*args, **kwargs)
-        finally:
-            # Never close a connection inside a transaction someone else opened (a caller's atomic block).
-            if not connection.in_atomic_block:
-                close_old_connections()
-
-    return sync_to_async(run, thread_sensitive=request)
 
 
 def reply_finish(

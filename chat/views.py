@@ -18,6 +18,7 @@ from chat.forms import RenameForm, SystemPromptForm
 from chat.models import Conversation, Message, Role, State, UsageRecord
 from chat.services import usage_summary
 from chat.sse import EventStreamResponse
+from project.threads import in_thread
 from tokens.provider import ProviderError
 from tokens.services import CredentialError, credential_for_user
 
@@ -94,7 +95,7 @@ async def _stream_reply(request: AuthenticatedHttpRequest, pk: int | None, mode:
     )
     try:
         if not relay.replies_run_here():  # a sync server's loop: the reply saves the turn on its own loop
-            return _event_stream(relay.reply_start(await services.in_thread(plan_reply, request=True)()).follow(0))
+            return _event_stream(relay.reply_start(await in_thread(plan_reply, request=True)()).follow(0))
         loop = asyncio.get_running_loop()
         checked: asyncio.Future[services.ReplyPlan] = loop.create_future()
 
@@ -103,7 +104,7 @@ async def _stream_reply(request: AuthenticatedHttpRequest, pk: int | None, mode:
             loop.call_soon_threadsafe(checked.set_result, plan)
             return services.reply_record(plan)
 
-        recording = asyncio.ensure_future(services.in_thread(check_then_record, request=True)())
+        recording = asyncio.ensure_future(in_thread(check_then_record, request=True)())
         try:
             await asyncio.wait([checked, recording], return_when=asyncio.FIRST_COMPLETED)
         except asyncio.CancelledError:
@@ -145,7 +146,7 @@ def _offset(request: AuthenticatedHttpRequest) -> int:
 @require_GET
 async def message_events(request: AuthenticatedHttpRequest, pk: int) -> HttpResponseBase:
     """The events of a reply from Last-Event-ID (or ?offset=) on, live while it runs on any web process."""
-    message = await services.in_thread(_owned_reply, request=True)(request.user, pk)
+    message = await in_thread(_owned_reply, request=True)(request.user, pk)
     offset = _offset(request)
     running = relay.running(message.pk)
     if running is not None:
@@ -158,7 +159,7 @@ async def message_events(request: AuthenticatedHttpRequest, pk: int) -> HttpResp
 @require_POST
 async def message_stop(request: AuthenticatedHttpRequest, pk: int) -> JsonResponse:
     """Stop a reply, whichever tab or web process started it; answer its state."""
-    message = await services.in_thread(_owned_reply, request=True)(request.user, pk)
+    message = await in_thread(_owned_reply, request=True)(request.user, pk)
     state = await relay.reply_stop(message)
     return JsonResponse({"state": state})
 

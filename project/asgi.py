@@ -222,7 +222,7 @@ class BearerOnlyHandler(EventStreamSender):
 
     async def __call__(self, scope: dict, receive, send) -> None:
         # Without Django's ThreadSensitiveContext: it started and joined a thread per request, and nothing here
-        # needs one (the views run their database work in_pool, which hands the connection back).
+        # needs one (the views run their database work in project.threads.in_thread, which hands the connection back).
         if scope["type"] != "http":
             raise ValueError(f"Django can only handle ASGI/HTTP connections, not {scope['type']}.")
         await self.handle(scope, receive, send)

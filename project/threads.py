@@ -1,4 +1,4 @@
-"""Database work from async code, in pooled worker threads that hand their connection back."""
+"""Database work from async code, in worker threads that hand their connection back."""
 
 from __future__ import annotations
 
@@ -9,14 +9,16 @@ from asgiref.sync import sync_to_async
 from django.db import close_old_connections, connection
 
 
-def in_pool(function: Callable) -> Callable:
-    """`function` as a coroutine function run in a pooled worker thread, handing the thread's database connection
-    back to the pool afterwards (unless a caller's transaction holds it).
+def in_thread(function: Callable, *, request: bool = False) -> Callable:
+    """`function` as a coroutine function run in a worker thread, handing the thread's database connection back to
+    the pool afterwards (never inside a transaction a caller opened: its atomic block).
 
-    Not asgiref's default, the one thread-sensitive thread: database round trips serialised through one thread
-    queue behind each other (100 API streams starting at once waited seconds in the bench kit while the process
-    used 15 % of a core), and nothing hands that thread's connection back once no request's signals run there
-    (project.asgi sends them on the event loop).
+    `request=True` runs it on the request's own thread, where middleware loaded the session and user, so the
+    connection handed back is the one the request holds. Otherwise a pooled thread: a reply runs on after its
+    request has ended, and database round trips serialised through one thread queue behind each other (100 API
+    streams starting at once waited seconds in the bench kit while the process used 15 % of a core). Never
+    asgiref's default for calls off a request, its one shared thread: nothing hands that thread's connection back
+    once no request's signals run there (project.asgi sends them on the event loop).
     """
 
     @wraps(function)
@@ -27,4 +29,4 @@ def in_pool(function: Callable) -> Callable:
             if not connection.in_atomic_block:
                 close_old_connections()
 
-    return sync_to_async(run, thread_sensitive=False)
+    return sync_to_async(run, thread_sensitive=request)

@@ -26,7 +26,7 @@ import orjson
 from django.conf import settings
 from django.utils.translation import gettext as _
 
-from project.threads import in_pool
+from project.threads import in_thread
 from tokens.http1 import ResponseBody, pushable, raw_body
 from tokens.provider.client import client
 from tokens.provider.encoding import decompressor, inflated
@@ -686,19 +686,19 @@ def _text(value: object, limit: int) -> str | None:
 async def _renew_default(bearer: Bearer, error: ProviderError, model: str) -> Bearer | None:
     from tokens.services import bearer_rejected
 
-    return await in_pool(bearer_rejected)(bearer=bearer, status=error.status or 401, model=model)
+    return await in_thread(bearer_rejected)(bearer=bearer, status=error.status or 401, model=model)
 
 
 async def _report(bearer: Bearer, error: ProviderError, model: str) -> None:
     from tokens.services import bearer_rejected
 
-    await in_pool(bearer_rejected)(bearer=bearer, status=error.status or 403, model=model)
+    await in_thread(bearer_rejected)(bearer=bearer, status=error.status or 403, model=model)
 
 
 async def _forget_stream_options(bearer: Bearer) -> None:
     from tokens.services import bearer_learned
 
-    await in_pool(bearer_learned)(bearer=bearer, stream_options=False)
+    await in_thread(bearer_learned)(bearer=bearer, stream_options=False)
 
 
 def trim_for_overflow(messages: list[dict], provider_message: str) -> tuple[list[dict], int]:
