@@ -438,10 +438,8 @@ def _call_plan(bearer: str, ip: str, raw: bytes) -> ApiCall:
     counted = _side.submit(ratelimit.hit, f"chat:{user.pk}", limit=limits.chat_rate_limit, window=60)
     try:
         provider_bearer = _provider_bearer(grant, limits)
-    except ApiError:
+    finally:
         _refuse_if_limited(counted.result(), limits)
-        raise
-    _refuse_if_limited(counted.result(), limits)
     stream_options = body.get("stream_options") or {}
     return ApiCall(
         grant=grant,

@@ -27,7 +27,7 @@ from functools import partial, wraps
 
 from asgiref.sync import sync_to_async
 from django.core.exceptions import PermissionDenied
-from django.db import close_old_connections, connection
+from django.db import connection
 from django.db.models import Q
 from django.db.models.functions import TruncDate
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
@@ -50,6 +50,7 @@ from chat.models import (
     day_bounds,
 )
 from chat.usage import ROLLUP_COLUMNS
+from project.threads import connection_hand_back
 from tokens.models import CredentialEvent
 
 PAGE_SIZE = 50
@@ -465,8 +466,7 @@ def _hand_back(chunks: Iterator[bytes] | None = None) -> None:
     try:
         getattr(chunks, "close", lambda: None)()
     finally:
-        if not connection.in_atomic_block:
-            close_old_connections()
+        connection_hand_back()
 
 
 def csv_response(records: UsageQuerySet, filename: str) -> StreamingHttpResponse:

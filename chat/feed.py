@@ -104,8 +104,7 @@ def watched(reply: Reply) -> None:
     Call on the reply's loop."""
     reply.watched_until = time.monotonic() + WATCH_SECONDS
     reply.copied_at = float("-inf")
-    _pending.add(reply)
-    _news_event().set()
+    mark(reply)
 
 
 def _due(reply: Reply, now: float) -> bool:

@@ -26,7 +26,13 @@ def in_thread(function: Callable, *, request: bool = False) -> Callable:
         try:
             return function(*args, **kwargs)
         finally:
-            if not connection.in_atomic_block:
-                close_old_connections()
+            connection_hand_back()
 
     return sync_to_async(run, thread_sensitive=request)
+
+
+def connection_hand_back() -> None:
+    """Hand this thread's database connection back to the pool, unless a caller's transaction (atomic block) holds
+    it; one that has died is dropped."""
+    if not connection.in_atomic_block:
+        close_old_connections()
