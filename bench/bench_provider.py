@@ -82,7 +82,7 @@ async def _before(http: httpx.AsyncClient, url: str) -> str:
 async def _after(http: httpx.AsyncClient, url: str) -> str:
     from tokens.provider import Bearer, Completion, client, stream_chat
 
-    client._clients[asyncio.get_running_loop()] = {False: http}
+    client._transports[asyncio.get_running_loop()] = {False: http._transport}  # the fake, under stream_chat
     bearer = Bearer("", url.removesuffix("/chat/completions"), "sk-bench", guarded=False)
     completion = Completion(model="gpt-4o-mini")
     parts = [d.text async for d in stream_chat(bearer, model="gpt-4o-mini", messages=[], completion=completion)]

@@ -3,12 +3,14 @@
 `python -m bench request` starts the bench kit's fake upstream (1-token replies by default: REQUEST_TOKENS) and one
 uvicorn process of the app as the kit runs it (DEBUG=false, PostgreSQL database REQUEST_PG_DB, Redis database 9,
 users made by the kit's byok_setup.py), then sends REQUEST_N calls one after another to each of: the fake itself
-(`direct`), `/v1/chat/completions` (streamed) and the web chat's send. For each it reports the time to the first
-content byte (p50 / p90, ms, the client's clock) and the app process's CPU per call (user + system from /proc,
-whole process, every thread, divided by the calls). With one call at a time and a one-token reply, that CPU is the
-fixed cost of a request: authentication, checks, the upstream call's set-up, the records written after it. The
-kit's side-by-side run (`python -m bench chat`) measures the same paths under concurrency and 200-token replies;
-its single-stream rows vary by a few ms between runs, these by about 0.1 ms. Writes bench/results/request.json.
+(`direct`), `/v1/chat/completions` (streamed), the web chat's send and, as the baseline of any site request,
+`site`: Stop on a finished reply (session, CSRF check, one row read, a small JSON answer). For each it reports the
+time to the first content byte (p50 / p90, ms, the client's clock) and the app process's CPU per call (user +
+system from /proc, whole process, every thread, divided by the calls). With one call at a time and a one-token
+reply, that CPU is the fixed cost of a request: authentication, checks, the upstream call's set-up, the records
+written after it; `site` is what any page or action of the site costs before it does its own work. The kit's
+side-by-side run (`python -m bench chat`) measures the same paths under concurrency and 200-token replies; its
+single-stream rows vary by a few ms between runs, these by a few tenths of a ms. Writes bench/results/request.json.
 """
 
 from __future__ import annotations
@@ -79,7 +81,12 @@ def _prepare(kit: Path, env: dict[str, str], sessions: Path) -> str:
 def _call(kind: str, key: str, slot: tuple[str, str, int]) -> float:
     """One call, read to its end; returns ms from the request to the first content byte."""
     chat = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "stream": True})
-    if kind == "web":
+    if kind == "site":  # Stop on a finished reply: authenticated, CSRF-checked, one row read, a small JSON answer
+        session, csrf, message = slot
+        connection = http.client.HTTPConnection("127.0.0.1", APP_PORT, timeout=30)
+        headers = {"Cookie": f"sessionid={session}; csrftoken={csrf}", "X-CSRFToken": csrf}
+        connection.request("POST", f"/chat/messages/{message}/stop/", "", headers)
+    elif kind == "web":
         session, csrf, conversation = slot
         connection = http.client.HTTPConnection("127.0.0.1", APP_PORT, timeout=30)
         headers = {
@@ -101,12 +108,24 @@ def _call(kind: str, key: str, slot: tuple[str, str, int]) -> float:
         raise SystemExit(f"{kind}: HTTP {response.status}: {response.read()[:200]!r}")
     first = None
     while chunk := response.read1(65536):
-        if first is None and (b'"content":"tok' in chunk or b'data: "' in chunk):
+        if first is None and (b'"content":"tok' in chunk or b'data: "' in chunk or b'"state"' in chunk):
             first = time.perf_counter()
     connection.close()
     if first is None:
         raise SystemExit(f"{kind}: no content in the answer")
     return (first - started) * 1000
+
+
+def _replies(env: dict[str, str], slots: list[tuple[str, str, int]]) -> list[tuple[str, str, int]]:
+    """(session, CSRF token, id of a saved reply) for each conversation of `slots` that has one."""
+    by_conversation = {conversation: (session, csrf) for session, csrf, conversation in slots}
+    with psycopg.connect(env["DATABASE_URL"]) as database:
+        rows = database.execute(
+            "SELECT conversation_id, max(id) FROM chat_message WHERE role = 'assistant' AND state = 'complete' "
+            "AND conversation_id = ANY(%s) GROUP BY conversation_id",
+            [list(by_conversation)],
+        ).fetchall()
+    return [(*by_conversation[conversation], message) for conversation, message in rows]
 
 
 def _settle(pid: int, deadline_s: float = 30) -> None:
@@ -143,7 +162,9 @@ def main() -> dict:
         _wait_port(FAKE_PORT)
         _wait_port(APP_PORT, 60)
         _settle(app.pid)  # the app loads tiktoken in a thread at start (seconds of CPU): not a request's cost
-        for kind in ("direct", "api", "web"):
+        for kind in ("direct", "api", "web", "site"):
+            if kind == "site":  # the replies the web sends saved, one per conversation
+                slots = _replies(env, slots)
             for _ in range(10):  # warm-up: caches, prepared statements, pooled connections
                 _call(kind, key, slots[used % len(slots)])
                 used += 1

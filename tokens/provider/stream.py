@@ -28,7 +28,7 @@ from django.utils.translation import gettext as _
 
 from project.threads import in_thread
 from tokens.http1 import ResponseBody, pushable, raw_body
-from tokens.provider.client import client
+from tokens.provider import client
 from tokens.provider.encoding import decompressor, inflated
 from tokens.provider.endpoint import Bearer
 from tokens.provider.errors import ProviderError, error_from_body, error_in_stream
@@ -180,16 +180,15 @@ async def _attempt(bearer: Bearer, model: str, body: bytes, completion: Completi
         "Accept": "text/event-stream, application/json",
         "Accept-Encoding": "identity",
     }
-    http = client(bearer.guarded)
     try:
-        request = http.build_request("POST", bearer.chat_url(model), content=body, headers=headers)
+        request = client.post(bearer.chat_url(model), body, headers)
     except (UnicodeEncodeError, httpx.InvalidURL) as exc:
         raise ProviderError(
             "bad_request", _("The credential or base URL holds characters that cannot be sent; enter it again.")
         ) from exc
     try:
         async with asyncio.timeout_at(min(first_deadline, end)):
-            response = await http.send(request, stream=True)
+            response = await client.send(request, bearer.guarded)
     except TimeoutError as exc:
         raise _timeout_error() from exc
     except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
