@@ -2,12 +2,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from allauth.mfa.admin import AuthenticatorAdmin
+from allauth.mfa.models import Authenticator as MfaAuthenticator
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
-from accounts.models import User
+from accounts.models import Authenticator, User
+
+# Listed under the accounts app with translatable names (accounts.models.Authenticator), as allauth lists them.
+admin.site.unregister(MfaAuthenticator)
+admin.site.register(Authenticator, AuthenticatorAdmin)
 
 
 @admin.register(User)

@@ -3,6 +3,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any, ClassVar
 
+from allauth.mfa.models import Authenticator as MfaAuthenticator
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser, UserManager
 from django.core.exceptions import ValidationError
@@ -140,3 +141,13 @@ class AuthenticatedHttpRequest(HttpRequest):
     """For type checkers: a request that LoginRequiredMiddleware let through, so its user is signed in."""
 
     user: User
+
+
+class Authenticator(MfaAuthenticator):
+    """allauth's two-factor authenticators under names the admin can translate (allauth's model has none, so the
+    admin showed "Authenticators" in every language)."""
+
+    class Meta:
+        proxy = True
+        verbose_name = _("authenticator")
+        verbose_name_plural = _("authenticators")

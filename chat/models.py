@@ -48,6 +48,8 @@ class Conversation(models.Model):
     objects = ConversationQuerySet.as_manager()
 
     class Meta:
+        verbose_name = _("conversation")
+        verbose_name_plural = _("conversations")
         ordering = ["-updated_at", "-id"]
 
     def __str__(self) -> str:
@@ -144,6 +146,8 @@ class Message(models.Model):
     objects = MessageQuerySet.as_manager()
 
     class Meta:
+        verbose_name = _("message")
+        verbose_name_plural = _("messages")
         ordering = ["created_at", "id"]
 
     def __str__(self) -> str:
@@ -323,6 +327,8 @@ class UsageRecord(models.Model):
     objects = UsageQuerySet.as_manager()
 
     class Meta:
+        verbose_name = _("usage record")
+        verbose_name_plural = _("usage records")
         ordering = ["-created_at", "-id"]
         indexes = [
             models.Index(fields=["user", "created_at"]),
@@ -509,6 +515,7 @@ class PriceOverride(models.Model):
         ordering = ["model", "-effective_from"]
         indexes = [models.Index(fields=["model", "effective_from"], name="price_override_model_from")]
         verbose_name = _("price override")
+        verbose_name_plural = _("price overrides")
 
     def __str__(self) -> str:
         return f"{self.model} from {self.effective_from:%Y-%m-%d}"

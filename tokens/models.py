@@ -134,6 +134,8 @@ class Credential(models.Model):
     objects = CredentialQuerySet.as_manager()
 
     class Meta:
+        verbose_name = _("credential")
+        verbose_name_plural = _("credentials")
         ordering = ["-is_default", "name"]
         constraints = [
             models.UniqueConstraint(
@@ -202,6 +204,8 @@ class CredentialEvent(models.Model):
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
 
     class Meta:
+        verbose_name = _("credential event")
+        verbose_name_plural = _("credential events")
         ordering = ["-created_at", "-id"]
 
     def __str__(self) -> str:
@@ -245,6 +249,7 @@ class ApiKey(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         verbose_name = _("personal API key")
+        verbose_name_plural = _("personal API keys")
 
     def __str__(self) -> str:
         return f"{self.name} (byok_{self.prefix}…)"

@@ -100,3 +100,62 @@ def test_no_template_shows_english_outside_translate_tags():
 )
 def test_the_english_finder_finds_what_a_reader_would_see(source, words):
     assert english_outside_translate(source) == words
+
+
+# The libraries whose messages people see here: Django's forms and validators, its auth (password rules, the
+# password pages) and admin, and allauth's account and two-factor pages.
+LIBRARIES = ["django/conf", "django/contrib/auth", "django/contrib/admin", "allauth"]
+# Their messages that read the same in Chinese (their own zh_Hans catalogues keep them so): symbols, units, names.
+SAME_IN_CHINESE = {"…", ":?.!", ":", "IPv4", "IPv6", "URL", "%s KB", "%s MB", "%s GB", "%s TB", "%s PB", "a.m.", "p.m."}
+SAME_IN_CHINESE |= {"AM", "PM", "%(class_name)s %(instance)s", "WebAuthn", "Passkey"}
+
+
+@pytest.mark.parametrize("library", LIBRARIES)
+def test_every_message_of_the_libraries_we_use_has_a_zh_hans_translation(library):
+    """Django's or allauth's own catalogue, or ours for what theirs lacks (project/catalog_gaps.py)."""
+    import django
+    from django.utils import translation
+
+    site_packages = Path(django.__file__).resolve().parent.parent
+    english = polib.pofile(str(site_packages / library / "locale" / "en" / "LC_MESSAGES" / "django.po"))
+    with translation.override("zh-hans"):
+        missing = [
+            entry.msgid
+            for entry in english
+            if not entry.obsolete and entry.msgid not in SAME_IN_CHINESE and _in_english(entry)
+        ]
+    assert missing == [], f"{len(missing)} messages of {library} shown in English to zh-Hans readers: {missing[:20]}"
+
+
+def _in_english(entry: polib.POEntry) -> bool:
+    from django.utils import translation
+
+    if entry.msgid_plural:
+        if entry.msgctxt:
+            shown = translation.npgettext(entry.msgctxt, entry.msgid, entry.msgid_plural, 2)
+        else:
+            shown = translation.ngettext(entry.msgid, entry.msgid_plural, 2)
+        return shown in (entry.msgid, entry.msgid_plural)
+    shown = translation.pgettext(entry.msgctxt, entry.msgid) if entry.msgctxt else translation.gettext(entry.msgid)
+    return shown == entry.msgid
+
+
+def test_the_admin_names_every_app_and_model_in_zh_hans():
+    """The admin's index lists each registered model under its app; a model without verbose names showed its class
+    name, and one without a plural got an English "s" ("个人 API 密钥s")."""
+    from django.apps import apps
+    from django.contrib import admin
+    from django.utils import translation
+
+    def names(model) -> list[str]:
+        app = apps.get_app_config(model._meta.app_label)
+        return [str(app.verbose_name), str(model._meta.verbose_name), str(model._meta.verbose_name_plural)]
+
+    english = {}
+    with translation.override("en"):
+        for model in admin.site._registry:
+            english[model] = names(model)
+    with translation.override("zh-hans"):
+        shown = {model: names(model) for model in admin.site._registry}
+    same = [f"{model._meta.label}: {name}" for model in shown for name in set(shown[model]) & set(english[model])]
+    assert same == []
