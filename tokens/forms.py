@@ -4,6 +4,7 @@ import re
 from datetime import datetime, time, timedelta
 
 from django import forms
+from django.conf import settings
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -114,7 +115,7 @@ class CredentialForm(ExpiryForm):
             "https://api.deepseek.com, http://localhost:11434 (Ollama), https://openrouter.ai/api/v1, or your "
             "Azure OpenAI endpoint (a full deployment URL with ?api-version= works too)."
         ),
-        widget=forms.URLInput(attrs={"placeholder": "https://api.openai.com/v1", "spellcheck": "false"}),
+        widget=forms.URLInput(attrs={"spellcheck": "false"}),
     )
     api_version = forms.CharField(
         label=_("Azure api-version"),
@@ -145,6 +146,8 @@ class CredentialForm(ExpiryForm):
         self.fields["kind"].widget.attrs["data-kind-select"] = ""
         self.fields["preset"].widget.attrs["data-preset"] = ""
         self.fields["tenant_id"].widget.attrs["data-tenant"] = ""
+        # Empty means the site's default provider: show that one, not OpenAI's address, when the operator set another.
+        self.fields["base_url"].widget.attrs["placeholder"] = settings.OPENAI_BASE_URL
         for name, kinds in KIND_FIELDS.items():
             self.fields[name].widget.attrs["data-kinds"] = " ".join(kinds)
 

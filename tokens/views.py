@@ -60,6 +60,8 @@ def credential_list(request: AuthenticatedHttpRequest) -> HttpResponse:
                     _("Saved “%(name)s” (%(hint)s). %(detail)s")
                     % {"name": credential.name, "hint": credential.hint, "detail": credential.status_detail},
                 )
+            if credential.status == Status.ACTIVE and request.GET.get("next") == "chat":
+                return redirect("chat:index")  # sent here by a chat without a key: back to it, the draft kept there
             return redirect("tokens:credential-list")
     return _render_list(request, form, status=400)
 

@@ -28,6 +28,7 @@ from playwright.sync_api import Browser, Page, expect
 
 from accounts.models import Approval
 from chat.models import Conversation, Message, UsageRecord
+from chat.usage import usage_write
 from tests.browser.conftest import log_in, new_page
 from tests.conftest import ALICE_KEY, PASSWORD, credential_create, user_create
 from tests.security.routes import every_route
@@ -138,6 +139,16 @@ def _conversation(user) -> tuple[Conversation, Message]:
         total_tokens=1212,
         cost_usd=Decimal("0.000734"),
     )  # the version's usage line beside its model
+    for n in range(12):  # the usage breakdown's widest row: many calls, most failed, a model without a price
+        usage_write(
+            user_id=user.pk,
+            model="gpt-nonexistent-preview",
+            source="web",
+            usage={"prompt_tokens": 120_000, "completion_tokens": 9_000},
+            status_code=404 if n % 3 else 200,
+            error_type="not_found" if n % 3 else "",
+            outcome="error" if n % 3 else "complete",
+        )
     Message.objects.create(conversation=conversation, role="user", content="And then?")
     Message.objects.create(conversation=conversation, role="assistant", content="Half an ans", state="stopped")
     return conversation, reply

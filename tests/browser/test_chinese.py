@@ -66,6 +66,12 @@ def context_options() -> dict:
     return {"locale": "zh-CN", "timezone_id": "Asia/Shanghai"}
 
 
+# The number of lines the text of each `label.picker` (the composer's model and key labels) takes.
+PICKER_LINES = """() => [...document.querySelectorAll("label.picker")].map((label) => {
+  const range = document.createRange(); range.selectNodeContents(label.firstChild);
+  return new Set([...range.getClientRects()].map((r) => Math.round(r.top))).size; })"""
+
+
 @pytest.fixture
 def look(shoot):
     """Check a page has no stray English, then (SCREENSHOTS=1) save it at desktop and phone width."""
@@ -77,6 +83,8 @@ def look(shoot):
         shoot(page, f"zh-{name}")
         page.set_viewport_size(PHONE)
         shoot(page, f"zh-{name}-phone")
+        # A short label beside a field ("模型") must not break between its characters on a narrow screen.
+        assert page.evaluate(PICKER_LINES) in ([], [1] * page.locator("label.picker").count()), name
         page.set_viewport_size(DESKTOP)
 
     return check

@@ -84,6 +84,11 @@ def test_it_renames_a_conversation(alice_page: Page, alice):
     expect(alice_page).to_have_title(re.compile("Lisbon itinerary"))
     conversation.refresh_from_db()
     assert conversation.title == "Lisbon itinerary"
+    # The confirmation floats over the toolbar: the menu under it still takes a click, and it fades.
+    expect(alice_page.locator(".flash-success")).to_be_visible()
+    alice_page.click("summary[aria-label='More actions']", timeout=2000)
+    expect(alice_page.locator("form[data-confirm] button", has_text="Delete")).to_be_visible()
+    expect(alice_page.locator(".flash-success")).to_be_hidden(timeout=10_000)
 
 
 def test_it_deletes_a_conversation_only_after_confirmation(alice_page: Page, alice, dialogs):

@@ -252,3 +252,18 @@ def test_it_saves_a_key_whose_model_list_is_forbidden_and_chats_with_it(asgi_ser
         session = logged_in_session(asgi_server.url, "alice")
         events = send(session, asgi_server.url, "/chat/send/", "Hi")
     assert events.done["state"] == "complete" and events.text == "Hello there."
+
+
+def test_a_first_key_added_from_the_chat_leads_back_to_the_chat(alice_client, local):
+    with FakeProvider("openai") as fake:
+        data = {"kind": "api_key", "name": "OpenAI", "api_key": fake.key, "base_url": fake.url + "/v1"}
+        response = alice_client.post("/settings/keys/?next=chat", data)
+    assert response.status_code == 302 and response["Location"] == "/chat/"
+    assert Credential.objects.get().status == Status.ACTIVE
+
+
+def test_the_base_url_field_shows_the_sites_default_provider(alice_client, settings):
+    settings.OPENAI_BASE_URL = "http://models.internal:8000/v1"
+    page = alice_client.get("/settings/keys/").content.decode()
+    assert 'placeholder="http://models.internal:8000/v1"' in page
+    assert "https://api.openai.com/v1" not in page
