@@ -28,7 +28,7 @@ from tokens.lifecycle import (
 )
 from tokens.models import BEARER_FIELDS, KEY_KINDS, ClientAuth, Credential, EventKind, Kind, Status
 from tokens.pasted import secret_problem
-from tokens.provider import Bearer
+from tokens.provider import Bearer, quoting
 from tokens.ssrf import UnsafeURL, check_url
 
 logger = logging.getLogger(__name__)
@@ -252,6 +252,11 @@ def _verify_new(credential: Credential, token: str) -> None:
     try:
         _list_probing_v1(credential, token)
     except provider.ProviderError as exc:
+        if exc.kind == "auth":  # its usual message sends people to the keys page, where this is shown
+            reason = quoting(_("The provider rejected this credential (401)."), exc.provider_message)
+            raise CredentialError(
+                _("%(reason)s It was not saved; check it and paste it again.") % {"reason": reason}
+            ) from exc
         if exc.kind in REJECTING_KINDS:
             raise CredentialError(
                 _("%(reason)s It was not saved; check it and paste it again.") % {"reason": exc.message}

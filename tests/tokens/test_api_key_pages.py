@@ -30,6 +30,7 @@ def test_it_refuses_a_rejected_key_and_stores_nothing(alice_client, fake_openai)
     assert response.status_code == 400
     page = response.content.decode()
     assert 'role="alert"' in page and "rejected this credential (401" in page
+    assert "keys page" not in page.split('role="alert"')[1].split("</")[0]  # it is the keys page
     assert 'value="Work"' in page  # what they typed stays, except the secret
     assert ALICE_KEY not in page
     assert not Credential.objects.exists()

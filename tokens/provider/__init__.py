@@ -6,7 +6,7 @@ The only importer of the HTTP clients for provider calls. chat and the API impor
 from __future__ import annotations
 
 from tokens.provider.endpoint import AZURE_KIND, Bearer, PastedURL, is_azure_host, normalise_base_url
-from tokens.provider.errors import ProviderError, plain_text
+from tokens.provider.errors import ProviderError, plain_text, quoting
 from tokens.provider.listing import list_models, model_ids
 from tokens.provider.stream import Completion, Delta, stream_chat
 from tokens.provider.usage import normalise_usage
@@ -24,5 +24,6 @@ __all__ = [
     "normalise_base_url",
     "normalise_usage",
     "plain_text",
+    "quoting",
     "stream_chat",
 ]

@@ -158,13 +158,17 @@ def error_from_body(
     code, label, raw_message, param = error_fields(payload)
     error = classify(status, code, label, raw_message, param, headers=headers, model=model, secret=secret)
     if status == 403 and page:  # a web page, not the provider's API: a bot check or firewall, not the model
-        error.message = _("A firewall or proxy in front of the provider blocked the request (403).")
-        if error.provider_message:
-            error.message = _("%(message)s The provider said: “%(said)s”") % {
-                "message": error.message,
-                "said": error.provider_message,
-            }
+        error.message = quoting(
+            _("A firewall or proxy in front of the provider blocked the request (403)."), error.provider_message
+        )
     return error
+
+
+def quoting(message: str, said: str) -> str:
+    """`message` (translated) followed by the provider's own words `said`, if any (already masked: plain_text)."""
+    if not said:
+        return message
+    return _("%(message)s The provider said: “%(said)s”") % {"message": message, "said": said}
 
 
 def error_in_stream(payload: object, *, model: str = "", secret: str = "") -> ProviderError:
@@ -191,8 +195,7 @@ def classify(
     said = plain_text(raw_message, secret=secret)
     code_text = label if _CODE.match(label or "") else ""
     kind, message = _kind_and_message(status, code_text, said, param, model)
-    if said:
-        message = _("%(message)s The provider said: “%(said)s”") % {"message": message, "said": said}
+    message = quoting(message, said)
     retry_after = retry_after_seconds(headers) if headers is not None else None
     if kind == "rate_limit" and retry_after:
         wait = _("Try again in %(seconds)s s.") % {"seconds": retry_after}
