@@ -252,14 +252,12 @@ def _verify_new(credential: Credential, token: str) -> None:
     try:
         _list_probing_v1(credential, token)
     except provider.ProviderError as exc:
-        if exc.kind == "auth":  # its usual message sends people to the keys page, where this is shown
-            reason = quoting(_("The provider rejected this credential (401)."), exc.provider_message)
+        if exc.kind in REJECTING_KINDS:
+            reason = exc.message
+            if exc.kind == "auth":  # its usual message sends people to the keys page, where this is shown
+                reason = quoting(_("The provider rejected this credential (401)."), exc.provider_message)
             raise CredentialError(
                 _("%(reason)s It was not saved; check it and paste it again.") % {"reason": reason}
-            ) from exc
-        if exc.kind in REJECTING_KINDS:
-            raise CredentialError(
-                _("%(reason)s It was not saved; check it and paste it again.") % {"reason": exc.message}
             ) from exc
         if exc.kind == "not_found":
             raise CredentialError(

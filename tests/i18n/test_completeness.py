@@ -15,8 +15,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import django
 import polib
 import pytest
+from django.apps import apps
+from django.contrib import admin
+from django.utils import translation
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATES = ROOT / "templates"
@@ -113,9 +117,6 @@ SAME_IN_CHINESE |= {"AM", "PM", "%(class_name)s %(instance)s", "WebAuthn", "Pass
 @pytest.mark.parametrize("library", LIBRARIES)
 def test_every_message_of_the_libraries_we_use_has_a_zh_hans_translation(library):
     """Django's or allauth's own catalogue, or ours for what theirs lacks (project/catalog_gaps.py)."""
-    import django
-    from django.utils import translation
-
     site_packages = Path(django.__file__).resolve().parent.parent
     english = polib.pofile(str(site_packages / library / "locale" / "en" / "LC_MESSAGES" / "django.po"))
     with translation.override("zh-hans"):
@@ -128,8 +129,6 @@ def test_every_message_of_the_libraries_we_use_has_a_zh_hans_translation(library
 
 
 def _in_english(entry: polib.POEntry) -> bool:
-    from django.utils import translation
-
     if entry.msgid_plural:
         if entry.msgctxt:
             shown = translation.npgettext(entry.msgctxt, entry.msgid, entry.msgid_plural, 2)
@@ -143,9 +142,6 @@ def _in_english(entry: polib.POEntry) -> bool:
 def test_the_admin_names_every_app_and_model_in_zh_hans():
     """The admin's index lists each registered model under its app; a model without verbose names showed its class
     name, and one without a plural got an English "s" ("个人 API 密钥s")."""
-    from django.apps import apps
-    from django.contrib import admin
-    from django.utils import translation
 
     def names(model) -> list[str]:
         app = apps.get_app_config(model._meta.app_label)

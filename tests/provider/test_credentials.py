@@ -12,9 +12,9 @@ from tokens.models import Credential, CredentialEvent, Kind, Status
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def _add(client, fake: FakeProvider, pasted: str, **fields):
+def _add(client, fake: FakeProvider, pasted: str, *, query: str = "", **fields):
     data = {"kind": "api_key", "name": fake.personality.name, "api_key": fake.key, "base_url": pasted, **fields}
-    return client.post("/settings/keys/", data)
+    return client.post("/settings/keys/" + query, data)
 
 
 @pytest.mark.parametrize(
@@ -256,8 +256,7 @@ def test_it_saves_a_key_whose_model_list_is_forbidden_and_chats_with_it(asgi_ser
 
 def test_a_first_key_added_from_the_chat_leads_back_to_the_chat(alice_client, local):
     with FakeProvider("openai") as fake:
-        data = {"kind": "api_key", "name": "OpenAI", "api_key": fake.key, "base_url": fake.url + "/v1"}
-        response = alice_client.post("/settings/keys/?next=chat", data)
+        response = _add(alice_client, fake, fake.url + "/v1", query="?next=chat")
     assert response.status_code == 302 and response["Location"] == "/chat/"
     assert Credential.objects.get().status == Status.ACTIVE
 
