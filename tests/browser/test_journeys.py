@@ -131,8 +131,11 @@ def test_it_takes_a_user_without_a_key_to_the_keys_page_and_keeps_their_text(pag
     assert fake_openai.chat_requests == []
     assert not Message.objects.exists()
 
-    page.goto("/chat/")
+    page.fill("input[name=api_key]", ALICE_KEY)  # the key saved, the page leads back to the chat and the text
+    page.click("form button[type=submit]:has-text('Check and save')")
+    expect(page).to_have_url(re.compile(r"/chat/$"))
     expect(page.locator("textarea[name=message]")).to_have_value(draft)
+    expect(page.locator(".flash-success")).to_contain_text("The provider accepted it")
 
 
 def test_it_shows_staff_every_call_with_user_model_and_outcome(page, asgi_server, fake_openai, alice, bob, shoot):
